@@ -1,0 +1,1 @@
+"""lookup: find the order behind a masked Chinese mobile number."""

@@ -1,0 +1,101 @@
+"""The one exception tree of ``lookup``.
+
+::
+
+    LookupFailure                      base of everything lookup raises on purpose
+    ├── InputError (ValueError)        bad input; raised before any request is sent
+    │   ├── InvalidMaskError           the mask cannot be parsed or is not resolvable
+    │   │   └── TooManyCandidatesError more candidates than the cap allows
+    │   ├── UnknownRegionError         a city / province / area code / zip hint is unknown or ambiguous
+    │   └── ConfigError                a setting or option is invalid
+    ├── DataError                      the segment database is missing or corrupt
+    └── OrderApiError                  the order API could not give a definite answer
+        ├── TransientApiError          timeouts, resets, 429/502/503/504: worth retrying
+        ├── FatalApiError              401/403/400/other 4xx, an unexpected body: retrying will not help
+        └── CircuitOpenError           the breaker is open after repeated failures; fail fast
+
+Messages say what was wrong and what to do; they never contain a credential.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CircuitOpenError",
+    "ConfigError",
+    "DataError",
+    "FatalApiError",
+    "InputError",
+    "InvalidMaskError",
+    "LookupFailure",
+    "OrderApiError",
+    "TooManyCandidatesError",
+    "TransientApiError",
+    "UnknownRegionError",
+]
+
+
+class LookupFailure(Exception):
+    """Base class of every exception ``lookup`` raises on purpose."""
+
+
+class InputError(LookupFailure, ValueError):
+    """The caller's input is wrong; nothing was sent to any API."""
+
+
+class InvalidMaskError(InputError):
+    """The mask text cannot be turned into a resolvable set of numbers."""
+
+
+class TooManyCandidatesError(InvalidMaskError):
+    """The mask and hints leave more candidates than ``max_candidates`` allows."""
+
+    def __init__(self, message: str, *, count: int, cap: int) -> None:
+        super().__init__(message)
+        self.count = count
+        self.cap = cap
+
+
+class UnknownRegionError(InputError):
+    """A region hint matched nothing, or more than one region."""
+
+    def __init__(self, message: str, *, suggestions: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.suggestions = suggestions
+
+
+class ConfigError(InputError):
+    """A setting or command-line option is invalid."""
+
+
+class DataError(LookupFailure):
+    """The segment database cannot be found or read."""
+
+
+class OrderApiError(LookupFailure):
+    """The order API did not give a definite answer for a check."""
+
+
+class TransientApiError(OrderApiError):
+    """A failure that may pass: timeout, connection error, 429, 502, 503, 504.
+
+    ``retry_after`` is the server's ``Retry-After`` in seconds, when it sent one.
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class FatalApiError(OrderApiError):
+    """A failure that retrying will not fix: 400, 401, 403, other 4xx, an unexpected body."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class CircuitOpenError(OrderApiError):
+    """The circuit breaker is open: the API failed repeatedly, so checks fail fast."""

@@ -1,0 +1,114 @@
+"""Pydantic models that cross module boundaries: limits, check outcomes, lookup results."""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "CheckOutcome",
+    "Hit",
+    "Limits",
+    "LookupResult",
+    "SegmentInfo",
+    "Status",
+    "TierName",
+    "TierReport",
+]
+
+TierName = Literal["city", "province", "national", "unlocated"]
+Status = Literal["matched", "not_found", "inconclusive", "api_error"]
+
+
+class SegmentInfo(BaseModel):
+    """What the database knows about one 7-digit segment (号段)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    segment: str
+    province: str | None = None
+    city: str | None = None
+    carrier: str | None = None
+    area_code: str | None = None
+    zip: str | None = None
+
+
+class CheckOutcome(BaseModel):
+    """A definite answer of the order API for one phone number."""
+
+    model_config = ConfigDict(frozen=True)
+
+    phone: str
+    has_orders: bool
+    order_count: int | None = None
+    details: dict[str, Any] | None = None
+
+
+class Limits(BaseModel):
+    """How hard a process may lean on the order API. Shared by every lookup of a checker.
+
+    The defaults are polite: a handful of requests in flight, a modest rate, a few
+    retries with jittered backoff, ``Retry-After`` honoured, a breaker that stops a
+    failing API from being hammered.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_in_flight: int = Field(16, ge=1, le=10_000)
+    max_per_second: float | None = Field(50.0, gt=0)
+    max_attempts: int = Field(4, ge=1, le=20)
+    backoff_base: float = Field(0.1, ge=0)
+    backoff_cap: float = Field(5.0, ge=0)
+    retry_after_cap: float = Field(30.0, ge=0)
+    retry_budget_ratio: float = Field(0.2, ge=0)
+    retry_budget_min: int = Field(20, ge=0)
+    breaker_threshold: int = Field(25, ge=1)
+    breaker_cooldown: float = Field(10.0, ge=0)
+    adaptive: bool = False
+    cache_ttl: float = Field(300.0, ge=0)
+    cache_size: int = Field(100_000, ge=0)
+
+
+DEFAULT_LIMITS: Final = Limits()
+
+
+class Hit(BaseModel):
+    """A number the order API said has orders."""
+
+    phone: str
+    tier: TierName
+    region: SegmentInfo | None = None
+    order_count: int | None = None
+
+
+class TierReport(BaseModel):
+    """What happened in one tier of a lookup."""
+
+    name: TierName
+    candidates: int
+    checked: int = 0
+    hits: int = 0
+    errors: int = 0
+    unresolved: int = 0
+    elapsed_ms: float = 0.0
+    status: Literal["skipped", "negative", "hit", "inconclusive", "aborted", "empty"] = "skipped"
+
+
+class LookupResult(BaseModel):
+    """The typed answer of one lookup. ``inconclusive`` is never ``not_found``."""
+
+    status: Status
+    mask: str
+    phone: str | None = None
+    tier: TierName | None = None
+    region: SegmentInfo | None = None
+    hits: list[Hit] = Field(default_factory=list)
+    tiers: list[TierReport] = Field(default_factory=list)
+    checks_sent: int = 0
+    retries: int = 0
+    cache_hits: int = 0
+    elapsed_ms: float = 0.0
+    reason: str | None = None
+    data_version: str = ""
