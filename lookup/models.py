@@ -6,6 +6,9 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lookup.candidates import TierName
+from lookup.segments import SegmentInfo
+
 __all__ = [
     "DEFAULT_LIMITS",
     "CheckOutcome",
@@ -18,21 +21,7 @@ __all__ = [
     "TierReport",
 ]
 
-TierName = Literal["city", "province", "national", "unlocated"]
 Status = Literal["matched", "not_found", "inconclusive", "api_error"]
-
-
-class SegmentInfo(BaseModel):
-    """What the database knows about one 7-digit segment (号段)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    segment: str
-    province: str | None = None
-    city: str | None = None
-    carrier: str | None = None
-    area_code: str | None = None
-    zip: str | None = None
 
 
 class CheckOutcome(BaseModel):

@@ -1,0 +1,3 @@
+from lookup.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,218 @@
+"""Tier plans: which numbers fit a mask, split into disjoint tiers by region.
+
+``city`` (the hint's city labels), ``province`` (the rest of its province),
+``national`` (every other located segment) and ``unlocated`` (segments the
+numbering plan allows but the database cannot place). The union is every
+number that fits the mask. Counts are exact before anything is generated;
+numbers are produced lazily, segment by segment.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from lookup.errors import TooManyCandidatesError, UnknownRegionError
+from lookup.masks import HIDDEN, Mask, parse_mask
+from lookup.segments import FIRST_SEGMENT, UNLOCATED, Region, SegmentDB, SegmentInfo
+
+TierName = Literal["city", "province", "national", "unlocated"]
+
+__all__ = ["DEFAULT_MAX_CANDIDATES", "TIER_NAMES", "Tier", "TierPlan", "plan"]
+
+DEFAULT_MAX_CANDIDATES: Final = 10_000
+TIER_NAMES: Final[tuple[TierName, ...]] = ("city", "province", "national", "unlocated")
+
+# Carrier hints -> carrier codes of the database (1-8). A network name covers its
+# virtual operators too: a 170 number on 移动's network is still 移动 to a customer.
+_CARRIER_GROUPS: Final[dict[str, frozenset[int]]] = {
+    "移动": frozenset({1, 6}),
+    "联通": frozenset({2, 5}),
+    "电信": frozenset({3, 4}),
+    "广电": frozenset({7, 8}),
+    "虚拟": frozenset({4, 5, 6, 8}),
+}
+_CARRIER_ALIASES: Final[dict[str, str]] = {
+    "mobile": "移动",
+    "cmcc": "移动",
+    "chinamobile": "移动",
+    "中国移动": "移动",
+    "unicom": "联通",
+    "cucc": "联通",
+    "chinaunicom": "联通",
+    "中国联通": "联通",
+    "telecom": "电信",
+    "ctcc": "电信",
+    "chinatelecom": "电信",
+    "中国电信": "电信",
+    "broadnet": "广电",
+    "cbn": "广电",
+    "chinabroadnet": "广电",
+    "中国广电": "广电",
+    "mvno": "虚拟",
+    "virtual": "虚拟",
+}
+
+
+def carrier_codes(carrier: str, db: SegmentDB) -> frozenset[int]:
+    """Carrier hint (``移动``, ``unicom``, ``电信虚拟运营商`` ...) -> carrier codes."""
+    key = carrier.strip().lower().replace(" ", "").replace("_", "")
+    key = _CARRIER_ALIASES.get(key, key)
+    if key in _CARRIER_GROUPS:
+        return _CARRIER_GROUPS[key]
+    exact = frozenset(code for code, name in db.carrier_names.items() if name == key)
+    if exact:
+        return exact
+    raise UnknownRegionError(
+        f"unknown carrier {carrier!r}: use 移动/联通/电信/广电 (or mobile/unicom/telecom/"
+        "broadnet), 虚拟 for virtual operators, or an exact name like 移动虚拟运营商"
+    )
+
+
+@dataclass(frozen=True)
+class Tier:
+    """One tier of a plan: an ordered list of segments times the fill of the last 4 digits."""
+
+    name: TierName
+    segments: Sequence[int] = ()
+    tails: Sequence[str] = ("",)
+
+    @property
+    def count(self) -> int:
+        """How many numbers this tier holds, known before iteration."""
+        return len(self.segments) * len(self.tails)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[str]:
+        tails = self.tails
+        for seg in self.segments:
+            head = str(seg)
+            for tail in tails:
+                yield head + tail
+
+
+@dataclass(frozen=True)
+class TierPlan:
+    """The candidates for one lookup, tier by tier (always four tiers, in order)."""
+
+    mask: Mask
+    tiers: tuple[Tier, ...]
+    region: Region | None = None
+    carrier: str | None = None
+    db: SegmentDB = field(repr=False, default_factory=SegmentDB.default)
+
+    @property
+    def total(self) -> int:
+        return sum(t.count for t in self.tiers)
+
+    def tier(self, name: TierName) -> Tier:
+        for t in self.tiers:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def tier_of(self, number: str) -> TierName | None:
+        """Which tier holds ``number``, if any."""
+        if not self.mask.matches(number):
+            return None
+        seg = int(number[:7])
+        for t in self.tiers:
+            if seg in t.segments:
+                return t.name
+        return None
+
+    def region_of(self, number: str) -> SegmentInfo | None:
+        return self.db.segment(number[:7])
+
+
+def _segment_values(mask: Mask) -> list[int]:
+    """Every 7-digit value the first 7 positions of the mask allow (not yet checked)."""
+    head = mask.pattern[:7]
+    values = [int(head.replace(HIDDEN, "0"))]
+    for pos, c in enumerate(head):
+        if c == HIDDEN:
+            weight = 10 ** (6 - pos)
+            values = [v + d * weight for v in values for d in range(10)]
+    return values
+
+
+def _tails(mask: Mask) -> list[str]:
+    tails = [""]
+    for c in mask.pattern[7:]:
+        tails = (
+            [t + d for t in tails for d in "0123456789"] if c == HIDDEN else [t + c for t in tails]
+        )
+    return tails
+
+
+def plan(
+    mask: str | Mask,
+    db: SegmentDB | None = None,
+    *,
+    city: str | None = None,
+    province: str | None = None,
+    area_code: str | None = None,
+    zip: str | None = None,
+    carrier: str | None = None,
+    max_candidates: int = DEFAULT_MAX_CANDIDATES,
+    seed: int | None = None,
+) -> TierPlan:
+    """Split the numbers that fit ``mask`` into the four tiers.
+
+    Raises :class:`~lookup.errors.InvalidMaskError` (bad mask, or more than
+    ``max_candidates`` numbers: nothing is generated then) and
+    :class:`~lookup.errors.UnknownRegionError` (bad hint) before any work.
+    Within a tier the order is by segment, then by the hidden tail digits; ``seed``
+    shuffles segments reproducibly instead.
+
+    >>> p = plan("138****1234", city="杭州")
+    >>> [(t.name, t.count) for t in p.tiers]  # doctest: +SKIP
+    [('city', 352), ('province', 1026), ('national', 8622), ('unlocated', 0)]
+    """
+    m = parse_mask(mask)
+    db = db if db is not None else SegmentDB.default()
+    region = db.resolve(city=city, province=province, area_code=area_code, zip=zip)
+    allowed = carrier_codes(carrier, db) if carrier else None
+    tails = _tails(m)
+
+    city_codes = db.region_codes(region.cities) if region else set()
+    province_id = db.province_id(region.province) if region else -1
+    codes, carriers = db.codes, db.carrier_codes
+    buckets: dict[TierName, list[int]] = {name: [] for name in TIER_NAMES}
+    city_b, prov_b, nat_b, unl_b = (buckets[n] for n in TIER_NAMES)
+    province_of = db.province_id_of_code
+    for value in _segment_values(m):
+        offset = value - FIRST_SEGMENT
+        if offset < 0 or offset >= len(codes):
+            continue
+        code = codes[offset]
+        if code == 0 or (allowed is not None and carriers[offset] not in allowed):
+            continue
+        if code == UNLOCATED:
+            unl_b.append(value)
+        elif code in city_codes:
+            city_b.append(value)
+        elif province_of(code) == province_id:
+            prov_b.append(value)
+        else:
+            nat_b.append(value)
+
+    total = sum(len(b) for b in buckets.values()) * len(tails)
+    if total > max_candidates:
+        per = ", ".join(f"{n} {len(b) * len(tails):,}" for n, b in buckets.items() if b)
+        raise TooManyCandidatesError(
+            f"{m} fits {total:,} numbers ({per}); the cap is {max_candidates:,}: reveal more "
+            "digits, or raise max_candidates (--max-candidates) if the API owner agrees",
+            count=total,
+            cap=max_candidates,
+        )
+    if seed is not None:
+        rng = random.Random(seed)
+        for b in buckets.values():
+            rng.shuffle(b)
+    tiers = tuple(Tier(name, tuple(buckets[name]), tuple(tails)) for name in TIER_NAMES)
+    return TierPlan(mask=m, tiers=tiers, region=region, carrier=carrier, db=db)
