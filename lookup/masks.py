@@ -77,6 +77,7 @@ class Mask:
         """Whether an 11-digit number fits the mask."""
         return (
             len(number) == 11
+            and number.isascii()
             and number.isdigit()
             and all(m in (HIDDEN, d) for m, d in zip(self.pattern, number, strict=True))
         )
@@ -136,6 +137,9 @@ def _strip_country_code(text: str) -> str:
         return text[4:]
     if text.startswith("(+86)"):  # NFKC already turned （+86） into (+86)
         return text[5:]
+    # A bare 86: a mobile number starts with 1, never 8, so "86" then "1" is the country code.
+    if text.startswith("86") and text[2:].lstrip(" -\t")[:1] == "1":
+        return text[2:]
     return text
 
 
@@ -189,8 +193,6 @@ def parse_mask(text: str | Mask) -> Mask:
                 f"{original!r} has an unexpected {c!r} at position {i + 1}: use digits, "
                 "* x X ? or ＊ for hidden digits, spaces or dashes between groups"
             )
-    if len(chars) == 13 and chars[0] == "8" and chars[1] == "6":
-        chars = chars[2:]
     pattern = "".join(chars)
     _validate(pattern, original)
     return Mask(pattern)

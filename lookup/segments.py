@@ -310,6 +310,11 @@ class SegmentDB:
         text = _normalise(name)
         if not text:
             raise UnknownRegionError("empty city name")
+        if text.endswith(("省", "自治区", "特别行政区")) and self._province_name(text):
+            raise UnknownRegionError(
+                f"{name!r} is a province, not a city: pass it as the province hint "
+                "(--province) instead"
+            )
         for candidate in (text, _strip_unit(text)):
             label = self._alias.get(candidate, candidate)
             if label in self._by_city:

@@ -1,0 +1,350 @@
+"""lookup.candidates: tier plans (city / province / national / unlocated)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lookup.candidates import DEFAULT_MAX_CANDIDATES, TIER_NAMES, Tier, TierPlan, plan
+from lookup.errors import InvalidMaskError, TooManyCandidatesError, UnknownRegionError
+from lookup.masks import HIDDEN, parse_mask
+from lookup.segments import FIRST_SEGMENT, UNLOCATED, SegmentDB
+
+DB = SegmentDB.default()
+# Built once per module: every located and every unlocated segment, in order.
+LOCATED = [i + FIRST_SEGMENT for i, c in enumerate(DB.codes) if 0 < c < UNLOCATED]
+UNLOCATED_SEGMENTS = [i + FIRST_SEGMENT for i, c in enumerate(DB.codes) if c == UNLOCATED]
+
+PROPS = settings(max_examples=200, deadline=None, derandomize=True)
+
+
+def _names(p: TierPlan) -> list[str]:
+    return [t.name for t in p.tiers]
+
+
+def _check_tier_membership(p: TierPlan) -> None:
+    """Each tier holds exactly the segments its definition says (checked per segment)."""
+    region = p.region
+    for t in p.tiers:
+        for seg in t.segments:
+            info = DB.segment(str(seg))
+            assert info is not None
+            if t.name == "unlocated":
+                assert not info.located
+                continue
+            assert info.located
+            if t.name == "city":
+                assert region is not None and info.city in region.cities
+            elif t.name == "province":
+                assert region is not None and info.province == region.province
+                assert info.city not in region.cities
+            else:
+                assert region is None or info.province != region.province
+
+
+# -- shape ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "hints",
+    [{}, {"city": "杭州"}, {"province": "浙江"}, {"area_code": "0728"}, {"zip": "71000"}],
+)
+@pytest.mark.parametrize("mask", ["138****1234", "170****1234", "199****1234", "13805710***"])
+def test_four_tiers_always_in_order(mask: str, hints: dict[str, str]) -> None:
+    p = plan(mask, DB, **hints)
+    assert _names(p) == ["city", "province", "national", "unlocated"]
+    assert tuple(_names(p)) == TIER_NAMES
+    assert all(isinstance(t, Tier) for t in p.tiers)
+    assert p.total == sum(t.count for t in p.tiers)
+    for t in p.tiers:
+        numbers = list(t)
+        assert t.count == len(t) == len(numbers)
+        assert all(p.mask.matches(n) for n in numbers)
+        assert p.tier(t.name) is t
+    _check_tier_membership(p)
+
+
+def test_no_hint_plan_has_only_national_and_unlocated() -> None:
+    p = plan("199****1234", DB)
+    assert p.region is None
+    assert p.tier("city").count == 0
+    assert p.tier("province").count == 0
+    assert p.tier("national").count > 0
+    assert p.tier("unlocated").count > 0
+    assert list(p.tier("city")) == []
+    assert list(p.tier("province")) == []
+
+
+def test_province_only_plan_has_an_empty_city_tier() -> None:
+    p = plan("138****1234", DB, province="浙江")
+    assert p.region is not None and p.region.cities == ()
+    assert p.tier("city").count == 0
+    assert p.tier("province").count > 0
+    assert p.tier("national").count > 0
+    whole = plan("138****1234", DB)
+    assert p.total == whole.total
+    assert set(p.tier("province")) | set(p.tier("national")) == set(whole.tier("national"))
+
+
+def test_city_plan_counts() -> None:
+    p = plan("138****1234", DB, city="杭州")
+    assert p.region is not None and p.region.cities == ("杭州",)
+    assert p.total == 10_000  # every 138xxxx segment exists
+    assert p.tier("city").count > 0
+    assert p.tier("province").count > 0
+    assert p.tier("national").count > 0
+    assert p.tier("unlocated").count == 0
+    assert "13805711234" in set(p.tier("city"))
+    assert p.tier_of("13805711234") == "city"
+    assert p.tier_of("13905711234") is None  # does not fit the mask
+    assert p.region_of("13805711234") == DB.segment("1380571")
+
+
+def test_tiers_are_disjoint_and_cover_the_mask() -> None:
+    p = plan("1**8***1234", DB, city="杭州", max_candidates=100_000)
+    seen: set[str] = set()
+    for t in p.tiers:
+        numbers = set(t)
+        assert len(numbers) == t.count  # no duplicates inside a tier
+        assert not numbers & seen  # none shared with an earlier tier
+        seen |= numbers
+    assert len(seen) == p.total
+    assert all(p.mask.matches(n) for n in seen)
+    _check_tier_membership(p)
+
+
+def test_tier_lookup_by_unknown_name() -> None:
+    p = plan("138****1234", DB)
+    with pytest.raises(KeyError):
+        p.tier("moon")  # type: ignore[arg-type]
+
+
+def test_full_number_plan_has_one_candidate() -> None:
+    p = plan("13805711234", DB, city="杭州")
+    assert p.total == 1
+    assert list(p.tier("city")) == ["13805711234"]
+
+
+def test_plan_accepts_a_mask_object_and_default_db() -> None:
+    m = parse_mask("138 **** 1234")
+    p = plan(m)
+    assert p.mask is m
+    assert p.total == 10_000
+
+
+def test_unknown_segments_give_an_empty_plan() -> None:
+    p = plan("14000**1234", DB)  # 14000xx: no such segments
+    assert p.total == 0
+    assert all(t.count == 0 for t in p.tiers)
+
+
+# -- the cap -------------------------------------------------------------------------------------
+
+
+def test_over_the_cap_raises_naming_count_and_cap() -> None:
+    full = plan("1**8***1234", DB, max_candidates=10**6).total
+    assert full > DEFAULT_MAX_CANDIDATES == 10_000
+    with pytest.raises(TooManyCandidatesError) as info:
+        plan("1**8***1234", DB)
+    err = info.value
+    assert isinstance(err, InvalidMaskError)
+    assert err.count == full
+    assert err.cap == DEFAULT_MAX_CANDIDATES
+    msg = str(err)
+    assert f"{full:,}" in msg
+    assert "10,000" in msg
+    assert "1**8***1234" in msg
+
+
+def test_cap_boundary() -> None:
+    assert plan("138****1234", DB, max_candidates=10_000).total == 10_000
+    with pytest.raises(TooManyCandidatesError) as info:
+        plan("138****1234", DB, max_candidates=9_999)
+    assert (info.value.count, info.value.cap) == (10_000, 9_999)
+    assert "9,999" in str(info.value)
+
+
+def test_cap_counts_hidden_tail_digits() -> None:
+    with pytest.raises(TooManyCandidatesError) as info:
+        plan("138057*****", DB)
+    assert info.value.count == 100_000
+
+
+# -- carrier -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("carrier", "allowed"),
+    [
+        ("移动", {"移动", "移动虚拟运营商"}),
+        ("mobile", {"移动", "移动虚拟运营商"}),
+        ("中国移动", {"移动", "移动虚拟运营商"}),
+        ("联通", {"联通", "联通虚拟运营商"}),
+        ("电信", {"电信", "电信虚拟运营商"}),
+        ("移动虚拟运营商", {"移动虚拟运营商"}),
+        ("虚拟", {"移动虚拟运营商", "联通虚拟运营商", "电信虚拟运营商", "广电虚拟运营商"}),
+    ],
+)
+def test_carrier_filter(carrier: str, allowed: set[str]) -> None:
+    p = plan("170****1234", DB, carrier=carrier)
+    unfiltered = plan("170****1234", DB)
+    assert 0 < p.total < unfiltered.total
+    kept = set()
+    for t in p.tiers:
+        for seg in t.segments:
+            info = DB.segment(str(seg))
+            assert info is not None
+            kept.add(info.carrier)
+    assert kept <= allowed
+    # Nothing of the wanted carriers was dropped.
+    expected = {
+        n
+        for t in unfiltered.tiers
+        for n in t
+        if (info := DB.segment(n[:7])) is not None and info.carrier in allowed
+    }
+    assert {n for t in p.tiers for n in t} == expected
+
+
+def test_unknown_carrier() -> None:
+    with pytest.raises(UnknownRegionError, match="unknown carrier"):
+        plan("138****1234", DB, carrier="火星通信")
+
+
+# -- order ---------------------------------------------------------------------------------------
+
+
+def test_default_order_is_by_segment_then_tail() -> None:
+    p = plan("1380571***4", DB, city="杭州")
+    numbers = list(p.tier("city"))
+    assert numbers == sorted(numbers)
+    assert numbers[:2] == ["13805710004", "13805710014"]
+
+
+def test_seed_reorders_reproducibly_with_the_same_set() -> None:
+    base = plan("138****1234", DB, city="杭州")
+    a = plan("138****1234", DB, city="杭州", seed=1)
+    b = plan("138****1234", DB, city="杭州", seed=1)
+    c = plan("138****1234", DB, city="杭州", seed=2)
+    for name in TIER_NAMES[:3]:
+        la, lb, lc, lbase = (list(x.tier(name)) for x in (a, b, c, base))
+        assert la == lb
+        assert set(la) == set(lc) == set(lbase)
+        assert la != lbase
+        assert la != lc
+
+
+# -- hidden tail digits --------------------------------------------------------------------------
+
+
+def test_hidden_digits_in_the_last_four_multiply_counts() -> None:
+    p = plan("13805710***", DB, city="杭州")
+    assert p.tier("city").count == 1_000
+    assert p.total == 1_000
+    numbers = list(p.tier("city"))
+    assert len(set(numbers)) == 1_000
+    assert numbers[0] == "13805710000"
+    assert numbers[-1] == "13805710999"
+    p2 = plan("138057*0**1", DB, city="杭州")
+    assert p2.tier("city").count == 10 * 100
+
+
+# -- properties over real segments ---------------------------------------------------------------
+
+
+def _mask_of(number: str, hidden: frozenset[int]) -> str:
+    return "".join(HIDDEN if i in hidden else d for i, d in enumerate(number))
+
+
+@st.composite
+def _real_case(draw: st.DrawFn, segments: list[int]) -> tuple[str, str]:
+    """(true number, mask) from a real segment, a 4-digit suffix, 3-4 hidden among 3..6."""
+    seg = segments[draw(st.integers(0, len(segments) - 1))]
+    suffix = draw(st.integers(0, 9999))
+    hidden = draw(st.sets(st.integers(3, 6), min_size=3, max_size=4))
+    number = f"{seg}{suffix:04d}"
+    return number, _mask_of(number, frozenset(hidden))
+
+
+def _tiers_holding(p: TierPlan, number: str) -> list[str]:
+    seg, tail = int(number[:7]), number[7:]
+    return [t.name for t in p.tiers if seg in t.segments and tail in t.tails]
+
+
+@PROPS
+@given(_real_case(LOCATED))
+def test_property_true_number_lands_in_the_right_tier(case: tuple[str, str]) -> None:
+    number, mask = case
+    info = DB.segment(number)
+    assert info is not None and info.located and info.city and info.province
+
+    by_city = plan(mask, DB, city=info.city)
+    assert by_city.total <= 10_000
+    assert _tiers_holding(by_city, number) == ["city"]
+    assert by_city.tier_of(number) == "city"
+
+    by_province = plan(mask, DB, province=info.province)
+    assert _tiers_holding(by_province, number) == ["province"]
+    assert by_province.tier_of(number) == "province"
+
+    no_hint = plan(mask, DB)
+    assert _tiers_holding(no_hint, number) == ["national"]
+    assert no_hint.tier_of(number) == "national"
+
+    assert by_city.total == by_province.total == no_hint.total
+
+
+@PROPS
+@given(_real_case(UNLOCATED_SEGMENTS), st.sampled_from([{}, {"city": "杭州"}, {"province": "粤"}]))
+def test_property_unlocated_number_lands_in_unlocated(
+    case: tuple[str, str], hints: dict[str, str]
+) -> None:
+    number, mask = case
+    info = DB.segment(number)
+    assert info is not None and not info.located
+    p = plan(mask, DB, **hints)
+    assert _tiers_holding(p, number) == ["unlocated"]
+    assert p.tier_of(number) == "unlocated"
+
+
+@st.composite
+def _small_case(draw: st.DrawFn) -> tuple[str, str]:
+    """A real number with 2-3 hidden digits anywhere after the first."""
+    seg = LOCATED[draw(st.integers(0, len(LOCATED) - 1))]
+    suffix = draw(st.integers(0, 9999))
+    hidden = draw(st.sets(st.integers(1, 10), min_size=2, max_size=3))
+    number = f"{seg}{suffix:04d}"
+    return number, _mask_of(number, frozenset(hidden))
+
+
+@PROPS
+@given(_small_case(), st.sampled_from([None, "city", "province"]))
+def test_property_union_of_tiers_is_brute_force(case: tuple[str, str], hint: str | None) -> None:
+    number, mask = case
+    info = DB.segment(number)
+    assert info is not None
+    hints = {hint: getattr(info, hint)} if hint else {}
+    p = plan(mask, DB, **hints)
+
+    positions = [i for i, c in enumerate(mask) if c == HIDDEN]
+    brute = set()
+    for digits in itertools.product("0123456789", repeat=len(positions)):
+        chars = list(mask)
+        for pos, d in zip(positions, digits, strict=True):
+            chars[pos] = d
+        n = "".join(chars)
+        if DB.segment(n[:7]) is not None:
+            brute.add(n)
+
+    union: set[str] = set()
+    for t in p.tiers:
+        numbers = list(t)
+        assert all(p.mask.matches(n) for n in numbers)
+        assert not union & set(numbers)
+        union.update(numbers)
+    assert union == brute
+    assert p.total == len(brute)
+    assert number in union
