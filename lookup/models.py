@@ -90,6 +90,8 @@ class LookupResult(BaseModel):
 
     status: Status
     mask: str
+    hint: str | None = None
+    mode: Literal["first", "all"] = "first"
     phone: str | None = None
     tier: TierName | None = None
     region: SegmentInfo | None = None

@@ -1,0 +1,122 @@
+"""Logging, configured in one place: text or JSON lines, phone numbers masked, secrets redacted.
+
+Every line that leaves a handler set up here has each 11-digit mobile number turned into
+``138****1234`` and each registered secret (API token, header values, service tokens)
+into ``***``, whatever logged it and whether it sits in the message, its arguments or a
+traceback. The audit logger ``lookup.audit`` writes one line per lookup; the full
+matched number is added to it only when the operator turns ``audit_full_numbers`` on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+__all__ = ["mask_numbers", "setup_logging"]
+
+_NUMBER = re.compile(r"(?<!\d)(1\d{2})\d{4}(\d{4})(?!\d)")
+
+
+def mask_numbers(text: str) -> str:
+    """``13812345678`` -> ``138****5678`` everywhere in ``text``."""
+    return _NUMBER.sub(r"\1****\2", text)
+
+
+class _Redactor:
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return mask_numbers(text)
+
+
+class TextFormatter(logging.Formatter):
+    """``time level logger: message`` with numbers masked and secrets redacted."""
+
+    def __init__(self, redact: _Redactor, full_numbers: bool) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.redact = redact
+        self.full_numbers = full_numbers
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = self.redact(super().format(record))
+        full = getattr(record, "full_phone", None)
+        if self.full_numbers and full:
+            line += f" full_phone={full}"
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and the record's extras."""
+
+    _SKIP = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+        "message",
+        "asctime",
+        "full_phone",
+    }
+
+    def __init__(self, redact: _Redactor, full_numbers: bool) -> None:
+        super().__init__()
+        self.redact = redact
+        self.full_numbers = full_numbers
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in self._SKIP:
+                data[key] = value
+        if record.exc_info:
+            data["exc"] = self.formatException(record.exc_info)
+        line = self.redact(json.dumps(data, ensure_ascii=False, default=str))
+        full = getattr(record, "full_phone", None)
+        if self.full_numbers and full:
+            line = line[:-1] + f', "full_phone": "{full}"}}'
+        return line
+
+
+def setup_logging(
+    level: str | int = "WARNING",
+    fmt: str = "text",
+    *,
+    secrets: Iterable[str] = (),
+    audit_full_numbers: bool = False,
+    stream: TextIO | None = None,
+) -> logging.Handler:
+    """Send ``lookup`` (and aiohttp) logs to ``stream`` (stderr) as text or JSON lines.
+
+    The audit logger always logs at INFO so that each lookup leaves its line, unless the
+    level is above WARNING. Returns the handler (tests remove it again).
+    """
+    redact = _Redactor(secrets)
+    formatter: logging.Formatter = (
+        JsonFormatter(redact, audit_full_numbers)
+        if fmt == "json"
+        else TextFormatter(redact, audit_full_numbers)
+    )
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(formatter)
+    numeric = logging.getLevelName(level.upper()) if isinstance(level, str) else level
+    for name in ("lookup", "aiohttp"):
+        logger = logging.getLogger(name)
+        for old in [h for h in logger.handlers if getattr(h, "_lookup_handler", False)]:
+            logger.removeHandler(old)
+        handler._lookup_handler = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.setLevel(numeric)
+        logger.propagate = False
+    audit = logging.getLogger("lookup.audit")
+    audit.setLevel(min(numeric, logging.INFO) if numeric <= logging.WARNING else numeric)
+    return handler

@@ -1,0 +1,413 @@
+"""The HTTP order-API adapter (aiohttp). The only module of ``lookup.orders`` that imports aiohttp.
+
+::
+
+    api = HttpOrderApi(
+        "https://orders.example/v1/orders?phone={phone}",
+        headers={"Authorization": "Bearer ..."},
+        hit_field="data.total",
+    )
+    async with api:
+        outcome = await api.check("13812341234")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Final, Self
+from urllib.parse import parse_qsl, urlsplit
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field
+
+from lookup.errors import ConfigError, FatalApiError, TransientApiError
+from lookup.models import CheckOutcome
+from lookup.orders.base import BaseOrderApi, mask_phone
+
+__all__ = ["DEFAULT_TIMEOUTS", "HttpOrderApi", "Timeouts", "parse_retry_after"]
+
+_PHONE: Final = "{phone}"
+_METHODS: Final = frozenset({"GET", "POST"})
+# Query keys whose values are credentials: shown as *** in messages and repr.
+_SECRET_KEYS: Final = ("token", "key", "secret", "sig", "auth", "pass", "credential")
+_MISSING: Final = object()
+_BATCH_SHAPE: Final = "a JSON object {'results': {phone: total_or_bool}}: check batch_url"
+
+
+class Timeouts(BaseModel):
+    """Time limits of one request, in seconds.
+
+    ``connect``: establishing a new connection; ``read``: the gap between two
+    chunks of the answer; ``total``: the whole exchange once a pooled connection
+    slot is free (waiting for a slot is not counted: that is not the API's fault).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    connect: float = Field(5.0, gt=0)
+    read: float = Field(10.0, gt=0)
+    total: float = Field(20.0, gt=0)
+
+
+DEFAULT_TIMEOUTS: Final = Timeouts()
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta seconds or an HTTP date.
+
+    A date in the past gives ``0.0``; an unparsable value gives ``None``.
+
+    >>> parse_retry_after("1.5")
+    1.5
+    """
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def _redact_url(url: str) -> str:
+    """``url`` with user info and credential-like query values replaced by ``***``."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    query = parts.query
+    if query:
+        fields = []
+        for field in query.split("&"):
+            name, eq, _value = field.partition("=")
+            if eq and any(k in name.lower() for k in _SECRET_KEYS):
+                field = f"{name}=***"
+            fields.append(field)
+        query = "&".join(fields)
+    return parts._replace(netloc=netloc, query=query).geturl()
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The credential-like values inside ``url`` (user info, token-ish query values)."""
+    parts = urlsplit(url)
+    found = [v for v in (parts.username, parts.password) if v]
+    found += [
+        v for k, v in parse_qsl(parts.query) if v and any(s in k.lower() for s in _SECRET_KEYS)
+    ]
+    return found
+
+
+def _check_url(url: str, what: str) -> None:
+    parts = urlsplit(url.replace(_PHONE, "0"))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"{what} must be an absolute http:// or https:// URL, got {_redact_url(url)!r}"
+        )
+
+
+class HttpOrderApi(BaseOrderApi):
+    """An order API reached over HTTP(S), one ``aiohttp.ClientSession`` per ``async with``.
+
+    Args:
+        url: for ``GET``, a template with ``{phone}`` (``https://h/orders?phone={phone}``);
+            for ``POST``, the target (the body is ``{"phone": phone}``; a ``{phone}``
+            in it is filled too).
+        method: ``"GET"`` or ``"POST"``.
+        headers: sent with every request (tokens go here); never shown in
+            messages or ``repr``.
+        hit_field: dotted path to the answer in the JSON body: a number > 0 means
+            orders (``order_count``), a boolean is ``has_orders`` itself.
+        batch_url: a ``POST`` endpoint taking ``{"phones": [...]}`` and answering
+            ``{"results": {phone: number_or_bool}}``; enables :meth:`check_many`.
+        timeouts: connect / read / total, see :class:`Timeouts`.
+        max_connections: connection pool size (also the cap of requests in flight).
+
+    Errors: 429 and 5xx, timeouts and connection errors raise ``TransientApiError``
+    (with ``retry_after`` from ``Retry-After``); other 4xx, a non-JSON body or a
+    missing field raise ``FatalApiError``. A bad configuration raises ``ConfigError``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        method: str = "GET",
+        headers: Mapping[str, str] | None = None,
+        hit_field: str = "total",
+        batch_url: str | None = None,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        max_connections: int = 100,
+    ) -> None:
+        method = method.upper()
+        if method not in _METHODS:
+            raise ConfigError(f"method must be GET or POST, got {method!r}")
+        if method == "GET" and _PHONE not in url:
+            raise ConfigError(
+                f"a GET url must contain {_PHONE} where the number goes, e.g. "
+                f"'https://api.example/orders?phone={_PHONE}'; got {_redact_url(url)!r}"
+            )
+        _check_url(url, "url")
+        if batch_url is not None:
+            _check_url(batch_url, "batch_url")
+        path = tuple(hit_field.split("."))
+        if not all(path):
+            raise ConfigError(
+                f"hit_field must be a dotted path such as 'total' or 'data.total', "
+                f"got {hit_field!r}"
+            )
+        if max_connections < 1:
+            raise ConfigError(f"max_connections must be at least 1, got {max_connections}")
+
+        self._url = url
+        self._templated = _PHONE in url
+        self._method = method
+        self._post = method == "POST"
+        self._headers = dict(headers or {})
+        self._hit_field = hit_field
+        self._path = path
+        self._batch_url = batch_url
+        self._timeouts = timeouts
+        self._total = timeouts.total
+        self._max_connections = max_connections
+        self._shown = _redact_url(url)
+        self._shape = f"a JSON object with field {hit_field!r}: check the URL and hit_field"
+        self._batch_shown = _redact_url(batch_url) if batch_url is not None else ""
+        self._secrets = sorted(
+            {v for v in self._headers.values() if v}
+            | set(_url_secrets(url))
+            | set(_url_secrets(batch_url or "")),
+            key=len,
+            reverse=True,
+        )
+        # aiohttp's ``connect`` and ``total`` include the wait for a free pooled
+        # connection, so a busy pool would look like a slow API. Leave both unset,
+        # bound the socket phases with sock_connect / sock_read, and enforce
+        # ``total`` with ``asyncio.timeout`` around the request only, after a slot
+        # of ``self._slots`` (sized like the pool) is ours: the connector then never
+        # queues inside the deadline. Built once: no per-request timeout objects.
+        self._client_timeout = aiohttp.ClientTimeout(
+            total=None, connect=None, sock_connect=timeouts.connect, sock_read=timeouts.read
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"HttpOrderApi(url={self._shown!r}, method={self._method!r})"
+
+    @property
+    def batch_supported(self) -> bool:
+        """Whether :meth:`check_many` can be used (a ``batch_url`` was given)."""
+        return self._batch_url is not None
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._closed:
+            raise RuntimeError(
+                "this HttpOrderApi is closed and cannot be reopened; create a new one "
+                "(use `async with HttpOrderApi(...) as api:`)"
+            )
+        if self._session is not None:
+            raise RuntimeError("this HttpOrderApi is already open; enter `async with` once")
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections, limit_per_host=self._max_connections
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector, headers=self._headers, timeout=self._client_timeout
+        )
+        self._slots = asyncio.Semaphore(self._max_connections)
+        return self
+
+    async def aclose(self) -> None:
+        """Close the session and its connections. Idempotent; the object cannot be reopened."""
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def _not_open(self) -> RuntimeError:
+        state = "closed" if self._closed else "not open"
+        return RuntimeError(
+            f"this HttpOrderApi is {state}: use `async with HttpOrderApi(...) as api:` "
+            "and call check() inside the block"
+        )
+
+    # -- checks ----------------------------------------------------------------
+
+    async def check(self, phone: str) -> CheckOutcome:
+        """Ask the API whether ``phone`` has orders."""
+        session = self._session
+        if session is None:
+            raise self._not_open()
+        url = self._url.replace(_PHONE, phone) if self._templated else self._url
+        payload = {"phone": phone} if self._post else None
+        data = await self._exchange(
+            session, self._method, url, payload, self._shown, phone, self._shape
+        )
+        value: Any = data
+        for key in self._path:
+            value = value.get(key, _MISSING) if type(value) is dict else _MISSING
+            if value is _MISSING:
+                raise self._missing_field(self._shown, phone)
+        return self._outcome(phone, value, self._shown)
+
+    async def check_many(self, phones: Sequence[str]) -> Mapping[str, CheckOutcome]:
+        """Check many numbers in one ``POST`` to ``batch_url``.
+
+        Sends ``{"phones": [...]}`` and expects ``{"results": {phone: number_or_bool}}``
+        with every number present; numbers are interpreted like ``hit_field`` values.
+        """
+        if self._batch_url is None:
+            raise ConfigError(
+                "check_many needs a batch endpoint: pass batch_url= to HttpOrderApi "
+                "(a POST URL taking {'phones': [...]}), or call check() per number"
+            )
+        session = self._session
+        if session is None:
+            raise self._not_open()
+        wanted = list(dict.fromkeys(phones))
+        if not wanted:
+            return {}
+        shown = self._batch_shown
+        data = await self._exchange(
+            session,
+            "POST",
+            self._batch_url,
+            {"phones": wanted},
+            shown,
+            f"a batch of {len(wanted)} numbers",
+            _BATCH_SHAPE,
+        )
+        results = data.get("results") if type(data) is dict else None
+        if type(results) is not dict:
+            raise FatalApiError(
+                f"the answer of POST {shown} has no object 'results'; expected {_BATCH_SHAPE}"
+            )
+        missing = [p for p in wanted if p not in results]
+        if missing:
+            raise FatalApiError(
+                f"the answer of POST {shown} lacks {len(missing)} of {len(wanted)} numbers "
+                f"(first: {mask_phone(missing[0])}); expected one entry per number sent"
+            )
+        return {p: self._outcome(p, results[p], shown, f"results.{mask_phone(p)}") for p in wanted}
+
+    # -- internals -------------------------------------------------------------
+
+    async def _exchange(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: str,
+        payload: Any,
+        shown: str,
+        subject: str,
+        expected: str,
+    ) -> Any:
+        """One request; the decoded JSON body of a 2xx answer, or an ``OrderApiError``.
+
+        ``subject`` (the number, or a description of a batch) is masked in messages;
+        ``expected`` describes the body wanted, for the message when it is not JSON.
+        """
+        slots = self._slots
+        assert slots is not None
+        try:
+            async with (
+                slots,
+                asyncio.timeout(self._total),
+                session.request(method, url, json=payload) as resp,
+            ):
+                # Read error bodies too, so the connection goes back to the pool.
+                raw = await resp.read()
+                status = resp.status
+                if not 200 <= status < 300:
+                    raise self._status_error(
+                        status, resp.headers.get("Retry-After"), method, shown, subject
+                    )
+        except TimeoutError as exc:
+            if isinstance(exc, aiohttp.ConnectionTimeoutError):
+                what = f"connecting took over {self._timeouts.connect}s"
+            elif isinstance(exc, aiohttp.SocketTimeoutError):
+                what = f"no data for {self._timeouts.read}s"
+            else:
+                what = f"no answer within {self._total}s"
+            raise TransientApiError(
+                f"{method} {shown} timed out for {mask_phone(subject)}: {what}"
+            ) from exc
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            raise TransientApiError(
+                f"{method} {shown} failed for {mask_phone(subject)}: connection error "
+                f"{type(exc).__name__}: {self._scrub(str(exc))}"
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise FatalApiError(
+                f"{method} {shown} failed for {mask_phone(subject)}: "
+                f"{type(exc).__name__}: {self._scrub(str(exc))}"
+            ) from exc
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise FatalApiError(
+                f"{method} {shown} answered {status} with a body that is not JSON "
+                f"({len(raw)} bytes) for {mask_phone(subject)}; expected "
+                f"{expected}"
+            ) from exc
+
+    def _status_error(
+        self, status: int, retry_after: str | None, method: str, shown: str, subject: str
+    ) -> TransientApiError | FatalApiError:
+        where = f"{method} {shown} answered {status} for {mask_phone(subject)}"
+        if status == 429 or 500 <= status < 600:
+            seconds = parse_retry_after(retry_after)
+            hint = f"; retry after {seconds:g}s" if seconds is not None else ""
+            kind = "rate limited" if status == 429 else "server error"
+            return TransientApiError(f"{where}: {kind}{hint}", status=status, retry_after=seconds)
+        if status in (401, 403):
+            hint = "not authorised: check the token / headers configured"
+        elif status == 404:
+            hint = "not found: check the URL template and the method"
+        elif status == 400:
+            hint = "bad request: check the method and how the number is sent (URL or JSON body)"
+        elif 400 <= status < 500:
+            hint = "the request was refused: check the API configuration"
+        else:
+            hint = "unexpected status: expected 2xx with a JSON body"
+        return FatalApiError(f"{where}: {hint}", status=status)
+
+    def _missing_field(self, shown: str, phone: str) -> FatalApiError:
+        return FatalApiError(
+            f"the answer of {self._method} {shown} for {mask_phone(phone)} has no field "
+            f"{self._hit_field!r}: check hit_field (a dotted path such as 'data.total')"
+        )
+
+    def _outcome(self, phone: str, value: Any, shown: str, field: str = "") -> CheckOutcome:
+        kind = type(value)
+        if kind is bool:
+            return CheckOutcome(phone=phone, has_orders=value)
+        if kind is int or (kind is float and math.isfinite(value)):
+            return CheckOutcome(phone=phone, has_orders=value > 0, order_count=int(value))
+        raise FatalApiError(
+            f"field {field or self._hit_field!r} in the answer of {shown} for "
+            f"{mask_phone(phone)} is {kind.__name__}; expected a number (order count) "
+            "or a boolean (has orders)"
+        )
+
+    def _scrub(self, text: str) -> str:
+        """``text`` with numbers masked and configured credentials removed."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return mask_phone(text)

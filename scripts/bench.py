@@ -1,0 +1,93 @@
+"""Benchmarks: figures printed side by side, not timed tests (shared machines are noisy).
+
+    python scripts/bench.py foundation   # SegmentDB.load, plan + iteration, cold CLI
+    python scripts/bench.py engine       # find vs hand-written loop vs naive patterns
+    python scripts/bench.py cli          # cold `lookup demo` / `lookup find --api demo`
+    python scripts/bench.py batch        # batch checks/s vs single-lookup engine
+    python scripts/bench.py service      # lookups/s, p50/p99 with 50 concurrent clients
+    python scripts/bench.py all
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+
+def _median_ms(fn: Callable[[], object], runs: int) -> tuple[float, float, float]:
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times), min(times), max(times)
+
+
+def _cold(cmd: list[str], runs: int = 7) -> tuple[float, float]:
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times), min(times)
+
+
+def bench_foundation() -> None:
+    from lookup.candidates import plan
+    from lookup.segments import SegmentDB
+
+    print("== foundation")
+    SegmentDB.load()  # warm the page cache: we measure loading, not the disk
+    med, lo, hi = _median_ms(SegmentDB.load, 20)
+    print(f"SegmentDB.load            median {med:6.2f} ms  (min {lo:.2f}, max {hi:.2f}; n=20)")
+    gc.collect()
+    tracemalloc.start()
+    db = SegmentDB.load()
+    size, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(f"SegmentDB memory          {size / 2**20:6.2f} MiB held, {peak / 2**20:.2f} MiB peak")
+
+    def plan_and_iterate() -> int:
+        p = plan("138****1234", db, city="杭州")
+        return sum(1 for t in p.tiers for _ in t)
+
+    assert plan_and_iterate() == 10_000
+    med, lo, hi = _median_ms(plan_and_iterate, 20)
+    print(f"plan + iterate 10,000     median {med:6.2f} ms  (min {lo:.2f}, max {hi:.2f}; n=20)")
+    med, lo, hi = _median_ms(lambda: plan("138****1234", db, city="杭州"), 20)
+    print(f"plan only (counts known)  median {med:6.2f} ms  (min {lo:.2f})")
+    py = [sys.executable, "-c", "pass"]
+    base, _ = _cold(py)
+    med, lo = _cold([sys.executable, "-m", "lookup", "segment", "1380571"])
+    print(f"cold `lookup segment`     median {med:6.1f} ms  (min {lo:.1f}; bare python {base:.1f})")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", nargs="?", default="all",
+                        choices=["foundation", "engine", "cli", "batch", "service", "all"])  # fmt: skip
+    args = parser.parse_args(argv)
+    chosen = ["foundation", "engine", "cli", "batch", "service"] if args.what == "all" else [args.what]
+    for name in chosen:
+        if name == "foundation":
+            bench_foundation()
+        else:
+            import importlib
+
+            module = importlib.import_module(f"bench_{name}")
+            module.run()
+
+
+if __name__ == "__main__":
+    main()

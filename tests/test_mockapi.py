@@ -1,0 +1,335 @@
+"""The bundled mock order API, exercised over real loopback HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from pydantic import ValidationError
+
+from lookup.mockapi import (
+    MAX_BATCH,
+    MockConfig,
+    MockOrderServer,
+    default_orders_file,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+KNOWN = "13800000001"
+UNKNOWN = "13900000009"
+ORDERS = {KNOWN: 3, "13800000002": 1}
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[MockOrderServer]:
+    async with MockOrderServer(ORDERS) as srv:
+        yield srv
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as sess:
+        yield sess
+
+
+async def get_order(
+    session: aiohttp.ClientSession, server: MockOrderServer, phone: str = KNOWN, **kw: Any
+) -> tuple[int, Any]:
+    async with session.get(server.orders_url.format(phone=phone), **kw) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_lookup_known_and_unknown(
+    server: MockOrderServer, session: aiohttp.ClientSession
+) -> None:
+    assert server.url.startswith("http://127.0.0.1:")
+    assert server.orders_url == f"{server.url}/orders?phone={{phone}}"
+    assert await get_order(session, server, KNOWN) == (200, {"phone": KNOWN, "total": 3})
+    assert await get_order(session, server, UNKNOWN) == (200, {"phone": UNKNOWN, "total": 0})
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "?phone=",
+        "?phone=1380000000",
+        "?phone=138000000012",
+        "?phone=1380000000a",
+        "?phone=" + urllib.parse.quote("１３８００００００００１"),  # full-width digits
+        "?phone=%2B8613800000001",
+    ],
+)
+async def test_bad_phone_is_400(
+    server: MockOrderServer, session: aiohttp.ClientSession, query: str
+) -> None:
+    async with session.get(f"{server.url}/orders{query}") as resp:
+        assert resp.status == 400
+        assert "error" in await resp.json()
+    assert server.stats.status(400) == 1
+
+
+async def test_batch(server: MockOrderServer, session: aiohttp.ClientSession) -> None:
+    phones = [KNOWN, UNKNOWN, "13800000002", KNOWN]
+    async with session.post(server.batch_url, json={"phones": phones}) as resp:
+        assert resp.status == 200
+        assert await resp.json() == {"results": {KNOWN: 3, UNKNOWN: 0, "13800000002": 1}}
+    async with session.post(server.batch_url, json={"phones": []}) as resp:
+        assert await resp.json() == {"results": {}}
+    full = [f"137{i:08d}" for i in range(MAX_BATCH)]
+    async with session.post(server.batch_url, json={"phones": full}) as resp:
+        assert resp.status == 200
+        assert len((await resp.json())["results"]) == MAX_BATCH
+    stats = server.stats
+    assert (stats.batch_requests, stats.phones_checked) == (3, 4 + MAX_BATCH)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[]",
+        b"{}",
+        b'{"phones": "13800000001"}',
+        b'{"phones": [13800000001]}',
+        b'{"phones": ["1380000000"]}',
+        json.dumps({"phones": [KNOWN] * (MAX_BATCH + 1)}).encode(),
+    ],
+)
+async def test_batch_bad_body_is_400(
+    server: MockOrderServer, session: aiohttp.ClientSession, body: bytes
+) -> None:
+    async with session.post(server.batch_url, data=body) as resp:
+        assert resp.status == 400
+        assert "error" in await resp.json()
+
+
+async def test_stats_and_max_concurrent(
+    server: MockOrderServer, session: aiohttp.ClientSession
+) -> None:
+    server.config = MockConfig(latency_ms=50)
+    results = await asyncio.gather(*(get_order(session, server) for _ in range(20)))
+    assert all(status == 200 for status, _ in results)
+    stats = server.stats
+    assert stats.orders_requests == 20
+    assert stats.statuses == {200: 20}
+    assert stats.max_concurrent >= 2
+    assert stats.concurrent == 0
+
+    async with session.get(f"{server.url}/stats") as resp:
+        assert resp.status == 200
+        served = await resp.json()
+    assert served["orders_requests"] == 20
+    assert served["statuses"] == {"200": 20}
+    assert served["requests"] == 21  # /stats itself is a request, not an order request
+
+    server.reset_stats()
+    stats = server.stats
+    assert (stats.requests, stats.orders_requests, stats.max_concurrent, stats.statuses) == (
+        0,
+        0,
+        0,
+        {},
+    )
+
+
+async def test_latency_delays_answers(
+    server: MockOrderServer, session: aiohttp.ClientSession
+) -> None:
+    server.config = MockConfig(latency_ms=120)
+    start = time.monotonic()
+    assert (await get_order(session, server))[0] == 200
+    assert time.monotonic() - start >= 0.11
+
+
+async def test_token(server: MockOrderServer, session: aiohttp.ClientSession) -> None:
+    server.config = MockConfig(token="s3cret")
+    async with session.get(server.orders_url.format(phone=KNOWN)) as resp:
+        assert resp.status == 401
+        assert resp.headers["WWW-Authenticate"] == "Bearer"
+    for header in ("Basic s3cret", "Bearer"):
+        async with session.get(
+            server.orders_url.format(phone=KNOWN), headers={"Authorization": header}
+        ) as resp:
+            assert resp.status == 401
+    async with session.get(
+        server.orders_url.format(phone=KNOWN), headers={"Authorization": "Bearer wrong"}
+    ) as resp:
+        assert resp.status == 403
+        assert "s3cret" not in await resp.text()
+    status, body = await get_order(session, server, headers={"Authorization": "Bearer s3cret"})
+    assert (status, body["total"]) == (200, 3)
+    async with session.get(f"{server.url}/stats") as resp:  # never behind auth
+        assert resp.status == 200
+    assert server.stats.statuses == {401: 3, 403: 1, 200: 1}
+
+
+async def test_error_rate_then_switched_off(
+    server: MockOrderServer, session: aiohttp.ClientSession
+) -> None:
+    server.config = MockConfig(error_rate=1)
+    assert (await get_order(session, server))[0] == 500
+    async with session.post(server.batch_url, json={"phones": [KNOWN]}) as resp:
+        assert resp.status == 500
+    server.config = MockConfig()
+    assert (await get_order(session, server))[0] == 200
+    assert server.stats.statuses == {500: 2, 200: 1}
+
+
+async def test_reset_drops_connection(
+    server: MockOrderServer, session: aiohttp.ClientSession
+) -> None:
+    server.config = MockConfig(reset_rate=1)
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await get_order(session, server)
+    with pytest.raises(aiohttp.ClientConnectionError):
+        async with session.post(server.batch_url, json={"phones": [KNOWN]}) as resp:
+            await resp.read()
+    stats = server.stats
+    assert stats.resets >= 2  # aiohttp may retry an idempotent GET once by itself
+    assert stats.statuses == {}
+    server.config = MockConfig()
+    assert (await get_order(session, server))[0] == 200
+
+
+async def test_hang_times_out_and_shutdown_is_prompt(session: aiohttp.ClientSession) -> None:
+    server = MockOrderServer(ORDERS, config=MockConfig(hang_rate=1))
+    async with server:
+        with pytest.raises(asyncio.TimeoutError):
+            await get_order(session, server, timeout=aiohttp.ClientTimeout(total=0.3))
+        assert server.stats.hangs == 1
+        # The client gave up and closed its connection: the hung handler is released.
+        async with asyncio.timeout(3):
+            await server.wait_for(lambda s: s.concurrent == 0)
+
+        pending = asyncio.create_task(get_order(session, server))
+        async with asyncio.timeout(3):
+            await server.wait_for(lambda s: s.hangs == 2)
+        start = time.monotonic()
+    assert time.monotonic() - start < 1.0
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await pending
+    assert server.stats.concurrent == 0
+
+
+async def test_rate_limit_burst(server: MockOrderServer, session: aiohttp.ClientSession) -> None:
+    server.config = MockConfig(rate_limit=10)
+
+    async def one() -> tuple[int, str | None]:
+        async with session.get(server.orders_url.format(phone=KNOWN)) as resp:
+            await resp.read()
+            return resp.status, resp.headers.get("Retry-After")
+
+    results = await asyncio.gather(*(one() for _ in range(50)))
+    ok = [r for r in results if r[0] == 200]
+    limited = [r for r in results if r[0] == 429]
+    assert len(ok) + len(limited) == 50
+    assert len(ok) >= 10  # the window starts empty
+    assert limited
+    for _, retry_after in limited:
+        assert retry_after is not None
+        assert retry_after.isdigit()
+        assert int(retry_after) >= 1
+    assert server.stats.status(429) == len(limited)
+
+    server.config = MockConfig(rate_limit=1, retry_after=7)
+    statuses = [await one() for _ in range(3)]
+    assert (429, "7") in statuses
+
+
+async def test_orders_file_csv_with_bom(tmp_path: Path, session: aiohttp.ClientSession) -> None:
+    csv_file = tmp_path / "orders.csv"
+    csv_file.write_bytes("\ufeffphone,total,note\n13700000001,5,首单\n13700000002,0,x\n\n".encode())
+    async with MockOrderServer(orders_file=csv_file) as server:
+        assert (await get_order(session, server, "13700000001"))[1]["total"] == 5
+        assert (await get_order(session, server, "13700000002"))[1]["total"] == 0
+    # A file and a mapping together: the mapping wins.
+    async with MockOrderServer({"13700000001": 9}, orders_file=str(csv_file)) as server:
+        assert (await get_order(session, server, "13700000001"))[1]["total"] == 9
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "number,total\n13700000001,1\n",
+        "phone,total\n1370000000,1\n",
+        "phone,total\n13700000001,x\n",
+    ],
+)
+def test_orders_file_invalid(tmp_path: Path, text: str) -> None:
+    csv_file = tmp_path / "bad.csv"
+    csv_file.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad\.csv"):
+        MockOrderServer(orders_file=csv_file)
+
+
+def test_default_orders_and_invalid_arguments() -> None:
+    found = default_orders_file()
+    bundled = ROOT / "data" / "demo_orders.csv"
+    assert (found is not None) == bundled.is_file()
+    MockOrderServer()  # loads the demo orders when bundled, else starts empty
+    with pytest.raises(ValueError, match="loopback"):
+        MockOrderServer({}, host="0.0.0.0")
+    MockOrderServer({}, host="0.0.0.0", allow_remote=True)  # allowed, not started
+    with pytest.raises(ValueError, match="11-digit"):
+        MockOrderServer({"123": 1})
+    with pytest.raises(ValidationError):
+        MockConfig(error_rate=1.5)
+    with pytest.raises(RuntimeError):
+        _ = MockOrderServer({}).url
+
+
+async def test_fault_draws_are_deterministic(session: aiohttp.ClientSession) -> None:
+    async def sequence(seed: int) -> list[int]:
+        async with MockOrderServer(ORDERS, config=MockConfig(error_rate=0.5, seed=seed)) as srv:
+            return [(await get_order(session, srv))[0] for _ in range(24)]
+
+    first = await sequence(1)
+    assert first == await sequence(1)
+    assert {200, 500} <= set(first)
+    assert first != await sequence(2)
+
+
+def test_standalone_process_prints_url_and_stops_on_sigterm() -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lookup.mockapi", "--port", "0", "--latency-ms", "1"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 15)
+        assert ready, "no listening line within 15 s"
+        line = proc.stdout.readline()
+        assert line.startswith("listening on http://127.0.0.1:")
+        url = line.split()[-1]
+        with urllib.request.urlopen(f"{url}/orders?phone={UNKNOWN}", timeout=5) as resp:
+            assert json.load(resp) == {"phone": UNKNOWN, "total": 0}
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+        out, err = proc.communicate(timeout=5)
+        assert out == ""  # only the URL line, ever
+        assert err == ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
