@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lookup.candidates import Tier, TierPlan, plan
+    from lookup.checker import Checker
     from lookup.errors import (
         CircuitOpenError,
         ConfigError,
@@ -25,17 +26,42 @@ if TYPE_CHECKING:
         UnknownRegionError,
     )
     from lookup.masks import Mask, parse_mask
-    from lookup.models import SegmentInfo
-    from lookup.segments import Region, SegmentDB
+    from lookup.matcher import find
+    from lookup.models import (
+        DEFAULT_LIMITS,
+        CheckOutcome,
+        Hit,
+        Limits,
+        LookupResult,
+        TierReport,
+    )
+    from lookup.orders import FakeOrderApi, HttpOrderApi, OrderApi, Timeouts, load_plugin
+    from lookup.segments import Region, SegmentDB, SegmentInfo
+    from lookup.sync import LookupClient, find_sync
 
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
+    "find": "lookup.matcher",
+    "find_sync": "lookup.sync",
+    "LookupClient": "lookup.sync",
+    "LookupResult": "lookup.models",
+    "Limits": "lookup.models",
+    "DEFAULT_LIMITS": "lookup.models",
+    "CheckOutcome": "lookup.models",
+    "Hit": "lookup.models",
+    "TierReport": "lookup.models",
+    "OrderApi": "lookup.orders",
+    "HttpOrderApi": "lookup.orders",
+    "FakeOrderApi": "lookup.orders",
+    "Timeouts": "lookup.orders",
+    "load_plugin": "lookup.orders",
+    "Checker": "lookup.checker",
     "parse_mask": "lookup.masks",
     "Mask": "lookup.masks",
     "SegmentDB": "lookup.segments",
     "Region": "lookup.segments",
-    "SegmentInfo": "lookup.models",
+    "SegmentInfo": "lookup.segments",
     "plan": "lookup.candidates",
     "Tier": "lookup.candidates",
     "TierPlan": "lookup.candidates",
@@ -53,23 +79,38 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "DEFAULT_LIMITS",
+    "CheckOutcome",
+    "Checker",
     "CircuitOpenError",
     "ConfigError",
     "DataError",
+    "FakeOrderApi",
     "FatalApiError",
+    "Hit",
+    "HttpOrderApi",
     "InputError",
     "InvalidMaskError",
+    "Limits",
+    "LookupClient",
     "LookupFailure",
+    "LookupResult",
     "Mask",
+    "OrderApi",
     "OrderApiError",
     "Region",
     "SegmentDB",
     "SegmentInfo",
     "Tier",
     "TierPlan",
+    "TierReport",
+    "Timeouts",
     "TooManyCandidatesError",
     "TransientApiError",
     "UnknownRegionError",
+    "find",
+    "find_sync",
+    "load_plugin",
     "parse_mask",
     "plan",
 ]
