@@ -111,6 +111,7 @@ class Checker:
     ) -> None:
         self._api = api
         self._limits = limits
+        self._last_error = ""
         self._clock = clock
         self._sleep = sleep
         self._rng = rng if rng is not None else random.Random()
@@ -340,6 +341,7 @@ class Checker:
         limits = self._limits
         self._counters.transient_errors += 1
         self._failures += 1
+        self._last_error = str(exc)
         if probe or (self._state == "closed" and self._failures >= limits.breaker_threshold):
             self._open(now)
         if exc.status == 429:
@@ -391,8 +393,10 @@ class Checker:
             detail = f"; the next probe is allowed in {wait:.1f}s"
         else:
             detail = "; a probe request is testing the API"
+        last = f" (last error: {self._last_error})" if self._last_error else ""
         raise CircuitOpenError(
-            f"the order API failed {self._failures} times in a row, so checks fail fast{detail}"
+            f"the order API failed {self._failures} times in a row{last}, so checks fail "
+            f"fast{detail}"
         )
 
     # -- concurrency slots ---------------------------------------------------------------

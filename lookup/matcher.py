@@ -254,11 +254,12 @@ async def find(
     result = await match_plan(
         plan_, checker, mode=mode, max_in_flight=workers, progress=progress
     )
-    _audit(result, caller)
+    audit(result, caller)
     return result
 
 
-def _audit(result: LookupResult, caller: str | None) -> None:
+def audit(result: LookupResult, caller: str | None) -> None:
+    """Write the one audit line of a lookup (no full number unless the operator allows)."""
     if not audit_log.isEnabledFor(logging.INFO):
         return
     audit_log.info(

@@ -622,6 +622,12 @@ async def _serve_until_signal(
 ) -> None:
     def ready(url: str) -> None:
         print(f"listening on {url}", flush=True)  # noqa: T201
+        print(  # noqa: T201
+            f"try: lookup find '138****2046' --city 杭州 --api '{url}/orders?phone={{phone}}'"
+            "  (Ctrl-C stops)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     task = asyncio.create_task(serve(orders_file, config=config, host=host, port=port, ready=ready))
     loop = asyncio.get_running_loop()
@@ -632,10 +638,10 @@ async def _serve_until_signal(
         await task
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, *, prog: str = "python -m lookup.mockapi") -> None:
     """``python -m lookup.mockapi``: serve synthetic orders with fault knobs until stopped."""
     parser = argparse.ArgumentParser(
-        prog="python -m lookup.mockapi", description="Mock order API on loopback (synthetic data)."
+        prog=prog, description="Mock order API on loopback (synthetic data)."
     )
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
     parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")

@@ -1,0 +1,90 @@
+"""Opening the order API that settings describe: shared by the CLI, batch runs and the service.
+
+``api_url = "demo"`` starts the bundled mock order API on a free loopback port with the
+synthetic demo orders, for as long as the context lasts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from lookup.errors import ConfigError
+from lookup.models import Limits
+from lookup.orders.base import OrderApi
+from lookup.settings import Settings
+
+__all__ = ["DEMO", "OpenedApi", "open_api"]
+
+DEMO = "demo"
+# The bundled mock runs on this machine's loopback: no need to be gentle with it.
+DEMO_MAX_IN_FLIGHT = 64
+
+
+@dataclass(frozen=True)
+class OpenedApi:
+    """An open order API with the limits to use against it and a description for humans."""
+
+    api: OrderApi
+    limits: Limits
+    description: str
+
+
+@asynccontextmanager
+async def open_api(settings: Settings) -> AsyncIterator[OpenedApi]:
+    """Open the order API of ``settings`` (URL, ``demo`` or plug-in); close it on exit.
+
+    With ``demo``, the limits the operator did not set (on the command line, in the
+    environment or the config file) are lifted: the mock is ours and on loopback.
+    """
+    limits = settings.limits()
+    async with AsyncExitStack() as stack:
+        if settings.api_plugin:
+            from lookup.orders.plugin import load_plugin
+
+            api = load_plugin(settings.api_plugin)
+            await stack.enter_async_context(api)
+            description = f"plug-in {settings.api_plugin}"
+        elif settings.api_url:
+            from lookup.orders.http import HttpOrderApi, Timeouts
+
+            url, batch_url = settings.api_url, settings.batch_url
+            description = "order API " + url.split("?")[0]
+            if url == DEMO:
+                from lookup.mockapi import MockOrderServer
+
+                server = await stack.enter_async_context(MockOrderServer())
+                url, batch_url = server.orders_url, server.batch_url
+                description = f"bundled demo order API at {server.url} (synthetic orders)"
+                given = settings.model_fields_set
+                lifted = {
+                    "max_in_flight": DEMO_MAX_IN_FLIGHT,
+                    "max_per_second": None,
+                }
+                if "max_in_flight" in given:
+                    del lifted["max_in_flight"]
+                if "rate" in given:
+                    del lifted["max_per_second"]
+                limits = limits.model_copy(update=lifted)
+            api = HttpOrderApi(
+                url,
+                method=settings.api_method,
+                headers=settings.headers(),
+                hit_field=settings.hit_field,
+                batch_url=batch_url,
+                timeouts=Timeouts(
+                    connect=settings.connect_timeout,
+                    read=settings.read_timeout,
+                    total=settings.total_timeout,
+                ),
+                max_connections=max(settings.max_connections, limits.max_in_flight),
+            )
+            await stack.enter_async_context(api)
+        else:
+            raise ConfigError(
+                "no order API configured: pass --api URL (a template with {phone}), "
+                "--api demo (the bundled mock), or --api-plugin package.module:attr; "
+                "or set LOOKUP_API_URL"
+            )
+        yield OpenedApi(api=api, limits=limits, description=description)
