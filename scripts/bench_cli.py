@@ -1,0 +1,45 @@
+"""Cold wall time of `lookup demo` and `lookup find ... --api demo` (medians of 5)."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = 5
+
+
+def _times(cmd: list[str], ok: tuple[int, ...] = (0,)) -> list[float]:
+    out = []
+    for _ in range(RUNS):
+        t = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        out.append(time.perf_counter() - t)
+        if proc.returncode not in ok:
+            raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr[-500:]}")
+    return out
+
+
+def run() -> None:
+    lookup = [sys.executable, "-m", "lookup"]
+    print("== cli (cold processes, median of 5)")
+    rows = [
+        ("python -c pass", [sys.executable, "-c", "pass"], (0,)),
+        ("lookup segment 1380571", [*lookup, "segment", "1380571"], (0,)),
+        ("lookup find '138****2046' --city 杭州 --api demo",
+         [*lookup, "find", "138****2046", "--city", "杭州", "--api", "demo"], (0,)),
+        ("lookup find '13905710***' --city 杭州 --api demo (not found, 1,000 checks)",
+         [*lookup, "find", "13905710***", "--city", "杭州", "--api", "demo"], (1,)),
+        ("lookup demo (6 lookups, 3,620 checks)", [*lookup, "demo"], (0,)),
+    ]  # fmt: skip
+    for name, cmd, ok in rows:
+        t = _times(cmd, ok)
+        print(f"  {name:<72} median {statistics.median(t) * 1000:7.0f} ms  "
+              f"(min {min(t) * 1000:.0f}, max {max(t) * 1000:.0f})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    run()
