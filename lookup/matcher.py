@@ -19,7 +19,7 @@ from typing import Literal
 
 from lookup.candidates import DEFAULT_MAX_CANDIDATES, Tier, TierPlan, plan
 from lookup.checker import Checker, CheckStats
-from lookup.errors import ConfigError, OrderApiError, TransientApiError
+from lookup.errors import ConfigError, FatalApiError, OrderApiError, TransientApiError
 from lookup.masks import Mask
 from lookup.models import (
     DEFAULT_LIMITS,
@@ -37,6 +37,7 @@ __all__ = ["Mode", "find", "match_plan"]
 
 Mode = Literal["first", "all"]
 audit_log = logging.getLogger("lookup.audit")
+log = logging.getLogger("lookup.matcher")
 
 
 class _Found(Exception):
@@ -58,7 +59,7 @@ Progress = Callable[[str, int, int], None]
 class _TierRun:
     """The state of one tier (shared by its workers; one event loop, no locks)."""
 
-    __slots__ = ("checked", "count", "failed", "hits", "mode", "name", "progress")
+    __slots__ = ("checked", "count", "failed", "found", "hits", "mode", "name", "progress")
 
     def __init__(self, name: str, count: int, mode: Mode, progress: Progress | None) -> None:
         self.name = name
@@ -66,6 +67,7 @@ class _TierRun:
         self.mode = mode
         self.progress = progress
         self.checked = 0
+        self.found = False
         self.failed: list[str] = []
         self.hits: list[tuple[str, CheckOutcome]] = []
 
@@ -73,7 +75,12 @@ class _TierRun:
 async def _worker(
     candidates: Iterator[str], checker: Checker, stats: CheckStats, run: _TierRun
 ) -> None:
-    for phone in candidates:
+    # ``run.found`` is checked before pulling each candidate: workers whose check returns
+    # in the same loop turn as the hit must not send another one before the group cancels.
+    while not run.found:
+        phone = next(candidates, None)
+        if phone is None:
+            return
         try:
             outcome = await checker.check(phone, stats)
         except TransientApiError:
@@ -81,12 +88,17 @@ async def _worker(
             continue
         except OrderApiError as exc:  # fatal, or the breaker is open: no point going on
             raise _Abort(exc) from exc
+        except Exception as exc:  # a plug-in's bug: report it, don't read it as a "no"
+            log.exception("the order API raised %s", type(exc).__name__)
+            error = FatalApiError(f"the order API raised {type(exc).__name__}: {exc}")
+            raise _Abort(error) from exc
         run.checked += 1
         if run.progress is not None:
             run.progress(run.name, run.checked, run.count)
         if outcome.has_orders:
             run.hits.append((phone, outcome))
             if run.mode == "first":
+                run.found = True
                 raise _Found
 
 
@@ -265,7 +277,7 @@ def audit(result: LookupResult, caller: str | None) -> None:
     audit_log.info(
         "lookup mask=%s hint=%s status=%s tier=%s phone=%s checks=%d retries=%d elapsed_ms=%.0f"
         " caller=%s",
-        result.mask,
+        mask_phone(result.mask),  # a mask that hides nothing is a full number
         result.hint or "-",
         result.status,
         result.tier or "-",
