@@ -43,6 +43,9 @@ class _Checks(Protocol):
     async def check(self, phone: str) -> CheckOutcome: ...
 
 
+_BUDGET_WINDOW = 10.0  # seconds
+
+
 @dataclass(slots=True)
 class CheckStats:
     """Counters of one lookup (or any caller) that passes itself to :meth:`Checker.check`."""
@@ -133,8 +136,13 @@ class Checker:
         self._paused_until = float("-inf")
 
         # Retry budget: retries may not outgrow a fraction of first attempts.
+        # Retry budget over a sliding window (this one and the previous one), so that a long
+        # healthy run does not bank an allowance that a failing API could then multiply.
         self._first_attempts = 0
         self._retries_total = 0
+        self._prev_first_attempts = 0
+        self._prev_retries = 0
+        self._budget_window_start = clock()
 
         # Circuit breaker.
         self._state: BreakerState = "closed"
@@ -267,6 +275,7 @@ class Checker:
 
                     counters.requests += 1
                     if attempt == 0:
+                        self._roll_budget_window()
                         self._first_attempts += 1
                     if stats is not None:
                         stats.sent += 1
@@ -294,8 +303,10 @@ class Checker:
             attempt += 1
             if attempt >= limits.max_attempts:
                 raise error
-            budget = limits.retry_budget_min + limits.retry_budget_ratio * self._first_attempts
-            if self._retries_total >= budget:
+            self._roll_budget_window()
+            firsts = self._first_attempts + self._prev_first_attempts
+            budget = limits.retry_budget_min + limits.retry_budget_ratio * firsts
+            if self._retries_total + self._prev_retries >= budget:
                 counters.retries_denied += 1
                 raise error
             self._retries_total += 1
@@ -304,6 +315,21 @@ class Checker:
                 stats.retries += 1
             await self._sleep(self._backoff(error, attempt - 1))
             # The loop re-admits through the breaker: if it opened meanwhile, fail fast.
+
+    def _roll_budget_window(self) -> None:
+        now = self._clock()
+        elapsed = now - self._budget_window_start
+        if elapsed < _BUDGET_WINDOW:
+            return
+        if elapsed < 2 * _BUDGET_WINDOW:
+            self._prev_first_attempts, self._prev_retries = (
+                self._first_attempts,
+                self._retries_total,
+            )
+        else:
+            self._prev_first_attempts = self._prev_retries = 0
+        self._first_attempts = self._retries_total = 0
+        self._budget_window_start = now
 
     def _backoff(self, error: TransientApiError, retry: int) -> float:
         """Delay before retry number ``retry`` (from 0): Retry-After, or full jitter."""

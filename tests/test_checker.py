@@ -476,6 +476,28 @@ async def test_retry_budget_grows_with_first_attempts(ft: FakeTime) -> None:
     assert checker.counters.retries_denied == 1
 
 
+async def test_retry_budget_is_a_sliding_window_not_a_lifetime_bank(ft: FakeTime) -> None:
+    failing = False
+
+    def respond(phone: str, n: int) -> CheckOutcome | Exception:
+        return transient(503) if failing else answer(phone)
+
+    api = FakeApi(ft, respond)
+    checker, _ = make(
+        ft, api, max_attempts=10, retry_budget_min=2, retry_budget_ratio=0.5, cache_ttl=0
+    )
+    for p in phones(100):  # a healthy spell: 100 first attempts would allow 52 retries
+        await checker.check(p)
+    await ft.sleep(25.0)  # two budget windows later that allowance has expired
+    failing = True
+    sent = len(api.calls)
+    with pytest.raises(TransientApiError):
+        await checker.check("13900000000")
+    # 1 first attempt + retries allowed by min 2 + 0.5 * 1 first attempt -> 3 retries at most
+    assert len(api.calls) - sent <= 4
+    assert checker.counters.retries_denied == 1
+
+
 # ---------------------------------------------------------------------------------------
 # circuit breaker
 
