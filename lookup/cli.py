@@ -255,6 +255,11 @@ def settings_from_args(args: argparse.Namespace, **more: Any) -> Settings:
         t = overrides["total_timeout"]
         overrides["connect_timeout"] = min(t, 5.0)
         overrides["read_timeout"] = t
+    # An API named on the command line beats one of the other kind from env or file.
+    if overrides["api_url"] is not None and overrides["api_plugin"] is None:
+        overrides["api_plugin"] = ""
+    elif overrides["api_plugin"] is not None and overrides["api_url"] is None:
+        overrides["api_url"] = ""
     overrides.update(more)
     return load_settings(getattr(args, "config", None), **overrides)
 
@@ -485,7 +490,18 @@ def _pad(text: str, width: int) -> str:
 def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     import asyncio
 
-    settings = settings_from_args(args, api_url="demo")
+    # The demo always talks to the bundled mock, whatever API the environment configures.
+    settings = settings_from_args(args).model_copy(
+        update={
+            "api_url": "demo",
+            "api_plugin": None,
+            "api_method": "GET",
+            "api_headers": {},
+            "api_token": None,
+            "hit_field": "total",
+            "batch_url": None,
+        }
+    )
     configure_logging(settings)
     cases = _demo_cases()
 
@@ -570,8 +586,11 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
     if argv[:1] == ["mock-api"]:  # its own parser and --help (argparse.REMAINDER can't)
         return _cmd_mock_api(argparse.Namespace(args=argv[1:]), out)
     parser = _build_parser()
+    import contextlib
+
     try:
-        args = parser.parse_args(argv)
+        with contextlib.redirect_stderr(err):
+            args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0)
     from lookup.errors import InputError, LookupFailure

@@ -19,7 +19,8 @@ from typing import Any, TextIO
 
 __all__ = ["mask_numbers", "setup_logging"]
 
-_NUMBER = re.compile(r"(?<!\d)(1\d{2})\d{4}(\d{4})(?!\d)")
+# An 11-digit mobile number, alone or glued to its country code (8613812345678).
+_NUMBER = re.compile(r"(?<!\d)((?:0086|86)?1\d{2})\d{4}(\d{4})(?!\d)")
 
 
 def mask_numbers(text: str) -> str:
@@ -35,6 +36,22 @@ class _Redactor:
         for secret in self.secrets:
             text = text.replace(secret, "***")
         return mask_numbers(text)
+
+    def value(self, value: Any) -> Any:
+        """Redact a value before it is serialised (JSON escaping would hide secrets)."""
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, bool) or value is None:
+            return value
+        if isinstance(value, int | float):
+            text = str(value)
+            masked = self(text)
+            return value if masked == text else masked
+        if isinstance(value, dict):
+            return {self(str(k)): self.value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.value(v) for v in value]
+        return self(str(value))
 
 
 class TextFormatter(logging.Formatter):
@@ -80,11 +97,11 @@ class JsonFormatter(logging.Formatter):
                 data[key] = value
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
-        line = self.redact(json.dumps(data, ensure_ascii=False, default=str))
+        clean = {key: self.redact.value(value) for key, value in data.items()}
         full = getattr(record, "full_phone", None)
         if self.full_numbers and full:
-            line = line[:-1] + f', "full_phone": "{full}"}}'
-        return line
+            clean["full_phone"] = full
+        return json.dumps(clean, ensure_ascii=False)
 
 
 def setup_logging(
