@@ -10,13 +10,20 @@ numbers are produced lazily, segment by segment.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from lookup.errors import TooManyCandidatesError, UnknownRegionError
 from lookup.masks import HIDDEN, Mask, parse_mask
-from lookup.segments import FIRST_SEGMENT, UNLOCATED, Region, SegmentDB, SegmentInfo
+from lookup.segments import (
+    FIRST_SEGMENT,
+    LAST_SEGMENT,
+    UNLOCATED,
+    Region,
+    SegmentDB,
+    SegmentInfo,
+)
 
 TierName = Literal["city", "province", "national", "unlocated"]
 
@@ -140,6 +147,35 @@ def _segment_values(mask: Mask) -> list[int]:
     return values
 
 
+def _segment_range(mask: Mask) -> range | None:
+    """The segments, when the hidden digits of the first 7 all sit at its end (138****)."""
+    known = mask.pattern[:7].rstrip(HIDDEN)
+    if HIDDEN in known:
+        return None
+    width = 10 ** (7 - len(known))
+    lo = int(known) * width
+    return range(max(lo, FIRST_SEGMENT), min(lo + width, LAST_SEGMENT + 1))
+
+
+def _classify(
+    values: Iterable[int], codes: Iterable[int], tier_of: bytearray,
+    carriers: Sequence[int], allowed: frozenset[int] | None,
+) -> tuple[list[int], ...]:  # fmt: skip
+    """Bucket segment values by tier (a hot loop: no calls per segment)."""
+    lists: tuple[list[int], ...] = ([], [], [], [])
+    if allowed is None:
+        for value, code in zip(values, codes, strict=True):
+            t = tier_of[code]
+            if t != 255:
+                lists[t].append(value)
+    else:
+        for value, code in zip(values, codes, strict=True):
+            t = tier_of[code]
+            if t != 255 and carriers[value - FIRST_SEGMENT] in allowed:
+                lists[t].append(value)
+    return lists
+
+
 def _tails(mask: Mask) -> list[str]:
     tails = [""]
     for c in mask.pattern[7:]:
@@ -179,27 +215,26 @@ def plan(
     allowed = carrier_codes(carrier, db) if carrier else None
     tails = _tails(m)
 
-    city_codes = db.region_codes(region.cities) if region else set()
-    province_id = db.province_id(region.province) if region else -1
-    codes, carriers = db.codes, db.carrier_codes
-    buckets: dict[TierName, list[int]] = {name: [] for name in TIER_NAMES}
-    city_b, prov_b, nat_b, unl_b = (buckets[n] for n in TIER_NAMES)
-    province_of = db.province_id_of_code
-    for value in _segment_values(m):
-        offset = value - FIRST_SEGMENT
-        if offset < 0 or offset >= len(codes):
-            continue
-        code = codes[offset]
-        if code == 0 or (allowed is not None and carriers[offset] not in allowed):
-            continue
-        if code == UNLOCATED:
-            unl_b.append(value)
-        elif code in city_codes:
-            city_b.append(value)
-        elif province_of(code) == province_id:
-            prov_b.append(value)
-        else:
-            nat_b.append(value)
+    # One byte per region code says its tier (0 city, 1 province, 2 national, 3 unlocated,
+    # 255 no segment); classifying a segment is then one index, not a call per segment.
+    tier_of = bytearray(b"\x02") * 65536
+    tier_of[0] = 255
+    tier_of[UNLOCATED] = 3
+    if region is not None:
+        for code in db.province_codes(region.province):
+            tier_of[code] = 1
+        for code in db.region_codes(region.cities):
+            tier_of[code] = 0
+    codes = db.codes
+    run = _segment_range(m)
+    if run is not None:  # a contiguous run of segments: slice the codes, no lookups
+        values: Sequence[int] = run
+        found: Sequence[int] = codes[run.start - FIRST_SEGMENT : run.stop - FIRST_SEGMENT]
+    else:
+        values = [v for v in _segment_values(m) if FIRST_SEGMENT <= v <= LAST_SEGMENT]
+        found = [codes[v - FIRST_SEGMENT] for v in values]
+    lists = _classify(values, found, tier_of, db.carrier_codes, allowed)
+    buckets: dict[TierName, list[int]] = {name: lists[i] for i, name in enumerate(TIER_NAMES)}
 
     total = sum(len(b) for b in buckets.values()) * len(tails)
     if total > max_candidates:

@@ -245,6 +245,10 @@ class SegmentDB:
         """Region codes (1..R) of database city labels."""
         return {self._by_city[c] + 1 for c in cities}
 
+    def province_codes(self, province: str) -> list[int]:
+        """Region codes (1..R) of every region of ``province``."""
+        return [i + 1 for i, r in enumerate(self._regions) if r[0] == province]
+
     def province_id(self, province: str) -> int:
         return self._provinces.index(province)
 
