@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from lookup.batch import BatchRow, BatchSummary, RowResult, run_batch
     from lookup.candidates import Tier, TierPlan, plan
     from lookup.checker import Checker
     from lookup.errors import (
@@ -42,6 +43,10 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
+    "run_batch": "lookup.batch",
+    "BatchRow": "lookup.batch",
+    "BatchSummary": "lookup.batch",
+    "RowResult": "lookup.batch",
     "find": "lookup.matcher",
     "find_sync": "lookup.sync",
     "LookupClient": "lookup.sync",
@@ -80,6 +85,8 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "BatchRow",
+    "BatchSummary",
     "CheckOutcome",
     "Checker",
     "CircuitOpenError",
@@ -99,6 +106,7 @@ __all__ = [
     "OrderApi",
     "OrderApiError",
     "Region",
+    "RowResult",
     "SegmentDB",
     "SegmentInfo",
     "Tier",
@@ -113,6 +121,7 @@ __all__ = [
     "load_plugin",
     "parse_mask",
     "plan",
+    "run_batch",
 ]
 
 

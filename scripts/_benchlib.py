@@ -16,13 +16,14 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Self
 
 ROOT = Path(__file__).resolve().parent.parent
 _READY_PREFIX = "listening on "
@@ -73,6 +74,7 @@ class MockServer:
         self.command = shown_command(argv)
         self.url = ""
         self._proc: subprocess.Popen[str] | None = None
+        self._stderr: IO[str] | None = None
 
     @property
     def orders_url(self) -> str:
@@ -83,12 +85,14 @@ class MockServer:
         assert self._proc is not None
         return self._proc.pid
 
-    def __enter__(self) -> MockServer:
-        self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+    def __enter__(self) -> Self:
+        # stderr goes to a file, not a pipe nobody reads: a chatty server must never block.
+        self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8")
+        self._proc = subprocess.Popen(
             self.argv,
             cwd=ROOT,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self._stderr,
             text=True,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
@@ -113,8 +117,9 @@ class MockServer:
             raise RuntimeError(f"{self.command}: no 'listening on' line within "
                                f"{_READY_TIMEOUT:g}s") from None  # fmt: skip
         if not line.startswith(_READY_PREFIX):
-            err = proc.stderr.read() if proc.poll() is not None and proc.stderr else ""
-            raise RuntimeError(f"{self.command}: unexpected output {line!r} {err}")
+            proc.poll()
+            raise RuntimeError(f"{self.command}: unexpected output {line!r}; stderr: "
+                               f"{self.stderr_tail()!r}")  # fmt: skip
         return line[len(_READY_PREFIX) :].strip()
 
     def stop(self) -> None:
@@ -130,16 +135,64 @@ class MockServer:
                     proc.kill()
                     proc.wait(timeout=10)
         finally:
-            for stream in (proc.stdout, proc.stderr):
+            for stream in (proc.stdout, self._stderr):
                 if stream is not None:
                     with contextlib.suppress(OSError):
                         stream.close()
+            self._stderr = None
+
+    def stderr_tail(self, chars: int = 2000) -> str:
+        """The end of what the server wrote to stderr so far (while it is open)."""
+        if self._stderr is None:
+            return ""
+        self._stderr.flush()
+        self._stderr.seek(0)
+        return self._stderr.read()[-chars:]
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time (user + system) the server process used so far; None off Linux."""
+        if self._proc is None:
+            return None
+        try:
+            text = Path(f"/proc/{self._proc.pid}/stat").read_text()
+        except OSError:
+            return None
+        fields = text.rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stats(self) -> dict[str, Any]:
         """``GET /stats`` (never faulted by the mock)."""
-        with urllib.request.urlopen(f"{self.url}/stats", timeout=10) as resp:  # noqa: S310
+        with urllib.request.urlopen(f"{self.url}/stats", timeout=10) as resp:
             data: dict[str, Any] = json.load(resp)
         return data
+
+
+def system_busy_seconds() -> float | None:
+    """CPU seconds all processes of the machine used since boot (Linux /proc/stat)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stream:
+            fields = stream.readline().split()[1:]
+    except OSError:
+        return None
+    ticks = [int(x) for x in fields]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    # guest time is already inside user/nice: count the first 8 fields only
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_quiet(max_wait: float, *, cores: float = 0.15, sample: float = 0.3) -> float:
+    """Wait (at most ``max_wait`` s) until the machine uses fewer than ``cores`` over ``sample``
+    seconds, i.e. other processes are idle while ours are; return the seconds waited."""
+    started = time.perf_counter()
+    while True:
+        before = system_busy_seconds()
+        if before is None:
+            return 0.0
+        time.sleep(sample)
+        after = system_busy_seconds()
+        waited = time.perf_counter() - started
+        if after is None or (after - before) / sample < cores or waited >= max_wait:
+            return waited
 
 
 def stats_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -169,6 +222,10 @@ class Sample:
     statuses: dict[str, int] = field(default_factory=dict)
     max_concurrent: int = 0
     """The server's high-water mark of handlers at once since its start (not reset)."""
+    server_cpu: float | None = None
+    """CPU seconds the server process used during the run (Linux /proc; 10 ms ticks)."""
+    others_cpu: float | None = None
+    """CPU seconds every other process of the machine used during the run: noise."""
     result: str = ""
     ok: bool = True
     note: str = ""
@@ -181,6 +238,20 @@ class Sample:
     def cpu_us(self) -> float:
         return self.cpu / self.checks * 1e6 if self.checks else float("nan")
 
+    @property
+    def others_cores(self) -> float:
+        """Cores busy with other processes during the run, on average (nan when unknown)."""
+        if self.others_cpu is None or self.wall <= 0:
+            return float("nan")
+        return max(0.0, self.others_cpu) / self.wall
+
+    @property
+    def server_cpu_us(self) -> float:
+        """Server CPU per request it received, in µs (nan when unknown)."""
+        if self.server_cpu is None or not self.requests:
+            return float("nan")
+        return self.server_cpu / self.requests * 1e6
+
 
 @dataclass
 class Timed:
@@ -191,7 +262,7 @@ class Timed:
     _w: float = 0.0
     _c: float = 0.0
 
-    def __enter__(self) -> Timed:
+    def __enter__(self) -> Self:
         self._w = time.perf_counter()
         self._c = time.process_time()
         return self
@@ -243,8 +314,3 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = " 
 def verdict(ok: bool | None) -> str:
     return "-" if ok is None else ("PASS" if ok else "MISS")
 
-
-def run_with_deadline(fn: Callable[[], Any], seconds: float) -> Any:
-    """Run ``fn`` and return its value; only for callers that bound their own work."""
-    del seconds
-    return fn()
