@@ -44,6 +44,7 @@ class _Checks(Protocol):
 
 
 _BUDGET_WINDOW = 10.0  # seconds
+_RATE_HEADROOM = 0.02
 
 
 @dataclass(slots=True)
@@ -131,7 +132,10 @@ class Checker:
 
         # Rate limiter (GCRA / virtual scheduling) and the polite pause after a 429.
         rate = limits.max_per_second
-        self._interval = 1.0 / rate if rate is not None else 0.0
+        # Pace 2 % under the configured rate: a server enforcing N/s over a sliding window
+        # rejects a client spaced exactly 1/N apart whenever network jitter bunches two
+        # requests, and each 429 then pauses the whole checker for its Retry-After.
+        self._interval = (1.0 + _RATE_HEADROOM) / rate if rate is not None else 0.0
         self._next_slot = float("-inf")
         self._paused_until = float("-inf")
 
