@@ -313,4 +313,3 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = " 
 
 def verdict(ok: bool | None) -> str:
     return "-" if ok is None else ("PASS" if ok else "MISS")
-

@@ -43,8 +43,9 @@ class Timeouts(BaseModel):
     """Time limits of one request, in seconds.
 
     ``connect``: establishing a new connection; ``read``: the gap between two
-    chunks of the answer; ``total``: the whole exchange once a pooled connection
-    slot is free (waiting for a slot is not counted: that is not the API's fault).
+    chunks of a batch answer (a single check's answer is one small chunk: ``total``
+    bounds it); ``total``: the whole exchange once a pooled connection slot is free
+    (waiting for a slot is not counted: that is not the API's fault).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -195,11 +196,19 @@ class HttpOrderApi(BaseOrderApi):
         )
         # aiohttp's ``connect`` and ``total`` include the wait for a free pooled
         # connection, so a busy pool would look like a slow API. Leave both unset,
-        # bound the socket phases with sock_connect / sock_read, and enforce
-        # ``total`` with ``asyncio.timeout`` around the request only, after a slot
-        # of ``self._slots`` (sized like the pool) is ours: the connector then never
-        # queues inside the deadline. Built once: no per-request timeout objects.
+        # bound connecting with sock_connect, and enforce ``total`` with
+        # ``asyncio.timeout`` around the request only, after a slot of ``self._slots``
+        # (sized like the pool) is ours: the connector then never queues inside the
+        # deadline. ``read`` (aiohttp's sock_read) is set for batch answers only:
+        # aiohttp re-arms that timer on every chunk it receives, so a single check
+        # carried three timer handles, ~35k of the ~80k instructions the engine adds to
+        # a bare aiohttp loop per check (scripts/bench_engine.py, no-read-timer). A
+        # single answer is one small chunk, and ``total`` bounds it.
+        # Built once: no per-request timeout objects.
         self._client_timeout = aiohttp.ClientTimeout(
+            total=None, connect=None, sock_connect=timeouts.connect
+        )
+        self._batch_timeout = aiohttp.ClientTimeout(
             total=None, connect=None, sock_connect=timeouts.connect, sock_read=timeouts.read
         )
         self._session: aiohttp.ClientSession | None = None
@@ -257,8 +266,9 @@ class HttpOrderApi(BaseOrderApi):
         url = self._url.replace(_PHONE, phone) if self._templated else self._url
         payload = {"phone": phone} if self._post else None
         data = await self._exchange(
-            session, self._method, url, payload, self._shown, phone, self._shape
-        )
+            session, self._method, url, payload, self._shown, phone, self._shape,
+            self._client_timeout,
+        )  # fmt: skip
         value: Any = data
         for key in self._path:
             value = value.get(key, _MISSING) if type(value) is dict else _MISSING
@@ -292,6 +302,7 @@ class HttpOrderApi(BaseOrderApi):
             shown,
             f"a batch of {len(wanted)} numbers",
             _BATCH_SHAPE,
+            self._batch_timeout,
         )
         results = data.get("results") if type(data) is dict else None
         if type(results) is not dict:
@@ -317,6 +328,7 @@ class HttpOrderApi(BaseOrderApi):
         shown: str,
         subject: str,
         expected: str,
+        client_timeout: aiohttp.ClientTimeout,
     ) -> Any:
         """One request; the decoded JSON body of a 2xx answer, or an ``OrderApiError``.
 
@@ -329,7 +341,7 @@ class HttpOrderApi(BaseOrderApi):
             async with (
                 slots,
                 asyncio.timeout(self._total),
-                session.request(method, url, json=payload) as resp,
+                session.request(method, url, json=payload, timeout=client_timeout) as resp,
             ):
                 # Read error bodies too, so the connection goes back to the pool.
                 raw = await resp.read()
