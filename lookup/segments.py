@@ -143,7 +143,6 @@ class SegmentDB:
         "_children",
         "_codes",
         "_province_alias",
-        "_province_of",
         "_provinces",
         "_regions",
         "_zip_stems",
@@ -166,8 +165,6 @@ class SegmentDB:
         # region index i (code i + 1) -> (province, city, area_code, zip)
         self._regions: list[tuple[str, str, str, str]] = [tuple(r) for r in meta["regions"]]
         self._provinces: list[str] = sorted({r[0] for r in self._regions})
-        province_ids = {p: i for i, p in enumerate(self._provinces)}
-        self._province_of: list[int] = [province_ids[r[0]] for r in self._regions]
         self._by_city: dict[str, int] = {r[1]: i for i, r in enumerate(self._regions)}
         self._children: dict[str, list[str]] = dict(meta["children"])
         self._alias: dict[str, str] = dict(meta["city_aliases"])
@@ -237,10 +234,6 @@ class SegmentDB:
         """Carrier code (1-8, 0 unknown) per segment offset."""
         return self._carrier
 
-    def province_id_of_code(self, code: int) -> int:
-        """The province id of a located region code (1..R)."""
-        return self._province_of[code - 1]
-
     def region_codes(self, cities: Iterable[str]) -> set[int]:
         """Region codes (1..R) of database city labels."""
         return {self._by_city[c] + 1 for c in cities}
@@ -248,9 +241,6 @@ class SegmentDB:
     def province_codes(self, province: str) -> list[int]:
         """Region codes (1..R) of every region of ``province``."""
         return [i + 1 for i, r in enumerate(self._regions) if r[0] == province]
-
-    def province_id(self, province: str) -> int:
-        return self._provinces.index(province)
 
     def carrier_name(self, code: int) -> str | None:
         return self._carrier_names.get(code)
@@ -299,9 +289,6 @@ class SegmentDB:
     def cities(self) -> list[str]:
         """Every city label of the database."""
         return [r[1] for r in self._regions]
-
-    def _names(self) -> list[str]:
-        return sorted({*self._by_city, *self._alias, *self._provinces})
 
     def _suggest(self, text: str, pool: Iterable[str]) -> tuple[str, ...]:
         pool = list(pool)
