@@ -68,11 +68,23 @@ class CheckerCounters:
     """
 
     requests: int = 0
+    """Requests sent to the API (a batch request counts once)."""
+    numbers: int = 0
+    """Numbers those requests asked about (a batch request counts each of its numbers)."""
     hits: int = 0
     misses: int = 0
     transient_errors: int = 0
+    """Transient failures of every kind, throttling excluded; split below."""
+    timeouts: int = 0
+    connect_errors: int = 0
+    resets: int = 0
+    server_errors: int = 0
+    """5xx answers (503 with Retry-After is throttling, not this)."""
     fatal_errors: int = 0
+    throttled: int = 0
+    """Throttle signals: 429, 503 + Retry-After, a throttle code in a 200 body."""
     rate_limited: int = 0
+    """Kept for v1 readers: the same as ``throttled``."""
     retries: int = 0
     retries_denied: int = 0
     cache_hits: int = 0

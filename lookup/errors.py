@@ -10,7 +10,9 @@
     │   └── ConfigError                a setting or option is invalid
     ├── DataError                      the segment database is missing or corrupt
     └── OrderApiError                  the order API could not give a definite answer
-        ├── TransientApiError          timeouts, resets, 429/502/503/504: worth retrying
+        ├── TransientApiError          timeouts, resets, 5xx: worth retrying (``kind`` says which)
+        │   └── ThrottledApiError      429, 503 + Retry-After, a throttle signal in a 200 body:
+        │                              backpressure, never a failure of the API
         ├── FatalApiError              401/403/400/other 4xx, an unexpected body: retrying will not help
         └── CircuitOpenError           the breaker is open after repeated failures; fail fast
 
@@ -18,6 +20,11 @@ Messages say what was wrong and what to do; they never contain a credential.
 """
 
 from __future__ import annotations
+
+from typing import Literal
+
+TransientKind = Literal["timeout", "connect", "reset", "5xx", "throttled", "other"]
+"""What kind of transient failure a :class:`TransientApiError` is (the metrics split them)."""
 
 __all__ = [
     "CircuitOpenError",
@@ -28,8 +35,10 @@ __all__ = [
     "InvalidMaskError",
     "LookupFailure",
     "OrderApiError",
+    "ThrottledApiError",
     "TooManyCandidatesError",
     "TransientApiError",
+    "TransientKind",
     "UnknownRegionError",
 ]
 
@@ -76,17 +85,43 @@ class OrderApiError(LookupFailure):
 
 
 class TransientApiError(OrderApiError):
-    """A failure that may pass: timeout, connection error, 429, 502, 503, 504.
+    """A failure that may pass: timeout, connection error or reset, 5xx.
 
-    ``retry_after`` is the server's ``Retry-After`` in seconds, when it sent one.
+    ``retry_after`` is the server's ``Retry-After`` in seconds, when it sent one;
+    ``kind`` is ``timeout``, ``connect``, ``reset``, ``5xx``, ``throttled`` or ``other``.
     """
 
+    kind: TransientKind = "other"
+
     def __init__(
-        self, message: str, *, status: int | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        kind: TransientKind | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        if kind is not None:
+            self.kind = kind
+        elif status is not None and 500 <= status < 600:
+            self.kind = "5xx"
+
+
+class ThrottledApiError(TransientApiError):
+    """The API asked us to slow down: 429, 503 with ``Retry-After``, or a configured
+    throttle signal in a 200 body. Backpressure, not a failure: it never counts toward
+    the breaker; the checker lowers its rate (and pauses for ``retry_after``) and resends.
+    """
+
+    kind: TransientKind = "throttled"
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, status=status, retry_after=retry_after, kind="throttled")
 
 
 class FatalApiError(OrderApiError):
