@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import csv
-import dataclasses
 import hashlib
 import inspect
 import io
@@ -42,25 +40,23 @@ import os
 import re
 import sys
 import time
-from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, Awaitable, Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Final, Literal, Self, TextIO, cast
+from typing import IO, TYPE_CHECKING, Any, Final, Literal, Self, TextIO
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from lookup.candidates import DEFAULT_MAX_CANDIDATES, TierName, TierPlan, plan
-from lookup.checker import CheckStats
+from lookup.candidates import DEFAULT_MAX_CANDIDATES, TierName, plan
 from lookup.errors import ConfigError, InputError, LookupFailure
 from lookup.matcher import Mode, audit, match_plan
 from lookup.orders.base import mask_phone
 
 if TYPE_CHECKING:
     from lookup.checker import Checker
-    from lookup.models import CheckOutcome, Limits, LookupResult
+    from lookup.models import LookupResult
     from lookup.segments import SegmentDB
     from lookup.settings import Settings
 
@@ -281,15 +277,15 @@ async def lookup_row(
 ) -> RowResult:
     """Look up one row like :func:`~lookup.matcher.find`; an input error becomes an
     ``invalid`` result instead of raising."""
-    return await _lookup(row, checker, lambda _: checker.limits.max_in_flight, mode=mode,
-                         max_candidates=max_candidates, caller=caller, db=db)  # fmt: skip
+    return await _lookup(row, checker, mode=mode, max_candidates=max_candidates,
+                         caller=caller, db=db, group=caller)  # fmt: skip
 
 
 async def _lookup(
-    row: BatchRow, checker: Checker, workers: Callable[[TierPlan], int], *, mode: Mode,
-    max_candidates: int, caller: str, db: SegmentDB | None,
+    row: BatchRow, checker: Checker, *, mode: Mode, max_candidates: int, caller: str,
+    db: SegmentDB | None, group: Hashable,
 ) -> RowResult:  # fmt: skip
-    """:func:`~lookup.matcher.find`, with the number of workers chosen from the plan."""
+    """:func:`~lookup.matcher.find` for one row, as a lookup of ``group``."""
     if row.problem is not None:
         return RowResult.invalid(row, row.problem)
     if not row.mask:
@@ -301,172 +297,9 @@ async def _lookup(
                      max_candidates=max_candidates)  # fmt: skip
     except InputError as exc:
         return RowResult.invalid(row, str(exc), round((time.perf_counter() - t0) * 1000, 3))
-    result = await match_plan(plan_, checker, mode=mode, max_in_flight=workers(plan_))
+    result = await match_plan(plan_, checker, mode=mode, group=group)
     audit(result, caller)
     return RowResult.from_lookup(row, result)
-
-
-# A worker is a task, created per tier and cancelled at a hit (tens of µs each): a lookup
-# gets one spare worker (beyond its share) per this many candidates of its largest tier.
-_CANDIDATES_PER_SPARE_WORKER: Final = 16
-
-
-class _FairShare:
-    """Splits a shared checker's ``max_in_flight`` among the lookups running right now.
-
-    Every lookup of a batch sees the shared checker through a :class:`_LookupView` that
-    lets at most ``ceil(max_in_flight / lookups running)`` of its checks into the checker
-    at once. Together the lookups fill the checker's slots; alone (the tail of a batch, or
-    one big lookup among quick ones) a lookup widens to all of them. Without a share, the
-    first lookups would queue a whole pool's worth of checks each in the checker's FIFO
-    and send them all before their hit's answer came back; with a fixed share, the last
-    lookup of a batch would crawl on a few slots while the rest sat idle.
-    """
-
-    def __init__(self, checker: Checker) -> None:
-        self.checker = checker
-        self.views: set[_LookupView] = set()
-
-    def limit(self) -> int:
-        """A lookup's share now: ``ceil(max_in_flight / lookups running)``."""
-        return -(-self.checker.limits.max_in_flight // max(1, len(self.views)))
-
-    def workers(self, plan_: TierPlan) -> int:
-        """Workers for a lookup: its share now, more if it is big enough to widen later."""
-        biggest = max((t.count for t in plan_.tiers), default=0)
-        spare = -(-biggest // _CANDIDATES_PER_SPARE_WORKER)
-        return max(self.limit(), min(self.checker.limits.max_in_flight, spare))
-
-    @contextlib.asynccontextmanager
-    async def view(self) -> AsyncIterator[_LookupView]:
-        """A view for one lookup; on leaving, its last requests land (or, on error, are
-        cancelled) before its share goes back to the others."""
-        view = _LookupView(self)
-        self.views.add(view)
-        try:
-            yield view
-            await view.drain()
-        finally:
-            await view.abandon()
-            self.views.discard(view)
-            for other in self.views:  # their share just grew
-                other.wake()
-
-
-class _LookupView:
-    """One lookup's door to the shared checker: at most its fair share of checks inside.
-
-    Waiting here sends nothing, so the checks a hit cancels are cheap, and waiters keep
-    their order (FIFO), so candidates still go in the tier's order.
-
-    A check whose request is on the wire when the lookup is cancelled (its tier had a
-    hit) is left to land rather than cut: the API has the request anyway, and cutting it
-    closes a pooled connection, a reconnect (with TLS, a handshake) for nearly every hit
-    of a batch: about a fifth of the throughput at 0 ms latency. It keeps its checker
-    slot until it lands, so the global limits hold, and :meth:`drain` waits for it before
-    the batch takes another row. A check not yet sent (queued in the checker, or backing
-    off before a retry) is cancelled as usual. (If the landing request fails, the
-    checker may still retry it once the backoff is over, within its retry budget.)
-    """
-
-    def __init__(self, share: _FairShare) -> None:
-        self._share = share
-        self._checker = share.checker
-        self._active = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
-        self._landing: set[asyncio.Task[CheckOutcome]] = set()
-
-    def as_checker(self) -> Checker:
-        # The matcher needs only ``limits`` and ``check``: to it, the view is a checker.
-        return cast("Checker", self)
-
-    @property
-    def limits(self) -> Limits:
-        return self._checker.limits
-
-    def __getattr__(self, name: str) -> Any:  # anything else the matcher may read
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self._checker, name)
-
-    async def check(self, phone: str, stats: CheckStats | None = None) -> CheckOutcome:
-        if self._waiters or self._active >= self._share.limit():
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():  # granted, then cancelled
-                    self._release()
-                else:
-                    with contextlib.suppress(ValueError):  # wake() may have dropped it
-                        self._waiters.remove(waiter)
-                raise
-        else:
-            self._active += 1
-        # Own counters per call, to tell a check on the wire from one still queued.
-        mine = CheckStats()
-        call = asyncio.ensure_future(self._checker.check(phone, mine))
-        try:
-            return await asyncio.shield(call)
-        except asyncio.CancelledError:
-            if call.done():
-                if not call.cancelled():
-                    call.exception()  # landed in the same turn: retrieved, not needed
-            else:
-                if mine.sent <= mine.retries:  # not on the wire (queued, or backing off)
-                    call.cancel()  # so it is never sent
-                self._landing.add(call)
-            raise
-        finally:
-            if stats is not None:
-                _add_stats(stats, mine)
-            self._release()
-
-    def _release(self) -> None:
-        self._active -= 1
-        if self._waiters:
-            # Not at once: when this answer was a hit, the matcher is about to cancel the
-            # lookup, and a waiter let in now would send one more check for nothing.
-            asyncio.get_running_loop().call_soon(self.wake)
-
-    def wake(self) -> None:
-        """Let waiters in up to the share (the slot is counted for them here)."""
-        limit = self._share.limit()
-        while self._waiters and self._active < limit:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                self._active += 1
-                waiter.set_result(None)
-
-    async def drain(self) -> None:
-        """Wait for the checks left to land; their answers (or errors) are not needed."""
-        if self._landing:
-            await asyncio.wait(self._landing)
-        self._settle()
-
-    async def abandon(self) -> None:
-        """Cancel the checks still landing (the batch is stopping) and wait for them."""
-        for call in self._landing:
-            call.cancel()
-        if self._landing:
-            await asyncio.wait(self._landing)
-        self._settle()
-
-    def _settle(self) -> None:
-        for call in self._landing:
-            if call.done() and not call.cancelled():
-                call.exception()  # retrieved: no "exception was never retrieved"
-        self._landing.clear()
-
-
-_STATS_FIELDS: Final = tuple(f.name for f in dataclasses.fields(CheckStats))
-
-
-def _add_stats(total: CheckStats, part: CheckStats) -> None:
-    for name in _STATS_FIELDS:
-        if value := getattr(part, name):
-            setattr(total, name, getattr(total, name) + value)
 
 
 def _puller(rows: Iterable[BatchRow] | AsyncIterable[BatchRow]) -> Callable[[], Awaitable[BatchRow | None]]:  # fmt: skip
@@ -510,11 +343,11 @@ async def run_batch(
     """Look up every row, ``lookups_in_flight`` at a time, over one shared ``checker``.
 
     Rows are pulled lazily by a fixed set of workers, so a million-row iterator costs
-    ``lookups_in_flight`` tasks, not a million. Each lookup keeps at most its fair share
-    of the checker's ``max_in_flight`` in flight (``ceil(max_in_flight / lookups
-    running)``): together they keep the checker's slots busy, a lookup that hits has few
-    checks to waste, and the last lookups of a batch widen to the whole pool. The
-    checker's own limits (rate, retries, breaker) hold for all of them together.
+    ``lookups_in_flight`` tasks, not a million. The checker's fair scheduler gives each
+    lookup an equal share of the in-flight slots (the batch is one group, ``caller``,
+    next to the checker's other callers): together they keep the slots busy, a lookup
+    that hits has few checks to waste, and the last lookups of a batch widen to the whole
+    pool. The checker's own limits (rate, retries, breaker) hold for all of them together.
 
     ``on_result(result)`` (sync or async) is called as each row finishes, in completion
     order; results carry ``row``, so callers can restore the input order. An exception
@@ -530,23 +363,21 @@ async def run_batch(
         raise ConfigError(f"lookups_in_flight must be at least 1, got {lookups_in_flight}")
     if mode not in ("first", "all"):
         raise ConfigError(f"mode must be 'first' or 'all', got {mode!r}")
-    share = _FairShare(checker)
     summary = BatchSummary()
     pull = _puller(rows)
     started = time.perf_counter()
 
     async def worker() -> None:
         while (row := await pull()) is not None:
-            async with share.view() as view:
-                result = await _lookup(row, view.as_checker(), share.workers, mode=mode,
-                                       caller=caller, max_candidates=max_candidates, db=db)  # fmt: skip
-                summary.add(result)
-                log.debug("row %d %s: %s, %d checks", result.row, mask_phone(result.mask),
-                          result.status, result.checks_sent)  # fmt: skip
-                if on_result is not None:
-                    done = on_result(result)
-                    if inspect.isawaitable(done):
-                        await done
+            result = await _lookup(row, checker, mode=mode, caller=caller,
+                                   max_candidates=max_candidates, db=db, group=caller)  # fmt: skip
+            summary.add(result)
+            log.debug("row %d %s: %s, %d checks", result.row, mask_phone(result.mask),
+                      result.status, result.checks_sent)  # fmt: skip
+            if on_result is not None:
+                done = on_result(result)
+                if inspect.isawaitable(done):
+                    await done
 
     try:
         async with asyncio.TaskGroup() as tg:

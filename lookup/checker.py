@@ -1,14 +1,19 @@
-"""Running checks against the order API within global limits.
+"""Running checks against the order API within global limits: the policies, composed.
 
 One :class:`Checker` per process (or per client) is shared by every lookup, so its
-limits hold across concurrent lookups, batch runs and the service:
+limits hold across concurrent lookups, batch runs and the service. A check goes:
 
-* at most ``max_in_flight`` requests at once (adaptive when ``limits.adaptive``);
-* at most ``max_per_second`` request starts, evenly spaced, no burst;
-* retries of transient errors only, with full-jitter exponential backoff,
-  ``Retry-After`` honoured (and capped) and a global retry budget;
-* a circuit breaker that fails fast after repeated failures, with one probe when half-open;
-* a TTL + LRU cache of definite outcomes and single-flight dedupe of identical checks.
+    cache -> single flight -> breaker (wait while open) -> concurrency slot -> pacing
+    -> the API -> outcome recorded (breaker, pacing AIMD, retry budget, cache)
+
+Throttling (429, 503 + ``Retry-After``, a throttle signal in the body) is backpressure:
+the pacer lowers its rate (and pauses for ``Retry-After``) and the check is sent again
+when its slot comes; it never counts toward the breaker or the retry budget. Transient
+failures are retried with full-jitter backoff while the refilling retry budget has
+tokens; what still fails is raised for the matcher to defer.
+
+Each running lookup sees the checker through :meth:`Checker.lookup`, a view that keeps it
+to its fair share of the in-flight slots (:mod:`lookup.policies.fair`).
 
 The happy path creates no task and awaits nothing but the API call itself.
 """
@@ -17,46 +22,79 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import time
-from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, NoReturn, Protocol
+from typing import Literal, Protocol, TypeVar
 
-from .errors import CircuitOpenError, FatalApiError, TransientApiError
-from .models import DEFAULT_LIMITS, CheckOutcome, Limits
+from cachetools import TTLCache
 
-__all__ = ["CheckStats", "Checker", "CheckerCounters"]
+from lookup.errors import FatalApiError, ThrottledApiError, TransientApiError
+from lookup.models import DEFAULT_LIMITS, CheckOutcome, Limits
+from lookup.policies import (
+    Breaker,
+    BreakerState,
+    ConcurrencyLimit,
+    FairScheduler,
+    Gate,
+    Pacer,
+    RetryBudget,
+    RetryPolicy,
+    SingleFlight,
+)
 
-BreakerState = Literal["closed", "open", "half_open"]
+__all__ = [
+    "CheckHalted",
+    "CheckStats",
+    "Checker",
+    "CheckerCounters",
+    "CheckerStatus",
+    "Checks",
+    "LookupChecks",
+]
 
-# What a follower of a single-flight check receives from its leader: the outcome, the
-# leader's error (raised again as is), or None when the leader was cancelled and the
-# follower must try again itself.
-_FlightResult = CheckOutcome | Exception | None
+T = TypeVar("T")
+State = Literal["ok", "throttled", "paused", "down", "probing"]
+
+SLOW_START_WINDOW = 4
+"""With no rate ceiling, the concurrency window starts here and grows by one per clean
+answer (doubling per round trip, as TCP's slow start) until the first throttle signal."""
+_THROTTLED_FOR = 5.0  # seconds after a throttle signal the status still says "throttled"
 
 
-class _Checks(Protocol):
-    """The one method of an order API the checker needs."""
-
+class _Api(Protocol):
     async def check(self, phone: str) -> CheckOutcome: ...
 
 
-_BUDGET_WINDOW = 10.0  # seconds
-_RATE_HEADROOM = 0.02
+class CheckHalted(Exception):
+    """The caller's lookup is over (``stats.halt``): nothing more is sent for it."""
 
 
 @dataclass(slots=True)
 class CheckStats:
-    """Counters of one lookup (or any caller) that passes itself to :meth:`Checker.check`."""
+    """Counters of one caller (a lookup's worker), and two flags the checker reads."""
 
     sent: int = 0
     """Requests actually sent to the API, retries included."""
     retries: int = 0
+    """Of ``sent``, the resends (after a failure or a throttle)."""
     cache_hits: int = 0
     deduped: int = 0
     """Checks answered by joining an identical check already in flight."""
+    on_wire: bool = False
+    """A request of this caller is on the wire right now (left to land on a hit)."""
+    halt: bool = False
+    """Set by the caller's lookup when it is over: the checker sends nothing more."""
+    deferred: bool = False
+    """This caller retries deferred checks: their first request counts as a retry."""
+
+    def add(self, other: CheckStats) -> None:
+        self.sent += other.sent
+        self.retries += other.retries
+        self.cache_hits += other.cache_hits
+        self.deduped += other.deduped
 
 
 @dataclass(slots=True)
@@ -64,7 +102,7 @@ class CheckerCounters:
     """Process-wide counters of a :class:`Checker`, read by the metrics exporter.
 
     All are monotonic counters except ``in_flight``, a gauge of the concurrency slots
-    held right now (a slot is held while waiting for the rate limiter and during the call).
+    held right now.
     """
 
     requests: int = 0
@@ -86,38 +124,81 @@ class CheckerCounters:
     rate_limited: int = 0
     """Kept for v1 readers: the same as ``throttled``."""
     retries: int = 0
+    """Resends actually sent (after a transient failure or a throttle)."""
     retries_denied: int = 0
     cache_hits: int = 0
     deduped: int = 0
     breaker_opens: int = 0
     short_circuited: int = 0
+    """Checks given up because the breaker stayed open until their deadline."""
     in_flight: int = 0
+
+
+_KIND_COUNTER: dict[str, str] = {
+    "timeout": "timeouts",
+    "connect": "connect_errors",
+    "reset": "resets",
+    "5xx": "server_errors",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CheckerStatus:
+    """What the checker is doing, for progress lines and health checks."""
+
+    state: State
+    rate: float | None
+    """Effective checks per second (``None``: unpaced)."""
+    limit: int
+    in_flight: int
+    probe_in: float | None = None
+    paused_for: float | None = None
+
+    @property
+    def text(self) -> str:
+        """``ok``, ``throttled, 82/s``, ``paused 3 s (Retry-After)``, ``API down, probe in 6 s``."""
+        rate = f", {self.rate:.0f}/s" if self.rate is not None else ""
+        if self.state == "down":
+            return f"API down, probe in {math.ceil(self.probe_in or 0):.0f} s"
+        if self.state == "probing":
+            return "API down, probing"
+        if self.state == "paused":
+            return f"paused {math.ceil(self.paused_for or 0):.0f} s (Retry-After){rate}"
+        if self.state == "throttled":
+            return f"throttled{rate}"
+        return f"ok{rate}"
+
+
+class Checks(Protocol):
+    """What the matcher needs: one check, counted in ``stats`` (a fake can be 3 lines)."""
+
+    async def check(self, phone: str, stats: CheckStats) -> CheckOutcome: ...
 
 
 class Checker:
     """Checks phone numbers against an order API within the process-wide ``limits``.
 
-    :param api: anything with ``async check(phone) -> CheckOutcome`` that raises
-        :class:`TransientApiError` or :class:`FatalApiError`.
-    :param limits: concurrency, rate, retry, breaker and cache settings.
+    :param api: anything with ``async check(phone) -> CheckOutcome`` that raises from the
+        ``OrderApiError`` tree (and optionally ``check_many``, used for chunks).
+    :param limits: concurrency, rate ceiling, retry, breaker and cache settings.
     :param clock: monotonic seconds; injectable for tests (also times latency and the cache).
     :param sleep: ``asyncio.sleep`` or a fake; every wait of the checker goes through it.
     :param rng: source of backoff jitter; seed it for reproducible runs.
     :param on_latency: called after every attempt with its duration in seconds and one of
-        ``"hit"``, ``"miss"``, ``"transient"``, ``"fatal"``.
+        ``"hit"``, ``"miss"``, ``"transient"``, ``"throttled"``, ``"fatal"``.
 
     Example::
 
         checker = Checker(api, Limits(max_in_flight=8, max_per_second=20))
-        stats = CheckStats()
-        outcome = await checker.check("13800138000", stats)
+        async with checker.lookup() as checks:
+            outcome = await checks.check("13800138000", CheckStats())
 
     The checker binds to no event loop until used, but must then stay on one loop.
     """
 
     def __init__(
         self,
-        api: _Checks,
+        api: _Api,
         limits: Limits = DEFAULT_LIMITS,
         *,
         clock: Callable[[], float] = time.monotonic,
@@ -127,391 +208,395 @@ class Checker:
     ) -> None:
         self._api = api
         self._limits = limits
-        self._last_error = ""
         self._clock = clock
         self._sleep = sleep
-        self._rng = rng if rng is not None else random.Random()
         self._on_latency = on_latency
         self._counters = CheckerCounters()
+        self._batch = callable(getattr(api, "check_many", None)) and bool(
+            getattr(api, "batch_supported", True)
+        )
 
-        # Concurrency slots. asyncio.Semaphore cannot shrink, and adaptive concurrency
-        # needs a limit that changes at runtime, hence a counter and a FIFO of futures.
-        self._limit = limits.max_in_flight
-        self._active = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
-        self._adaptive = limits.adaptive
-        self._streak = 0
-
-        # Rate limiter (GCRA / virtual scheduling) and the polite pause after a 429.
-        rate = limits.max_per_second
-        # Pace 2 % under the configured rate: a server enforcing N/s over a sliding window
-        # rejects a client spaced exactly 1/N apart whenever network jitter bunches two
-        # requests, and each 429 then pauses the whole checker for its Retry-After.
-        self._interval = (1.0 + _RATE_HEADROOM) / rate if rate is not None else 0.0
-        self._next_slot = float("-inf")
-        self._paused_until = float("-inf")
-
-        # Retry budget: retries may not outgrow a fraction of first attempts.
-        # Retry budget over a sliding window (this one and the previous one), so that a long
-        # healthy run does not bank an allowance that a failing API could then multiply.
-        self._first_attempts = 0
-        self._retries_total = 0
-        self._prev_first_attempts = 0
-        self._prev_retries = 0
-        self._budget_window_start = clock()
-
-        # Circuit breaker.
-        self._state: BreakerState = "closed"
-        self._failures = 0
-        self._open_until = 0.0
-        self._probing = False
-
-        # Cache of definite outcomes: phone -> (expires at, outcome), oldest use first.
-        self._cache_on = limits.cache_ttl > 0 and limits.cache_size > 0
-        self._cache: OrderedDict[str, tuple[float, CheckOutcome]] = OrderedDict()
-
-        # Single flight: phone -> the future followers wait on (created by the first one).
-        self._flights: dict[str, asyncio.Future[_FlightResult] | None] = {}
+        unpaced = limits.max_per_second is None
+        self._slow_start = unpaced
+        self._slots = ConcurrencyLimit(
+            SLOW_START_WINDOW if unpaced else limits.max_in_flight, ceiling=limits.max_in_flight
+        )
+        self._pacer = Pacer(
+            limits.max_per_second, clock=clock, sleep=sleep, on_change=self._rate_changed
+        )
+        self._latency = 0.0  # EWMA of answer times, for sizing the window to the rate
+        self._retry = RetryPolicy(
+            limits.max_attempts,
+            base=limits.backoff_base,
+            cap=limits.backoff_cap,
+            retry_after_cap=limits.retry_after_cap,
+            rng=rng if rng is not None else random.Random(),
+        )
+        self._budget = RetryBudget(
+            limits.retry_budget_min,
+            per_success=limits.retry_budget_ratio,
+            per_second=limits.retry_budget_rate,
+            clock=clock,
+        )
+        self._breaker = Breaker(
+            limits.breaker_threshold, limits.breaker_cooldown, clock=clock, sleep=sleep
+        )
+        self._cache: TTLCache[str, CheckOutcome] | None = (
+            TTLCache(limits.cache_size, limits.cache_ttl, timer=clock)
+            if limits.cache_ttl > 0 and limits.cache_size > 0
+            else None
+        )
+        self._flights: SingleFlight[CheckOutcome] = SingleFlight((CheckHalted,))
+        self._fair = FairScheduler(lambda: self._slots.limit)
 
     # -- public surface ------------------------------------------------------------------
 
     @property
     def limits(self) -> Limits:
-        """The limits this checker enforces."""
+        """The limits this checker enforces (the rate is a ceiling)."""
         return self._limits
 
     @property
     def breaker_state(self) -> BreakerState:
-        """``closed``, ``open`` (failing fast) or ``half_open`` (the cooldown is over)."""
-        if self._state == "open" and self._clock() >= self._open_until:
-            return "half_open"
-        return self._state
+        """``closed``, ``open`` (checks wait) or ``half_open`` (a probe may go)."""
+        return self._breaker.state
 
     @property
     def in_flight(self) -> int:
-        """Concurrency slots held right now (waiting for the rate limiter or calling)."""
-        return self._active
+        """Concurrency slots held right now (waiting for pacing or calling)."""
+        return self._slots.active
 
     @property
     def concurrency_limit(self) -> int:
-        """The current concurrency limit: ``max_in_flight``, or less after 429s if adaptive."""
-        return self._limit
+        """The current concurrency limit (``max_in_flight``, or less while adapting)."""
+        return self._slots.limit
+
+    @property
+    def rate(self) -> float | None:
+        """The effective rate (checks/s; ``None``: unpaced)."""
+        return self._pacer.rate
 
     @property
     def counters(self) -> CheckerCounters:
         """The live process-wide counters (the same object every time)."""
         return self._counters
 
+    @property
+    def supports_batch(self) -> bool:
+        """Whether the API answers many numbers per request (``check_many``)."""
+        return self._batch
+
     def clear_cache(self) -> None:
         """Forget every cached outcome."""
-        self._cache.clear()
+        if self._cache is not None:
+            self._cache.clear()
 
-    async def check(self, phone: str, stats: CheckStats | None = None) -> CheckOutcome:
+    def status(self) -> CheckerStatus:
+        """The state now: ``ok``, ``throttled``, ``paused``, ``down`` or ``probing``."""
+        now = self._clock()
+        breaker = self._breaker.state
+        pacer = self._pacer
+        state: State
+        probe_in = paused_for = None
+        if breaker == "open":
+            state, probe_in = "down", self._breaker.probe_in()
+        elif breaker == "half_open":
+            state = "probing"
+        elif pacer.paused_until > now:
+            state, paused_for = "paused", pacer.paused_until - now
+        elif now - pacer.last_throttle < _THROTTLED_FOR:
+            state = "throttled"
+        else:
+            state = "ok"
+        return CheckerStatus(
+            state, pacer.rate, self._slots.limit, self._slots.active, probe_in, paused_for
+        )
+
+    @contextlib.asynccontextmanager
+    async def lookup(
+        self, group: Hashable = None, *, deadline: float | None = None
+    ) -> AsyncIterator[LookupChecks]:
+        """A view of the checker for one lookup: its fair share of the slots (split between
+        ``group`` names first), checks bounded by ``deadline`` (seconds from now)."""
+        gate = self._fair.open(group)
+        at = self._clock() + deadline if deadline is not None else math.inf
+        try:
+            yield LookupChecks(self, gate, at)
+        finally:
+            self._fair.close(gate)
+
+    async def wait_retry(self, deadline: float = math.inf) -> bool:
+        """Wait for a retry token (a deferred check's turn); ``False`` past ``deadline``."""
+        return await self._budget.take(deadline, self._sleep)
+
+    def clock(self) -> float:
+        return self._clock()
+
+    async def check(
+        self,
+        phone: str,
+        stats: CheckStats | None = None,
+        *,
+        deadline: float = math.inf,
+    ) -> CheckOutcome:
         """Return the API's definite answer for ``phone``, within the checker's limits.
 
         Served from the cache when fresh; joins an identical check already in flight;
-        otherwise sends, retrying transient errors.
+        otherwise sends, resending after throttles and retrying transient errors.
 
-        :param stats: per-caller counters to update (sent, retries, cache hits, dedupe).
-        :raises TransientApiError: the last error after the attempts or the retry budget ran out.
+        :param stats: per-caller counters (and the ``halt`` flag the checker obeys).
+        :param deadline: clock time after which nothing is sent for this check.
+        :raises TransientApiError: the last error, when attempts, budget or deadline ran out.
         :raises FatalApiError: at once; it is never retried.
-        :raises CircuitOpenError: the breaker is open (or a half-open probe is running).
+        :raises CircuitOpenError: the breaker stayed open until ``deadline``.
+        :raises CheckHalted: ``stats.halt`` was set.
         """
-        flights = self._flights
-        while True:
-            if self._cache_on:
-                cached = self._cache_get(phone)
-                if cached is not None:
-                    self._counters.cache_hits += 1
-                    if stats is not None:
-                        stats.cache_hits += 1
-                    return cached
+        if stats is None:
+            stats = CheckStats()
+        cache = self._cache
+        if cache is not None:
+            cached = cache.get(phone)
+            if cached is not None:
+                self._counters.cache_hits += 1
+                stats.cache_hits += 1
+                return cached
+        outcome, joined = await self._flights.run(
+            phone, lambda: self._single(phone, stats, deadline)
+        )
+        if joined:
+            self._counters.deduped += 1
+            stats.deduped += 1
+        return outcome
 
-            if phone in flights:
-                waiter = flights[phone]
-                if waiter is None:
-                    # The leader allocates nothing: the first follower creates the future.
-                    waiter = asyncio.get_running_loop().create_future()
-                    flights[phone] = waiter
-                # shield: a cancelled follower must not cancel the shared future.
-                result = await asyncio.shield(waiter)
-                if result is None:
-                    continue  # the leader was cancelled: retry, maybe as the new leader
-                self._counters.deduped += 1
-                if stats is not None:
-                    stats.deduped += 1
-                if isinstance(result, CheckOutcome):
-                    return result
-                raise result
+    async def check_many(
+        self,
+        phones: Sequence[str],
+        stats: CheckStats | None = None,
+        *,
+        deadline: float = math.inf,
+    ) -> dict[str, CheckOutcome]:
+        """Check a chunk in one batch request (one request for the rate and the slots).
 
-            # Leader: run inline in the caller's task (no task per check).
-            flights[phone] = None
-            result = None  # stays None on cancellation, so followers retry instead
-            try:
-                outcome = await self._run(phone, stats)
-                result = outcome
-                return outcome
-            except Exception as exc:
-                result = exc
-                raise
-            finally:
-                waiter = flights.pop(phone)
-                if waiter is not None:
-                    waiter.set_result(result)
+        Cached numbers are answered from the cache and left out of the request.
+        """
+        if stats is None:
+            stats = CheckStats()
+        found: dict[str, CheckOutcome] = {}
+        wanted: list[str] = []
+        cache = self._cache
+        for phone in dict.fromkeys(phones):
+            cached = cache.get(phone) if cache is not None else None
+            if cached is not None:
+                found[phone] = cached
+            else:
+                wanted.append(phone)
+        if found:
+            self._counters.cache_hits += len(found)
+            stats.cache_hits += len(found)
+        if wanted:
+            many = getattr(self._api, "check_many")  # noqa: B009 - optional method
+            answers: Mapping[str, CheckOutcome] = await self._attempts(
+                lambda: many(wanted), len(wanted), stats, deadline
+            )
+            for phone in wanted:
+                found[phone] = self._record(phone, answers[phone])
+        return found
 
-    # -- attempts and retries ------------------------------------------------------------
+    # -- attempts --------------------------------------------------------------------------
 
-    async def _run(self, phone: str, stats: CheckStats | None) -> CheckOutcome:
-        limits = self._limits
+    async def _single(self, phone: str, stats: CheckStats, deadline: float) -> CheckOutcome:
+        api = self._api
+        outcome: CheckOutcome = await self._attempts(
+            lambda: api.check(phone), 1, stats, deadline
+        )
+        return self._record(phone, outcome)
+
+    def _record(self, phone: str, outcome: CheckOutcome) -> CheckOutcome:
+        if outcome.has_orders:
+            self._counters.hits += 1
+        else:
+            self._counters.misses += 1
+        if self._cache is not None:
+            self._cache[phone] = outcome
+        return outcome
+
+    async def _attempts(
+        self,
+        send: Callable[[], Awaitable[T]],
+        numbers: int,
+        stats: CheckStats,
+        deadline: float,
+    ) -> T:
         counters = self._counters
+        breaker = self._breaker
+        pacer = self._pacer
+        slots = self._slots
+        clock = self._clock
         attempt = 0
+        resend = stats.deferred
         while True:
-            probe = self._admit()
-            try:
-                if self._active < self._limit and not self._waiters:
-                    self._active += 1
-                    counters.in_flight = self._active
-                else:
-                    await self._acquire_slow()
+            if stats.halt:
+                raise CheckHalted
+            probe = False
+            if not breaker.closed:
                 try:
-                    # The rate wait happens while holding the slot, so a request starts
-                    # the moment its rate slot comes and starts stay exactly 1/rate apart.
-                    # Waiting for the rate first would let callers whose rate slots passed
-                    # while they queued for a concurrency slot start together when slots
-                    # free up: a burst above the rate. The price (a slot idles for at most
-                    # (limit - 1) / rate) costs no throughput, which the rate bounds then.
-                    now = self._clock()
-                    if self._paused_until > now or self._next_slot > now:
-                        await self._wait_rate()
-                    else:
-                        self._next_slot = now + self._interval
-                    if not probe and self._state != "closed":
-                        # The breaker opened while we waited: do not send.
-                        self._short_circuit()
-
+                    probe = await breaker.admit(deadline)
+                except Exception:
+                    counters.short_circuited += 1
+                    raise
+            try:
+                if not slots.try_acquire():
+                    await slots.acquire()
+                counters.in_flight = slots.active
+                try:
+                    if not pacer.try_start() and not await pacer.wait(deadline):
+                        raise TransientApiError(
+                            "the lookup's deadline came before this check could be sent"
+                        )
+                    if stats.halt:
+                        raise CheckHalted
                     counters.requests += 1
-                    if attempt == 0:
-                        self._roll_budget_window()
-                        self._first_attempts += 1
-                    if stats is not None:
-                        stats.sent += 1
-                    start = self._clock()
+                    counters.numbers += numbers
+                    stats.sent += 1
+                    if resend:
+                        stats.retries += 1
+                        counters.retries += 1
+                    start = clock()
+                    stats.on_wire = True
                     try:
-                        outcome = await self._api.check(phone)
+                        result = await send()
+                    except ThrottledApiError as exc:
+                        stats.on_wire = False
+                        self._throttled(exc, probe, start)
+                        probe = False
+                        resend = True
+                        continue  # sent again when the lowered rate allows
                     except TransientApiError as exc:
-                        self._record_transient(exc, probe, start)
+                        stats.on_wire = False
+                        self._failed(exc, probe, start)
+                        probe = False
                         error = exc
                     except FatalApiError:
-                        self._record_fatal(start)
+                        stats.on_wire = False
+                        self._answered(probe, start, "fatal")
+                        counters.fatal_errors += 1
+                        probe = False
                         raise
                     else:
-                        self._record_success(phone, outcome, probe, start)
-                        return outcome
+                        stats.on_wire = False
+                        self._answered(probe, start, _answer_label(result))
+                        probe = False
+                        return result
                 finally:
-                    self._release()
+                    slots.release()
+                    counters.in_flight = slots.active
             finally:
-                if probe:
-                    # Whatever happened (even cancellation), the probe is over; a failed
-                    # probe has re-opened the breaker, a cancelled one leaves it half-open.
-                    self._probing = False
+                if probe:  # cancelled (or halted) before its answer: let another caller probe
+                    breaker.probe_cancelled()
 
             # Out of the slot: backoff sleeps must not hold one.
             attempt += 1
-            if attempt >= limits.max_attempts:
+            if attempt >= self._retry.attempts:
                 raise error
-            self._roll_budget_window()
-            firsts = self._first_attempts + self._prev_first_attempts
-            budget = limits.retry_budget_min + limits.retry_budget_ratio * firsts
-            if self._retries_total + self._prev_retries >= budget:
+            if not self._budget.try_take():
                 counters.retries_denied += 1
                 raise error
-            self._retries_total += 1
-            counters.retries += 1
-            if stats is not None:
-                stats.retries += 1
-            await self._sleep(self._backoff(error, attempt - 1))
-            # The loop re-admits through the breaker: if it opened meanwhile, fail fast.
+            delay = self._retry.backoff(attempt - 1, error.retry_after)
+            if clock() + delay > deadline:
+                raise error
+            await self._sleep(delay)
+            resend = True
 
-    def _roll_budget_window(self) -> None:
+    def _answered(self, probe: bool, start: float, label: str) -> None:
+        """The API answered (an outcome, or a fatal refusal): it is up."""
         now = self._clock()
-        elapsed = now - self._budget_window_start
-        if elapsed < _BUDGET_WINDOW:
+        elapsed = now - start
+        self._latency = elapsed if self._latency == 0.0 else 0.9 * self._latency + 0.1 * elapsed
+        self._breaker.on_success(probe)
+        if label != "fatal":
+            self._budget.on_success()
+            self._pacer.on_clean()
+            if self._slow_start:
+                slots = self._slots
+                if slots.limit < slots.ceiling:
+                    slots.set_limit(slots.limit + 1)
+                    self._fair.wake_all()
+        if self._on_latency is not None:
+            self._on_latency(elapsed, label)
+
+    def _throttled(self, exc: ThrottledApiError, probe: bool, start: float) -> None:
+        counters = self._counters
+        counters.throttled += 1
+        counters.rate_limited += 1
+        self._breaker.on_success(probe)  # a throttle is an answer: the API is up
+        if exc.retry_after is not None:
+            self._pacer.pause(min(max(exc.retry_after, 0.0), self._limits.retry_after_cap))
+        self._pacer.on_throttle(start)
+        if self._on_latency is not None:
+            self._on_latency(self._clock() - start, "throttled")
+
+    def _failed(self, exc: TransientApiError, probe: bool, start: float) -> None:
+        counters = self._counters
+        counters.transient_errors += 1
+        name = _KIND_COUNTER.get(exc.kind)
+        if name is not None:
+            setattr(counters, name, getattr(counters, name) + 1)
+        opens = self._breaker.opens
+        self._breaker.on_failure(probe, str(exc))
+        counters.breaker_opens += self._breaker.opens - opens
+        if self._on_latency is not None:
+            self._on_latency(self._clock() - start, "transient")
+
+    def _rate_changed(self, rate: float | None, why: str) -> None:
+        """The concurrency window follows the rate: what the rate keeps busy, plus room."""
+        self._slow_start = False
+        if rate is None:
             return
-        if elapsed < 2 * _BUDGET_WINDOW:
-            self._prev_first_attempts, self._prev_retries = (
-                self._first_attempts,
-                self._retries_total,
-            )
-        else:
-            self._prev_first_attempts = self._prev_retries = 0
-        self._first_attempts = self._retries_total = 0
-        self._budget_window_start = now
+        latency = self._latency or 0.05
+        self._slots.set_limit(math.ceil(rate * latency * 2.0) + 2)
+        self._fair.wake_all()
 
-    def _backoff(self, error: TransientApiError, retry: int) -> float:
-        """Delay before retry number ``retry`` (from 0): Retry-After, or full jitter."""
-        limits = self._limits
-        if error.retry_after is not None:
-            return min(max(error.retry_after, 0.0), limits.retry_after_cap)
-        return self._rng.uniform(0.0, min(limits.backoff_cap, limits.backoff_base * 2.0**retry))
 
-    def _record_success(self, phone: str, outcome: CheckOutcome, probe: bool, start: float) -> None:
-        now = self._clock()
-        if outcome.has_orders:
-            self._counters.hits += 1
-            label = "hit"
-        else:
-            self._counters.misses += 1
-            label = "miss"
-        self._failures = 0
-        if probe:
-            self._state = "closed"
-        if self._adaptive:
-            self._streak += 1
-            if self._streak >= self._limit:
-                self._streak = 0
-                if self._limit < self._limits.max_in_flight:
-                    # No wake here: this attempt's release, right after, wakes waiters
-                    # up to the new limit.
-                    self._limit += 1
-        if self._cache_on:
-            self._cache_put(phone, outcome, now)
-        if self._on_latency is not None:
-            self._on_latency(now - start, label)
+def _answer_label(result: object) -> str:
+    if isinstance(result, CheckOutcome):
+        return "hit" if result.has_orders else "miss"
+    return "batch"
 
-    def _record_transient(self, exc: TransientApiError, probe: bool, start: float) -> None:
-        now = self._clock()
-        limits = self._limits
-        self._counters.transient_errors += 1
-        self._failures += 1
-        self._last_error = str(exc)
-        if probe or (self._state == "closed" and self._failures >= limits.breaker_threshold):
-            self._open(now)
-        if exc.status == 429:
-            self._counters.rate_limited += 1
-            if exc.retry_after is not None:
-                # Polite: the whole checker waits, not only the caller that was told.
-                self._pause(now + min(max(exc.retry_after, 0.0), limits.retry_after_cap))
-            if self._adaptive:
-                self._limit = max(1, self._limit // 2)
-        if self._adaptive:
-            self._streak = 0
-        if self._on_latency is not None:
-            self._on_latency(now - start, "transient")
 
-    def _record_fatal(self, start: float) -> None:
-        # A fatal error means the API answered: it does not count toward the breaker.
-        now = self._clock()
-        self._counters.fatal_errors += 1
-        if self._adaptive:
-            self._streak = 0
-        if self._on_latency is not None:
-            self._on_latency(now - start, "fatal")
+class LookupChecks:
+    """One lookup's view of a :class:`Checker` (a :class:`Checks`): at most its fair
+    share of the in-flight slots, every check bounded by the lookup's deadline."""
 
-    # -- circuit breaker -----------------------------------------------------------------
+    __slots__ = ("_checker", "_gate", "deadline")
 
-    def _admit(self) -> bool:
-        """Let an attempt through the breaker; return whether it is the half-open probe."""
-        state = self._state
-        if state == "closed":
-            return False
-        if state == "open":
-            if self._clock() < self._open_until:
-                self._short_circuit()
-            self._state = "half_open"
-        if self._probing:
-            self._short_circuit()
-        self._probing = True
-        return True
+    def __init__(self, checker: Checker, gate: Gate, deadline: float) -> None:
+        self._checker = checker
+        self._gate = gate
+        self.deadline = deadline
 
-    def _open(self, now: float) -> None:
-        self._state = "open"
-        self._open_until = now + self._limits.breaker_cooldown
-        self._counters.breaker_opens += 1
+    @property
+    def checker(self) -> Checker:
+        return self._checker
 
-    def _short_circuit(self) -> NoReturn:
-        self._counters.short_circuited += 1
-        if self._state == "open":
-            wait = max(0.0, self._open_until - self._clock())
-            detail = f"; the next probe is allowed in {wait:.1f}s"
-        else:
-            detail = "; a probe request is testing the API"
-        last = f" (last error: {self._last_error})" if self._last_error else ""
-        raise CircuitOpenError(
-            f"the order API failed {self._failures} times in a row{last}, so checks fail "
-            f"fast{detail}"
-        )
+    @property
+    def share(self) -> int:
+        """Checks this lookup may have in flight now."""
+        return self._gate.share
 
-    # -- concurrency slots ---------------------------------------------------------------
-
-    async def _acquire_slow(self) -> None:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
+    async def check(self, phone: str, stats: CheckStats) -> CheckOutcome:
+        gate = self._gate
+        if not gate.try_enter():
+            await gate.enter()
         try:
-            await fut
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():
-                # Granted a slot in the same step as the cancellation: pass it on.
-                self._release()
-            else:
-                with contextlib.suppress(ValueError):  # _wake may have dropped it already
-                    self._waiters.remove(fut)
-            raise
+            return await self._checker.check(phone, stats, deadline=self.deadline)
+        finally:
+            gate.leave()
 
-    def _release(self) -> None:
-        self._active -= 1
-        if self._waiters:
-            self._wake()
-        self._counters.in_flight = self._active
-
-    def _wake(self) -> None:
-        # Hand free slots to waiters in FIFO order; the slot is counted here so that a
-        # newcomer cannot take it before the woken waiter runs. A shrunk limit wakes nobody.
-        waiters = self._waiters
-        while waiters and self._active < self._limit:
-            fut = waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)
-                self._active += 1
-        self._counters.in_flight = self._active
-
-    # -- rate limiter --------------------------------------------------------------------
-
-    async def _wait_rate(self) -> None:
-        while True:
-            now = self._clock()
-            if self._paused_until > now:
-                await self._sleep(self._paused_until - now)
-                continue
-            slot = max(now, self._next_slot)
-            self._next_slot = slot + self._interval
-            if slot > now:
-                await self._sleep(slot - now)
-            if self._paused_until <= slot:
-                return
-            # A 429 paused the checker while we waited and our slot fell inside the
-            # pause: queue again behind the pause (the lost slot only spaces starts more).
-
-    def _pause(self, until: float) -> None:
-        self._paused_until = max(self._paused_until, until)
-        # Resume spaced at the rate after the pause, not with a burst.
-        self._next_slot = max(self._next_slot, until)
-
-    # -- cache ---------------------------------------------------------------------------
-
-    def _cache_get(self, phone: str) -> CheckOutcome | None:
-        entry = self._cache.get(phone)
-        if entry is None:
-            return None
-        expires, outcome = entry
-        if expires <= self._clock():
-            del self._cache[phone]
-            return None
-        self._cache.move_to_end(phone)
-        return outcome
-
-    def _cache_put(self, phone: str, outcome: CheckOutcome, now: float) -> None:
-        cache = self._cache
-        cache[phone] = (now + self._limits.cache_ttl, outcome)
-        cache.move_to_end(phone)
-        if len(cache) > self._limits.cache_size:
-            cache.popitem(last=False)
+    async def check_many(self, phones: Sequence[str], stats: CheckStats) -> dict[str, CheckOutcome]:
+        gate = self._gate
+        if not gate.try_enter():
+            await gate.enter()
+        try:
+            return await self._checker.check_many(phones, stats, deadline=self.deadline)
+        finally:
+            gate.leave()

@@ -47,17 +47,30 @@ class Limits(BaseModel):
 
     max_in_flight: int = Field(16, ge=1, le=10_000)
     max_per_second: float | None = Field(50.0, gt=0)
+    """A ceiling: throttle signals lower the effective rate below it (AIMD). ``None``: no
+    ceiling; the checker then starts with a small window and probes upward."""
     max_attempts: int = Field(4, ge=1, le=20)
     backoff_base: float = Field(0.1, ge=0)
     backoff_cap: float = Field(5.0, ge=0)
     retry_after_cap: float = Field(30.0, ge=0)
-    retry_budget_ratio: float = Field(0.2, ge=0)
-    retry_budget_min: int = Field(20, ge=0)
+    retry_budget_ratio: float = Field(0.5, ge=0)
+    """Retry tokens a successful check puts back in the budget."""
+    retry_budget_min: int = Field(50, ge=0)
+    """The retry budget's capacity (and its initial tokens)."""
+    retry_budget_rate: float = Field(10.0, ge=0)
+    """Retry tokens the budget regains per second, successes or not: under failure,
+    retries slow down to this pace instead of stopping."""
     breaker_threshold: int = Field(25, ge=1)
     breaker_cooldown: float = Field(10.0, ge=0)
     adaptive: bool = False
+    """Accepted for v1 settings and ignored: since v2 the rate and the concurrency window
+    adapt to throttle signals in every mode."""
     cache_ttl: float = Field(300.0, ge=0)
     cache_size: int = Field(100_000, ge=0)
+    batch_size: int = Field(100, ge=1, le=10_000)
+    """Numbers per batch request, when the order API has a batch endpoint."""
+    deadline: float = Field(300.0, gt=0)
+    """Seconds a lookup may take: failing checks are deferred and retried until then."""
 
 
 DEFAULT_LIMITS: Final = Limits()
@@ -89,6 +102,9 @@ class LookupResult(BaseModel):
     """The typed answer of one lookup. ``inconclusive`` is never ``not_found``."""
 
     status: Status
+    complete: bool = True
+    """False when the answer came after tiers whose candidates were not all answered
+    (``tiers[...].unresolved``): an earlier, unchecked candidate may also have orders."""
     mask: str
     hint: str | None = None
     mode: Literal["first", "all"] = "first"

@@ -37,9 +37,13 @@ class FakeOrderApi(BaseOrderApi):
     included), ``batches`` (the numbers of each ``check_many``), ``in_flight`` and
     ``max_in_flight`` (concurrent checks), ``closed``. Like the HTTP adapter, a
     closed fake refuses checks; unlike it, no ``async with`` is needed first.
+
+    ``batch=True`` offers :meth:`check_many` to the matcher (``batch_supported``), as an
+    API with a batch endpoint does; by default the matcher checks one number at a time.
     """
 
-    def __init__(self, handler: Handler, *, latency: float = 0.0) -> None:
+    def __init__(self, handler: Handler, *, latency: float = 0.0, batch: bool = False) -> None:
+        self.batch_supported = batch
         self._handler = handler
         self._latency = latency
         self.calls: list[str] = []
@@ -50,7 +54,11 @@ class FakeOrderApi(BaseOrderApi):
 
     @classmethod
     def from_orders(
-        cls, orders: Mapping[str, int] | AbstractSet[str], *, latency: float = 0.0
+        cls,
+        orders: Mapping[str, int] | AbstractSet[str],
+        *,
+        latency: float = 0.0,
+        batch: bool = False,
     ) -> Self:
         """A fake knowing which numbers have orders.
 
@@ -59,9 +67,9 @@ class FakeOrderApi(BaseOrderApi):
         """
         if isinstance(orders, Mapping):
             counts = dict(orders)
-            return cls(lambda phone: counts.get(phone, 0), latency=latency)
+            return cls(lambda phone: counts.get(phone, 0), latency=latency, batch=batch)
         known = frozenset(orders)
-        return cls(lambda phone: phone in known, latency=latency)
+        return cls(lambda phone: phone in known, latency=latency, batch=batch)
 
     def __repr__(self) -> str:
         return f"FakeOrderApi(calls={len(self.calls)}, closed={self.closed})"

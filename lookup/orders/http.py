@@ -25,11 +25,23 @@ from urllib.parse import parse_qsl, urlsplit
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
-from lookup.errors import ConfigError, FatalApiError, TransientApiError
+from lookup.errors import (
+    ConfigError,
+    FatalApiError,
+    ThrottledApiError,
+    TransientApiError,
+    TransientKind,
+)
 from lookup.models import CheckOutcome
 from lookup.orders.base import BaseOrderApi, mask_phone
 
-__all__ = ["DEFAULT_TIMEOUTS", "HttpOrderApi", "Timeouts", "parse_retry_after"]
+__all__ = [
+    "DEFAULT_TIMEOUTS",
+    "HttpOrderApi",
+    "Timeouts",
+    "parse_retry_after",
+    "parse_throttle_rules",
+]
 
 _PHONE: Final = "{phone}"
 _METHODS: Final = frozenset({"GET", "POST"})
@@ -84,6 +96,32 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, seconds)
 
 
+def parse_throttle_rules(rules: Sequence[str] | str) -> tuple[tuple[tuple[str, ...], str], ...]:
+    """``["code=429", "error_response.code=7"]`` (or one comma-separated string) as
+    ``((("code",), "429"), (("error_response", "code"), "7"))``."""
+    if isinstance(rules, str):
+        rules = [r for r in rules.split(",") if r.strip()]
+    parsed = []
+    for rule in rules:
+        path, eq, value = rule.strip().partition("=")
+        keys = tuple(path.strip().split("."))
+        if not eq or not all(keys) or not value.strip():
+            raise ConfigError(
+                f"a throttle signal must look like PATH=VALUE (a dotted JSON path and the "
+                f"value meaning 'quota exceeded', e.g. code=429), got {rule!r}"
+            )
+        parsed.append((keys, value.strip()))
+    return tuple(parsed)
+
+
+def _same(value: Any, wanted: str) -> bool:
+    if isinstance(value, bool):
+        return str(value).lower() == wanted.lower()
+    if isinstance(value, int | float | str):
+        return str(value) == wanted
+    return False
+
+
 def _redact_url(url: str) -> str:
     """``url`` with user info and credential-like query values replaced by ``***``."""
     parts = urlsplit(url)
@@ -136,10 +174,19 @@ class HttpOrderApi(BaseOrderApi):
             ``{"results": {phone: number_or_bool}}``; enables :meth:`check_many`.
         timeouts: connect / read / total, see :class:`Timeouts`.
         max_connections: connection pool size (also the cap of requests in flight).
+        throttled_when: throttle signals in a 200 body, as ``PATH=VALUE`` (a dotted path
+            and the value that means "quota exceeded", e.g. ``"code=429"`` or
+            ``"error_response.code=7"``); a matching answer is handled like a 429
+            without ``Retry-After``.
 
-    Errors: 429 and 5xx, timeouts and connection errors raise ``TransientApiError``
-    (with ``retry_after`` from ``Retry-After``); other 4xx, a non-JSON body or a
+    Errors: 429, 503 with ``Retry-After`` and a throttle signal raise
+    ``ThrottledApiError``; other 5xx, timeouts and connection errors raise
+    ``TransientApiError`` (``kind`` says which); other 4xx, a non-JSON body or a
     missing field raise ``FatalApiError``. A bad configuration raises ``ConfigError``.
+
+    Every request is one the checker counted and paced: aiohttp's silent resend of an
+    idempotent request on a pooled connection that died is turned off, so such a failure
+    reaches the checker as a transient ``reset`` and is retried (or not) under its limits.
     """
 
     def __init__(
@@ -152,6 +199,7 @@ class HttpOrderApi(BaseOrderApi):
         batch_url: str | None = None,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         max_connections: int = 100,
+        throttled_when: Sequence[str] = (),
     ) -> None:
         method = method.upper()
         if method not in _METHODS:
@@ -211,12 +259,18 @@ class HttpOrderApi(BaseOrderApi):
         self._batch_timeout = aiohttp.ClientTimeout(
             total=None, connect=None, sock_connect=timeouts.connect, sock_read=timeouts.read
         )
+        self._throttle_rules = parse_throttle_rules(throttled_when)
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None
         self._closed = False
 
     def __repr__(self) -> str:
         return f"HttpOrderApi(url={self._shown!r}, method={self._method!r})"
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the session is open (``async with`` entered and not yet closed)."""
+        return self._session is not None
 
     @property
     def batch_supported(self) -> bool:
@@ -236,9 +290,16 @@ class HttpOrderApi(BaseOrderApi):
         connector = aiohttp.TCPConnector(
             limit=self._max_connections, limit_per_host=self._max_connections
         )
-        self._session = aiohttp.ClientSession(
+        session = aiohttp.ClientSession(
             connector=connector, headers=self._headers, timeout=self._client_timeout
         )
+        # aiohttp resends an idempotent request once, silently, when a pooled connection
+        # turns out dead: a request the checker never counted, paced or budgeted (the
+        # server saw 50 requests for 25 counted). There is no public switch; this is the
+        # attribute ClientSession reads (tests/test_integration.py pins the server count).
+        if hasattr(session, "_retry_connection"):
+            session._retry_connection = False
+        self._session = session
         self._slots = asyncio.Semaphore(self._max_connections)
         return self
 
@@ -269,6 +330,8 @@ class HttpOrderApi(BaseOrderApi):
             session, self._method, url, payload, self._shown, phone, self._shape,
             self._client_timeout,
         )  # fmt: skip
+        if self._throttle_rules:
+            self._raise_if_throttled(data, self._shown, phone)
         value: Any = data
         for key in self._path:
             value = value.get(key, _MISSING) if type(value) is dict else _MISSING
@@ -304,6 +367,8 @@ class HttpOrderApi(BaseOrderApi):
             _BATCH_SHAPE,
             self._batch_timeout,
         )
+        if self._throttle_rules:
+            self._raise_if_throttled(data, shown, f"a batch of {len(wanted)} numbers")
         results = data.get("results") if type(data) is dict else None
         if type(results) is not dict:
             raise FatalApiError(
@@ -351,6 +416,7 @@ class HttpOrderApi(BaseOrderApi):
                         status, resp.headers.get("Retry-After"), method, shown, subject
                     )
         except TimeoutError as exc:
+            kind: TransientKind = "timeout"
             if isinstance(exc, aiohttp.ConnectionTimeoutError):
                 what = f"connecting took over {self._timeouts.connect}s"
             elif isinstance(exc, aiohttp.SocketTimeoutError):
@@ -358,12 +424,14 @@ class HttpOrderApi(BaseOrderApi):
             else:
                 what = f"no answer within {self._total}s"
             raise TransientApiError(
-                f"{method} {shown} timed out for {mask_phone(subject)}: {what}"
+                f"{method} {shown} timed out for {mask_phone(subject)}: {what}", kind=kind
             ) from exc
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            kind = "connect" if isinstance(exc, aiohttp.ClientConnectorError) else "reset"
             raise TransientApiError(
                 f"{method} {shown} failed for {mask_phone(subject)}: connection error "
-                f"{type(exc).__name__}: {self._scrub(str(exc))}"
+                f"{type(exc).__name__}: {self._scrub(str(exc))}",
+                kind=kind,
             ) from exc
         except aiohttp.ClientError as exc:
             raise FatalApiError(
@@ -386,8 +454,13 @@ class HttpOrderApi(BaseOrderApi):
         if status == 429 or 500 <= status < 600:
             seconds = parse_retry_after(retry_after)
             hint = f"; retry after {seconds:g}s" if seconds is not None else ""
-            kind = "rate limited" if status == 429 else "server error"
-            return TransientApiError(f"{where}: {kind}{hint}", status=status, retry_after=seconds)
+            if status == 429 or (status == 503 and seconds is not None):
+                return ThrottledApiError(
+                    f"{where}: throttled{hint}", status=status, retry_after=seconds
+                )
+            return TransientApiError(
+                f"{where}: server error{hint}", status=status, retry_after=seconds
+            )
         if status in (401, 403):
             hint = "not authorised: check the token / headers configured"
         elif status == 404:
@@ -399,6 +472,20 @@ class HttpOrderApi(BaseOrderApi):
         else:
             hint = "unexpected status: expected 2xx with a JSON body"
         return FatalApiError(f"{where}: {hint}", status=status)
+
+    def _raise_if_throttled(self, data: Any, shown: str, subject: str) -> None:
+        for path, wanted in self._throttle_rules:
+            value: Any = data
+            for key in path:
+                value = value.get(key, _MISSING) if type(value) is dict else _MISSING
+                if value is _MISSING:
+                    break
+            if value is not _MISSING and _same(value, wanted):
+                raise ThrottledApiError(
+                    f"{self._method} {shown} answered 200 for {mask_phone(subject)} with a "
+                    f"throttle signal ({'.'.join(path)}={wanted})",
+                    status=200,
+                )
 
     def _missing_field(self, shown: str, phone: str) -> FatalApiError:
         return FatalApiError(

@@ -1,0 +1,33 @@
+"""The checker's policies, one object each, composed by :class:`lookup.checker.Checker`.
+
+Each is small, synchronous where it can be, and takes an injectable clock (and sleep), so
+it is tested alone with a fake clock:
+
+* :class:`ConcurrencyLimit`: at most N in flight, FIFO, a limit that can shrink and grow;
+* :class:`Pacer`: GCRA spacing under a ceiling, a whole-checker pause, AIMD on throttling;
+* :class:`RetryPolicy` and :class:`RetryBudget`: full-jitter backoff, a refilling budget;
+* :class:`Breaker`: opens on runs of transient failures, one probe, callers wait;
+* :class:`SingleFlight`: identical checks share one request;
+* :class:`FairScheduler`: equal shares of the in-flight slots per caller and lookup.
+
+The outcome cache is ``cachetools.TTLCache`` (TTL + LRU, with the checker's clock).
+"""
+
+from lookup.policies.breaker import Breaker, BreakerState
+from lookup.policies.concurrency import ConcurrencyLimit
+from lookup.policies.fair import FairScheduler, Gate
+from lookup.policies.flight import SingleFlight
+from lookup.policies.pacing import Pacer
+from lookup.policies.retry import RetryBudget, RetryPolicy
+
+__all__ = [
+    "Breaker",
+    "BreakerState",
+    "ConcurrencyLimit",
+    "FairScheduler",
+    "Gate",
+    "Pacer",
+    "RetryBudget",
+    "RetryPolicy",
+    "SingleFlight",
+]
