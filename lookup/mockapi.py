@@ -10,16 +10,37 @@ Routes:
 * ``GET /stats`` -> :class:`MockStats` as JSON; never subject to faults or auth.
 
 Faults (:class:`MockConfig`) apply to the two order routes, checked in this order:
-auth (401/403), rate limit (429 + ``Retry-After``), reset (connection dropped with a TCP RST),
-hang (no answer until the client leaves or the server stops), error (500), then latency
-(which delays the 500 and every normal answer, 400 included). The random draws come from
-``random.Random(config.seed)``, re-created whenever ``config`` is assigned, so a sequence of
-sequential requests sees the same faults for the same seed.
+
+1. auth: 401 without ``Authorization: Bearer <token>``, 403 with a wrong one;
+2. outage: during an outage window every order request gets ``outage_status`` (503) with no
+   ``Retry-After`` unless ``outage_retry_after`` is set. ``outage_after=N`` serves the first N
+   order requests that get past auth as usual (other faults still apply to them); request N+1
+   starts the outage, which lasts ``outage_seconds`` on the server's ``clock``; afterwards the
+   server is healthy again (once per ``config`` assignment). :meth:`MockOrderServer.start_outage`
+   starts one now, for tests;
+3. rate limit: above ``rate_limit`` requests per second (sliding window of accepted requests),
+   answer by ``rate_limit_style``: ``"429"`` with ``Retry-After``, ``"429-bare"`` without (like
+   nginx ``limit_req``), or ``"body"``: 200 with ``{"code": 429, "message": "quota exceeded"}``
+   (or ``throttle_body``, e.g. ``{"error_response": {"code": 7, "msg": "..."}}``) and no
+   ``total``/``results``;
+4. reset: the connection is dropped with a TCP RST;
+5. hang: no answer until the client leaves or the server stops;
+6. error: 500;
+7. latency (± jitter), which delays the 500 and every normal answer, 400 included.
+
+Auth, outage and throttle answers are not delayed and take no random draw; the draws of 4-7
+come from ``random.Random(config.seed)``, re-created whenever ``config`` is assigned, so a
+sequence of sequential requests sees the same faults for the same seed. The outage and the rate
+window read the injectable ``clock`` (default :func:`time.monotonic`), so tests can move time.
+``GET /stats`` counts every order request that reached the server (``orders_requests``: the
+faulted, throttled, reset and hung ones too), the answers by status, and ``throttled`` (every
+429 and every throttle body).
 
 Orders live in an in-memory SQLite table ``orders(phone TEXT PRIMARY KEY, total INTEGER)``.
 The access log is off: full phone numbers are never logged.
 
-Standalone: ``python -m lookup.mockapi --port 8080 [--latency-ms 20 ...]`` prints exactly one
+Standalone: ``python -m lookup.mockapi --port 8080 [--latency-ms 20 --rate-limit 100
+--rate-limit-style 429-bare --outage-after 500 --outage-seconds 5 ...]`` prints exactly one
 line, ``listening on http://127.0.0.1:PORT``, to stdout once ready; SIGINT/SIGTERM stop it.
 """
 
@@ -28,28 +49,31 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import csv
-import hmac
-import importlib.resources
 import ipaddress
 import json
-import math
-import random
 import signal
 import socket
-import sqlite3
-import struct
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
-from importlib.resources.abc import Traversable
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Final, Self
+from typing import Any, Final, Self, get_args
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+
+from lookup._mockfaults import (
+    DEFAULT_CONFIG,
+    Counters,
+    Dropped,
+    Faults,
+    MockConfig,
+    MockStats,
+    RateLimitStyle,
+    Throttled,
+    json_response,
+)
+from lookup._mockstore import OrderStore, default_orders_file, is_phone
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -64,109 +88,7 @@ __all__ = [
 
 MAX_BATCH: Final = 1000
 _SHUTDOWN_GRACE: Final = 2.0  # seconds in-flight (non-hung) handlers get to finish on close
-_SELECT_ONE: Final = "SELECT total FROM orders WHERE phone = ?"
-_SELECT_MANY: Final = (
-    "SELECT o.phone, o.total FROM json_each(?) AS j JOIN orders AS o ON o.phone = j.value"
-)
 _LOCAL_NAMES: Final = frozenset({"localhost", "localhost.localdomain"})
-
-
-class MockConfig(BaseModel):
-    """Fault knobs of the mock server. Rates are probabilities in [0, 1] per order request."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    latency_ms: float = Field(default=0, ge=0)
-    jitter_ms: float = Field(default=0, ge=0)
-    """Uniform jitter of ±jitter_ms around latency_ms (never below zero)."""
-    error_rate: float = Field(default=0, ge=0, le=1)
-    """Answer 500."""
-    reset_rate: float = Field(default=0, ge=0, le=1)
-    """Drop the connection without answering (TCP RST)."""
-    hang_rate: float = Field(default=0, ge=0, le=1)
-    """Never answer: wait until the client goes away or the server stops."""
-    rate_limit: float | None = Field(default=None, gt=0)
-    """Accepted requests per second (sliding window); above it answer 429 with Retry-After."""
-    retry_after: float | None = Field(default=None, ge=0)
-    """Retry-After to send; default: whole seconds until the window frees, at least 1."""
-    token: str | None = None
-    """When set, require ``Authorization: Bearer <token>``: 401 without, 403 when wrong."""
-    seed: int = 0
-
-
-DEFAULT_CONFIG: Final = MockConfig()
-
-
-class MockStats(BaseModel):
-    """A snapshot of the server's counters (``GET /stats`` serves the same)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    requests: int = 0
-    """Requests to the mock's routes, ``/stats`` included."""
-    orders_requests: int = 0
-    """Requests to ``/orders`` and ``/orders/batch`` (faulted ones included)."""
-    batch_requests: int = 0
-    """Of ``orders_requests``, those to ``/orders/batch``."""
-    phones_checked: int = 0
-    """Phone numbers answered (one per single request, one per item of a batch)."""
-    concurrent: int = 0
-    """Order handlers running now (sleeping for latency or hung included)."""
-    max_concurrent: int = 0
-    statuses: dict[int, int] = Field(default_factory=dict)
-    """Responses sent by the order routes, by HTTP status (e.g. ``{200: 40, 429: 10}``)."""
-    resets: int = 0
-    hangs: int = 0
-
-    def status(self, code: int) -> int:
-        """How many responses with this status the order routes sent."""
-        return self.statuses.get(code, 0)
-
-
-class _Counters:
-    __slots__ = (
-        "batch_requests",
-        "concurrent",
-        "hangs",
-        "max_concurrent",
-        "orders_requests",
-        "phones_checked",
-        "requests",
-        "resets",
-        "statuses",
-    )
-
-    def __init__(self, concurrent: int = 0) -> None:
-        self.requests = 0
-        self.orders_requests = 0
-        self.batch_requests = 0
-        self.phones_checked = 0
-        self.concurrent = concurrent
-        self.max_concurrent = concurrent
-        self.statuses: dict[int, int] = {}
-        self.resets = 0
-        self.hangs = 0
-
-    def snapshot(self) -> MockStats:
-        return MockStats(
-            requests=self.requests,
-            orders_requests=self.orders_requests,
-            batch_requests=self.batch_requests,
-            phones_checked=self.phones_checked,
-            concurrent=self.concurrent,
-            max_concurrent=self.max_concurrent,
-            statuses=dict(self.statuses),
-            resets=self.resets,
-            hangs=self.hangs,
-        )
-
-
-class _Dropped(web.Response):
-    """Returned after the connection was dropped on purpose; aiohttp's write fails quietly."""
-
-
-def _is_phone(value: object) -> bool:
-    return isinstance(value, str) and len(value) == 11 and value.isascii() and value.isdigit()
 
 
 def _is_loopback(host: str) -> bool:
@@ -176,74 +98,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def default_orders_file() -> Traversable | None:
-    """The bundled ``data/demo_orders.csv``, from the source tree or the installed package."""
-    path = Path(__file__).resolve().parent.parent / "data" / "demo_orders.csv"
-    if path.is_file():
-        return path
-    try:
-        resource = importlib.resources.files("lookup.data") / "demo_orders.csv"
-        return resource if resource.is_file() else None
-    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
-        return None
-
-
-def _read_orders_csv(stream: IO[str], name: str) -> list[tuple[str, int]]:
-    reader = csv.DictReader(stream)
-    fields = [f.strip() for f in reader.fieldnames or ()]
-    if "phone" not in fields or "total" not in fields:
-        raise ValueError(f"{name}: the header must have 'phone' and 'total' columns")
-    reader.fieldnames = fields
-    rows: list[tuple[str, int]] = []
-    for row in reader:
-        phone = (row.get("phone") or "").strip()
-        raw_total = (row.get("total") or "").strip()
-        if not phone and not raw_total:
-            continue  # blank line
-        if not _is_phone(phone):
-            raise ValueError(f"{name}:{reader.line_num}: phone is not 11 digits")
-        try:
-            total = int(raw_total)
-        except ValueError:
-            raise ValueError(f"{name}:{reader.line_num}: total is not an integer") from None
-        rows.append((phone, total))
-    return rows
-
-
-def _load_orders_file(source: str | Path | Traversable) -> list[tuple[str, int]]:
-    # utf-8-sig: with or without a BOM.
-    if isinstance(source, str | Path):
-        with open(source, encoding="utf-8-sig", newline="") as stream:
-            return _read_orders_csv(stream, str(source))
-    with source.open("r", encoding="utf-8-sig") as stream:
-        return _read_orders_csv(stream, str(source))
-
-
-def _mapping_rows(orders: Mapping[str, int]) -> list[tuple[str, int]]:
-    rows: list[tuple[str, int]] = []
-    for phone, total in orders.items():
-        if not _is_phone(phone):
-            raise ValueError("orders: every key must be an 11-digit phone string")
-        rows.append((phone, int(total)))
-    return rows
-
-
-def _fmt_seconds(value: float) -> str:
-    return str(int(value)) if value == int(value) else repr(value)
-
-
-_encode: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-
-def _json(status: int, payload: object, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(
-        status=status,
-        body=_encode(payload).encode(),
-        content_type="application/json",
-        headers=headers,
-    )
 
 
 class MockOrderServer:
@@ -263,28 +117,19 @@ class MockOrderServer:
         host: str = "127.0.0.1",
         port: int = 0,
         allow_remote: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not allow_remote and not _is_loopback(host):
             raise ValueError(
                 f"refusing to bind {host!r}: the mock API is a test tool for loopback only "
                 "(pass allow_remote=True to override)"
             )
-        rows: list[tuple[str, int]] = []
-        source: str | Path | Traversable | None = orders_file
-        if orders is None and orders_file is None:
-            source = default_orders_file()
-        if source is not None:
-            rows.extend(_load_orders_file(source))
-        if orders is not None:
-            rows.extend(_mapping_rows(orders))
-        self._rows: list[tuple[str, int]] = rows
+        self._store = OrderStore(orders, orders_file=orders_file)
         self._host = host
         self._port = port
-        self.config = config
-        self._counters = _Counters()
+        self._faults = Faults(config, clock)
+        self._counters = Counters()
         self._watchers: list[tuple[Callable[[MockStats], bool], asyncio.Future[MockStats]]] = []
-        self._window: deque[float] = deque()
-        self._db: sqlite3.Connection | None = None
         self._runner: web.AppRunner | None = None
         self._sock: socket.socket | None = None
         self._closing = asyncio.Event()
@@ -294,12 +139,19 @@ class MockOrderServer:
 
     @property
     def config(self) -> MockConfig:
-        return self._config
+        return self._faults.config
 
     @config.setter
     def config(self, value: MockConfig) -> None:
-        self._config = value
-        self._rng = random.Random(value.seed)
+        self._faults.config = value
+
+    def start_outage(self, seconds: float) -> None:
+        """Answer every order request with ``config.outage_status`` for ``seconds`` from now.
+
+        Measured with the server's ``clock``; the rest of the config is untouched and applies
+        again once the outage is over.
+        """
+        self._faults.start_outage(seconds)
 
     @property
     def url(self) -> str:
@@ -325,7 +177,7 @@ class MockOrderServer:
 
     def reset_stats(self) -> None:
         """Zero every counter; ``concurrent`` stays live and ``max_concurrent`` restarts from it."""
-        self._counters = _Counters(self._counters.concurrent)
+        self._counters = Counters(self._counters.concurrent)
         self._notify()
 
     async def wait_for(self, predicate: Callable[[MockStats], bool]) -> MockStats:
@@ -364,7 +216,7 @@ class MockOrderServer:
         if self._runner is not None:
             raise RuntimeError("the mock server is already running")
         self._closing = asyncio.Event()
-        self._open_db()
+        self._store.open()
         app = web.Application()
         app.router.add_get("/orders", self._handle_orders)
         app.router.add_post("/orders/batch", self._handle_batch)
@@ -384,7 +236,7 @@ class MockOrderServer:
             await runner.cleanup()
             if sock is not None:
                 sock.close()
-            self._close_db()
+            self._store.close()
             raise
         self._runner = runner
         self._sock = sock
@@ -421,7 +273,7 @@ class MockOrderServer:
         finally:
             self._url = None
             self._sock = None
-            self._close_db()
+            self._store.close()
 
     async def __aenter__(self) -> Self:
         return await self.start()
@@ -433,104 +285,6 @@ class MockOrderServer:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-    def _open_db(self) -> None:
-        db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
-        db.execute("CREATE TABLE orders(phone TEXT PRIMARY KEY, total INTEGER)")
-        if self._rows:
-            db.execute("BEGIN")
-            db.executemany("INSERT OR REPLACE INTO orders(phone, total) VALUES (?, ?)", self._rows)
-            db.execute("COMMIT")
-        self._db = db
-
-    def _close_db(self) -> None:
-        if self._db is not None:
-            # Keep the rows in the closed form so the server can be started again.
-            self._rows = list(self._db.execute("SELECT phone, total FROM orders"))
-            self._db.close()
-            self._db = None
-
-    def _total(self, phone: str) -> int:
-        assert self._db is not None
-        row = self._db.execute(_SELECT_ONE, (phone,)).fetchone()
-        return int(row[0]) if row else 0
-
-    def _totals(self, phones: list[str]) -> dict[str, int]:
-        """One query for the whole batch (json_each: ~1 µs per phone instead of ~3)."""
-        assert self._db is not None
-        results = dict.fromkeys(phones, 0)
-        if phones:
-            as_json = '["' + '","'.join(phones) + '"]'  # validated digit strings
-            results.update(self._db.execute(_SELECT_MANY, (as_json,)).fetchall())
-        return results
-
-    # -- faults ----------------------------------------------------------------------------
-
-    def _check_rate(self, limit: float) -> float | None:
-        """Record an accepted request, or return the seconds until the window frees."""
-        window = 1.0 if limit >= 1 else 1.0 / limit
-        capacity = max(1, int(limit * window + 1e-9))
-        now = time.monotonic()
-        stamps = self._window
-        edge = now - window
-        while stamps and stamps[0] <= edge:
-            stamps.popleft()
-        if len(stamps) < capacity:
-            stamps.append(now)
-            return None
-        return stamps[len(stamps) - capacity] + window - now
-
-    @staticmethod
-    def _drop(request: web.Request) -> _Dropped:
-        transport = request.transport
-        if transport is not None:
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    # Linger 0: closing sends a RST, like a crashed server or middlebox.
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            transport.abort()
-        return _Dropped()
-
-    async def _faults(self, request: web.Request) -> web.Response | None:
-        """Apply the fault knobs; return the response to send instead, or None to answer."""
-        cfg = self._config
-        if cfg.token is not None:
-            scheme, _, credentials = (request.headers.get("Authorization") or "").partition(" ")
-            credentials = credentials.strip()
-            if scheme.lower() != "bearer" or not credentials:
-                return _json(401, {"error": "missing bearer token"}, {"WWW-Authenticate": "Bearer"})
-            if not hmac.compare_digest(credentials.encode(), cfg.token.encode()):
-                return _json(403, {"error": "invalid token"})
-        if cfg.rate_limit is not None:
-            wait = self._check_rate(cfg.rate_limit)
-            if wait is not None:
-                retry_after = (
-                    _fmt_seconds(cfg.retry_after)
-                    if cfg.retry_after is not None
-                    else str(max(1, math.ceil(wait)))
-                )
-                return _json(429, {"error": "rate limited"}, {"Retry-After": retry_after})
-        rng = self._rng
-        if cfg.reset_rate and rng.random() < cfg.reset_rate:
-            self._counters.resets += 1
-            self._notify()
-            return self._drop(request)
-        if cfg.hang_rate and rng.random() < cfg.hang_rate:
-            self._counters.hangs += 1
-            self._notify()
-            await self._closing.wait()  # or cancelled when the client goes away
-            return self._drop(request)
-        error = bool(cfg.error_rate) and rng.random() < cfg.error_rate
-        if cfg.latency_ms or cfg.jitter_ms:
-            delay = cfg.latency_ms
-            if cfg.jitter_ms:
-                delay += rng.uniform(-cfg.jitter_ms, cfg.jitter_ms)
-            if delay > 0:
-                await asyncio.sleep(delay / 1000)
-        if error:
-            return _json(500, {"error": "injected server error"})
-        return None
 
     # -- handlers --------------------------------------------------------------------------
 
@@ -544,15 +298,14 @@ class MockOrderServer:
         c.max_concurrent = max(c.max_concurrent, c.concurrent)
         self._notify()
         try:
-            response = await self._faults(request)
+            response = await self._faults.apply(request, c, self._notify, self._closing)
             if response is None:
                 response = await answer(request)
-            if not isinstance(response, _Dropped):
-                status = response.status
-                c.statuses[status] = c.statuses.get(status, 0) + 1
+            if not isinstance(response, Dropped):
+                c.answered(response.status, throttle_body=isinstance(response, Throttled))
             return response
         except web.HTTPException as exc:  # e.g. 413 from aiohttp's body size limit
-            c.statuses[exc.status] = c.statuses.get(exc.status, 0) + 1
+            c.answered(exc.status)
             raise
         finally:
             # reset_stats() may have swapped the counters meanwhile: decrement the live ones.
@@ -568,31 +321,31 @@ class MockOrderServer:
 
     async def _answer_one(self, request: web.Request) -> web.Response:
         phone = request.query.get("phone")
-        if phone is None or not _is_phone(phone):
-            return _json(400, {"error": "query parameter 'phone' must be 11 digits"})
+        if phone is None or not is_phone(phone):
+            return json_response(400, {"error": "query parameter 'phone' must be 11 digits"})
         self._counters.phones_checked += 1
         # The hot path: phone is 11 ASCII digits, so formatting by hand is valid JSON.
-        body = b'{"phone":"%s","total":%d}' % (phone.encode(), self._total(phone))
+        body = b'{"phone":"%s","total":%d}' % (phone.encode(), self._store.total(phone))
         return web.Response(body=body, content_type="application/json")
 
     async def _answer_batch(self, request: web.Request) -> web.Response:
         try:
             body = await request.json()
         except ValueError:
-            return _json(400, {"error": 'body must be JSON: {"phones": [...]}'})
+            return json_response(400, {"error": 'body must be JSON: {"phones": [...]}'})
         phones = body.get("phones") if isinstance(body, dict) else None
         if not isinstance(phones, list):
-            return _json(400, {"error": 'body must be {"phones": [...]}'})
+            return json_response(400, {"error": 'body must be {"phones": [...]}'})
         if len(phones) > MAX_BATCH:
-            return _json(400, {"error": f"at most {MAX_BATCH} phones per batch"})
-        if not all(_is_phone(p) for p in phones):
-            return _json(400, {"error": "every phone must be an 11-digit string"})
+            return json_response(400, {"error": f"at most {MAX_BATCH} phones per batch"})
+        if not all(is_phone(p) for p in phones):
+            return json_response(400, {"error": "every phone must be an 11-digit string"})
         self._counters.phones_checked += len(phones)
-        return _json(200, {"results": self._totals(phones)})
+        return json_response(200, {"results": self._store.totals(phones)})
 
     async def _handle_stats(self, request: web.Request) -> web.Response:
         self._counters.requests += 1
-        return _json(200, self._counters.snapshot().model_dump(mode="json"))
+        return json_response(200, self._counters.snapshot().model_dump(mode="json"))
 
 
 # -- standalone ---------------------------------------------------------------------------
@@ -638,6 +391,16 @@ async def _serve_until_signal(
         await task
 
 
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not JSON") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError('must be a JSON object, e.g. {"code": 7}')
+    return value
+
+
 def main(argv: list[str] | None = None, *, prog: str = "python -m lookup.mockapi") -> None:
     """``python -m lookup.mockapi``: serve synthetic orders with fault knobs until stopped."""
     parser = argparse.ArgumentParser(
@@ -653,6 +416,31 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m lookup.mockapi
     parser.add_argument("--hang-rate", type=float, default=0)
     parser.add_argument("--rate-limit", type=float, default=None, help="requests per second")
     parser.add_argument("--retry-after", type=float, default=None, help="seconds to send on 429")
+    parser.add_argument(
+        "--rate-limit-style",
+        choices=get_args(RateLimitStyle),
+        default="429",
+        help="above --rate-limit: 429 with Retry-After, 429 without, or a 200 throttle body",
+    )
+    parser.add_argument(
+        "--throttle-body",
+        type=_json_object,
+        default=None,
+        metavar="JSON",
+        help='the body of --rate-limit-style body (default {"code": 429, ...})',
+    )
+    parser.add_argument(
+        "--outage-after",
+        type=int,
+        default=None,
+        metavar="N",
+        help="serve N order requests, then answer --outage-status for --outage-seconds",
+    )
+    parser.add_argument("--outage-seconds", type=float, default=10.0, metavar="S")
+    parser.add_argument("--outage-status", type=int, default=503)
+    parser.add_argument(
+        "--outage-retry-after", type=float, default=None, help="Retry-After on outage answers"
+    )
     parser.add_argument("--token", default=None, help="require Authorization: Bearer TOKEN")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -665,6 +453,12 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m lookup.mockapi
             hang_rate=args.hang_rate,
             rate_limit=args.rate_limit,
             retry_after=args.retry_after,
+            rate_limit_style=args.rate_limit_style,
+            throttle_body=args.throttle_body,
+            outage_after=args.outage_after,
+            outage_seconds=args.outage_seconds,
+            outage_status=args.outage_status,
+            outage_retry_after=args.outage_retry_after,
             token=args.token,
             seed=args.seed,
         )

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import select
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +27,45 @@ from lookup.mockapi import (
     MockOrderServer,
     default_orders_file,
 )
+from lookup.mockapi import main as mockapi_main
 
 ROOT = Path(__file__).resolve().parent.parent
 KNOWN = "13800000001"
 UNKNOWN = "13900000009"
 ORDERS = {KNOWN: 3, "13800000002": 1}
+
+
+@contextlib.contextmanager
+def standalone(*args: str) -> Iterator[str]:
+    """``python -m lookup.mockapi --port 0 ARGS`` in a subprocess; yield its base URL."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lookup.mockapi", "--port", "0", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 15)
+        assert ready, "no listening line within 15 s"
+        line = proc.stdout.readline()
+        assert line.startswith("listening on http://127.0.0.1:"), line
+        yield line.split()[-1]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 @pytest.fixture
@@ -333,3 +369,250 @@ def test_standalone_process_prints_url_and_stops_on_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+
+
+# -- fault knobs of issue 8: throttle styles, outages, server-side counts -------------------
+
+
+class FakeClock:
+    """The server's clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def timed(clock: FakeClock) -> AsyncIterator[MockOrderServer]:
+    """A mock on a fake clock: rate windows and outages move only when the test says so."""
+    async with MockOrderServer(ORDERS, clock=clock) as srv:
+        yield srv
+
+
+async def answer(
+    session: aiohttp.ClientSession, server: MockOrderServer, *, batch: bool = False
+) -> tuple[int, str | None, Any]:
+    """(status, Retry-After header, JSON body) of one single or batch order request."""
+    if batch:
+        request = session.post(server.batch_url, json={"phones": [KNOWN]})
+    else:
+        request = session.get(server.orders_url.format(phone=KNOWN))
+    async with request as resp:
+        return resp.status, resp.headers.get("Retry-After"), await resp.json()
+
+
+async def test_rate_limit_window_on_the_server_clock(
+    timed: MockOrderServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    timed.config = MockConfig(rate_limit=2)
+    assert [(await answer(session, timed))[0] for _ in range(3)] == [200, 200, 429]
+    clock.now += 0.999
+    assert (await answer(session, timed))[:2] == (429, "1")
+    clock.now += 0.001  # the window (1 s) has moved past both accepted requests
+    assert [(await answer(session, timed))[0] for _ in range(3)] == [200, 200, 429]
+    assert timed.stats.throttled == timed.stats.status(429) == 3
+
+
+async def test_rate_limit_style_bare_429_has_no_retry_after(
+    timed: MockOrderServer, session: aiohttp.ClientSession
+) -> None:
+    timed.config = MockConfig(rate_limit=1, rate_limit_style="429-bare", retry_after=5)
+    assert (await answer(session, timed))[0] == 200
+    for batch in (False, True):
+        status, retry_after, body = await answer(session, timed, batch=batch)
+        assert (status, retry_after) == (429, None)
+        assert "error" in body
+    stats = timed.stats
+    assert (stats.throttled, stats.statuses, stats.orders_requests) == (2, {200: 1, 429: 2}, 3)
+
+
+async def test_rate_limit_style_body_answers_200_without_a_total(
+    timed: MockOrderServer, session: aiohttp.ClientSession
+) -> None:
+    timed.config = MockConfig(rate_limit=1, rate_limit_style="body")
+    assert (await answer(session, timed))[2] == {"phone": KNOWN, "total": 3}
+    assert await answer(session, timed) == (200, None, {"code": 429, "message": "quota exceeded"})
+    assert await answer(session, timed, batch=True) == (
+        200,
+        None,
+        {"code": 429, "message": "quota exceeded"},
+    )
+    stats = timed.stats
+    assert (stats.throttled, stats.statuses, stats.phones_checked) == (2, {200: 3}, 1)
+
+
+async def test_throttle_body_is_configurable(
+    timed: MockOrderServer, session: aiohttp.ClientSession
+) -> None:
+    body = {"error_response": {"code": 7, "msg": "App Call Limited", "sub_code": "isv.limit"}}
+    timed.config = MockConfig(rate_limit=1, rate_limit_style="body", throttle_body=body)
+    assert (await answer(session, timed))[2]["total"] == 3
+    assert await answer(session, timed) == (200, None, body)
+    assert timed.stats.throttled == 1
+
+
+def test_throttle_body_needs_the_body_style() -> None:
+    with pytest.raises(ValidationError, match="throttle_body"):
+        MockConfig(rate_limit=1, throttle_body={"code": 7})
+    with pytest.raises(ValidationError):
+        MockConfig(rate_limit_style="503")  # type: ignore[arg-type]
+
+
+async def test_outage_after_n_requests_for_s_seconds(
+    timed: MockOrderServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    timed.config = MockConfig(outage_after=2, outage_seconds=5)
+    assert [(await answer(session, timed))[0] for _ in range(2)] == [200, 200]
+    clock.now += 100  # the outage is measured from its first request, not from the config
+    start = clock.now
+    status, retry_after, body = await answer(session, timed)
+    assert (status, retry_after) == (503, None)
+    assert "error" in body
+    clock.now = start + 4.999
+    assert (await answer(session, timed, batch=True))[:2] == (503, None)
+    clock.now = start + 5
+    assert [(await answer(session, timed))[0] for _ in range(3)] == [200, 200, 200]
+    clock.now += 1000  # healthy for good: one outage per config
+    assert (await answer(session, timed))[0] == 200
+    stats = timed.stats
+    assert stats.statuses == {200: 6, 503: 2}
+    assert stats.orders_requests == 8
+    assert stats.throttled == 0
+
+    timed.config = MockConfig(outage_after=0, outage_seconds=1)  # a new config: a new outage
+    assert (await answer(session, timed))[0] == 503
+
+
+async def test_outage_status_and_retry_after(
+    timed: MockOrderServer, session: aiohttp.ClientSession
+) -> None:
+    timed.config = MockConfig(outage_after=0, outage_status=502)
+    assert (await answer(session, timed))[:2] == (502, None)
+    timed.config = MockConfig(outage_after=0, outage_retry_after=30)
+    assert (await answer(session, timed))[:2] == (503, "30")
+    timed.config = MockConfig(outage_after=0, outage_status=429, outage_retry_after=1.5)
+    assert (await answer(session, timed))[:2] == (429, "1.5")
+    assert timed.stats.throttled == 1  # a 429 is a throttle signal whatever sent it
+
+
+async def test_outage_comes_before_the_rate_limit_and_after_auth(
+    timed: MockOrderServer, session: aiohttp.ClientSession
+) -> None:
+    timed.config = MockConfig(outage_after=1, rate_limit=1, token="t")
+    assert (await answer(session, timed))[0] == 401  # auth first: not counted for the outage
+    auth = {"Authorization": "Bearer t"}
+    statuses = []
+    for _ in range(3):
+        async with session.get(timed.orders_url.format(phone=KNOWN), headers=auth) as resp:
+            statuses.append(resp.status)
+    assert statuses == [200, 503, 503]  # the outage answers; the rate window is not touched
+    assert timed.stats.throttled == 0
+
+
+async def test_start_outage_programmatically(
+    timed: MockOrderServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    timed.config = MockConfig(outage_status=504)
+    timed.start_outage(3)
+    assert (await answer(session, timed))[:2] == (504, None)
+    clock.now += 2.9
+    assert (await answer(session, timed))[0] == 504
+    clock.now += 0.1
+    assert (await answer(session, timed))[0] == 200
+    with pytest.raises(ValueError, match="positive"):
+        timed.start_outage(0)
+
+
+async def test_orders_requests_counts_every_request_that_reached_the_server(
+    timed: MockOrderServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    timed.config = MockConfig(rate_limit=1)
+    await answer(session, timed)  # 200
+    await answer(session, timed)  # 429
+    timed.config = MockConfig(reset_rate=1)
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await answer(session, timed, batch=True)  # a POST: aiohttp does not resend it
+    timed.config = MockConfig(hang_rate=1)
+    with pytest.raises(asyncio.TimeoutError):
+        await get_order(session, timed, timeout=aiohttp.ClientTimeout(total=0.2))
+    timed.config = MockConfig(outage_after=0)
+    await answer(session, timed)  # 503
+    timed.config = MockConfig(error_rate=1)
+    await answer(session, timed)  # 500
+    stats = timed.stats
+    assert stats.statuses == {200: 1, 429: 1, 503: 1, 500: 1}
+    assert (stats.resets, stats.hangs, stats.throttled) == (1, 1, 1)
+    assert stats.orders_requests == 6 == sum(stats.statuses.values()) + stats.resets + stats.hangs
+    async with session.get(f"{timed.url}/stats") as resp:
+        served = await resp.json()
+    assert (served["orders_requests"], served["throttled"]) == (6, 1)
+
+
+async def test_outage_and_throttling_take_no_random_draws(
+    session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    async def sequence(config: MockConfig) -> list[int]:
+        async with MockOrderServer(ORDERS, config=config, clock=clock) as srv:
+            return [(await get_order(session, srv))[0] for _ in range(20)]
+
+    plain = await sequence(MockConfig(error_rate=0.5, seed=3))
+    faulted = MockConfig(error_rate=0.5, seed=3, outage_after=4, outage_seconds=60)
+    with_outage = await sequence(faulted)
+    assert with_outage == await sequence(faulted)  # deterministic per seed
+    assert with_outage[4:] == [503] * 16
+    assert with_outage[:4] == plain[:4]
+    # The outage ends (the clock moves); the draws continue where they stopped.
+    async with MockOrderServer(ORDERS, config=faulted, clock=clock) as srv:
+        statuses = [(await get_order(session, srv))[0] for _ in range(6)]
+        clock.now += 60
+        statuses += [(await get_order(session, srv))[0] for _ in range(16)]
+    assert [s for s in statuses if s != 503] == plain
+
+
+def test_cli_rejects_bad_fault_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (
+        ["--rate-limit-style", "503"],
+        ["--rate-limit-style", "body", "--throttle-body", "[1]"],
+        ["--rate-limit-style", "body", "--throttle-body", "{oops"],
+        ["--throttle-body", '{"code": 7}'],  # only with --rate-limit-style body
+        ["--outage-after", "-1"],
+        ["--outage-after", "3", "--outage-seconds", "0"],
+    ):
+        with pytest.raises(SystemExit) as exited:
+            mockapi_main(["--port", "0", *argv])
+        assert exited.value.code == 2, argv
+    assert "throttle_body" in capsys.readouterr().err
+
+
+def test_standalone_fault_flags() -> None:
+    body = '{"error_response": {"code": 7, "msg": "App Call Limited"}}'
+    with standalone(
+        "--rate-limit", "0.01",  # one request per 100 s
+        "--rate-limit-style", "body",
+        "--throttle-body", body,
+        "--outage-after", "2",
+        "--outage-seconds", "100",
+    ) as url:  # fmt: skip
+        answers = []
+        for _ in range(3):
+            try:
+                with urllib.request.urlopen(f"{url}/orders?phone={UNKNOWN}", timeout=5) as resp:
+                    answers.append((resp.status, json.load(resp)))
+            except urllib.error.HTTPError as exc:
+                answers.append((exc.code, json.load(exc)))
+                exc.close()
+        with urllib.request.urlopen(f"{url}/stats", timeout=5) as resp:
+            stats = json.load(resp)
+    assert answers == [
+        (200, {"phone": UNKNOWN, "total": 0}),
+        (200, json.loads(body)),
+        (503, {"error": "injected outage"}),
+    ]
+    assert (stats["orders_requests"], stats["throttled"]) == (3, 1)
