@@ -117,13 +117,17 @@ class Breaker:
         self.failures += 1
         self.last_error = error
         if probe or (self._state == "closed" and self.failures >= self.threshold):
+            if self._state == "closed":
+                log.warning(
+                    "circuit breaker open: the order API failed %d times in a row (last: %s); "
+                    "checks wait, next probe in %.0f s", self.failures, error, self.cooldown,
+                )  # fmt: skip
+            else:
+                log.info("circuit breaker probe failed (%s); next probe in %.0f s",
+                         error, self.cooldown)  # fmt: skip
             self._state = "open"
             self.open_until = self._clock() + self.cooldown
             self.opens += 1
-            log.warning(
-                "circuit breaker open: the order API failed %d times in a row (last: %s); "
-                "checks wait, next probe in %.0f s", self.failures, error, self.cooldown,
-            )  # fmt: skip
         if probe:
             self._end_probe()
 
