@@ -583,6 +583,12 @@ class LookupChecks:
         """Checks this lookup may have in flight now."""
         return self._gate.share
 
+    @property
+    def fair_width(self) -> int:
+        """This lookup's share of ``max_in_flight`` (what it may widen to as the checker's
+        window grows): how many workers it is worth running."""
+        return self._gate.share_of(self._checker.limits.max_in_flight)
+
     async def check(self, phone: str, stats: CheckStats) -> CheckOutcome:
         gate = self._gate
         if not gate.try_enter():

@@ -26,7 +26,13 @@ from typing import Literal
 
 from lookup.candidates import DEFAULT_MAX_CANDIDATES, TierPlan, plan
 from lookup.checker import Checker, CheckHalted, Checks, CheckStats
-from lookup.errors import ConfigError, FatalApiError, OrderApiError, TransientApiError
+from lookup.errors import (
+    CircuitOpenError,
+    ConfigError,
+    FatalApiError,
+    OrderApiError,
+    TransientApiError,
+)
 from lookup.masks import Mask
 from lookup.models import CheckOutcome, Hit, Limits, LookupResult, Status, TierReport
 from lookup.orders.base import OrderApi, mask_phone
@@ -133,6 +139,9 @@ async def _worker(
             run.errors += len(batch)
             continue
         except OrderApiError as exc:  # fatal, or the breaker stayed open until the deadline
+            if retry and isinstance(exc, CircuitOpenError):
+                run.failed.extend(batch)  # deferred checks the breaker kept out: unresolved
+                return
             run.end(_Stop(exc))
             return
         except Exception as exc:  # a plug-in's bug: report it, don't read it as a "no"
@@ -163,7 +172,10 @@ async def _pass(
     run.workers = tasks
     try:
         # Cancelled workers end quietly; a request on the wire lands before its worker ends.
-        await asyncio.gather(*(t for t, _ in tasks), return_exceptions=True)
+        outcomes = await asyncio.gather(*(t for t, _ in tasks), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):  # a bug of ours: never swallowed
+                raise outcome
     finally:
         for t, _ in tasks:
             t.cancel()
@@ -357,7 +369,7 @@ async def match_plan(
             plan_,
             checks,
             mode=mode,
-            workers=_workers(plan_, checks.share, cap, batch),
+            workers=_workers(plan_, checks.fair_width, cap, batch),
             batch_size=batch,
             deadline=checks.deadline,
             clock=checker.clock,

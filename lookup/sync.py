@@ -65,6 +65,11 @@ class _LoopThread:
         self._thread.join()
 
 
+def _unopened(api: object) -> bool:
+    """An adapter that says it is not open yet (``is_open`` false, e.g. a new HttpOrderApi)."""
+    return getattr(api, "is_open", True) is False
+
+
 def _factory(api: ApiSpec, http_options: dict[str, Any]) -> Callable[[], OrderApi]:
     if isinstance(api, str):
         from lookup.orders.http import HttpOrderApi
@@ -97,6 +102,7 @@ class LookupClient:
         http_options: dict[str, Any] | None = None,
     ) -> None:
         self._factory = _factory(api, dict(http_options or {}))
+        self._owned = False
         self.limits = limits
         self._db = db
         self._lock = threading.Lock()
@@ -122,7 +128,11 @@ class LookupClient:
 
     async def _open(self) -> None:
         api = self._factory()
-        await api.__aenter__()
+        # The client opens what it is given (in its own loop) and closes it with itself,
+        # unless it is open already (``is_open`` true): then its owner closes it.
+        if getattr(api, "is_open", False) is not True:
+            await api.__aenter__()
+            self._owned = True
         self._api = api
         self._checker = Checker(api, self.limits)
 
@@ -147,7 +157,7 @@ class LookupClient:
             if thread is None:
                 return
             try:
-                if self._api is not None:
+                if self._api is not None and self._owned:
                     thread.run(self._api.aclose())
             finally:
                 thread.stop()
@@ -194,8 +204,9 @@ def find_sync(
 
     async def one() -> LookupResult:
         made = factory()
-        if made is api:  # a ready object: the caller owns its lifecycle
+        if made is api and not _unopened(made):  # open already: the caller owns it
             return await find(mask, api=made, **kwargs)
+        # A URL, a factory's product, or an adapter not open yet: open it for this call.
         async with made:
             return await find(mask, api=made, **kwargs)
 

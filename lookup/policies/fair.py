@@ -41,6 +41,10 @@ class Gate:
     def active(self) -> int:
         return self._active
 
+    def share_of(self, limit: int) -> int:
+        """This gate's share of ``limit`` slots, were that the checker's limit."""
+        return self._scheduler.share(self.group, limit)
+
     def try_enter(self) -> bool:
         if not self._waiters and self._active < self._scheduler.share(self.group):
             self._active += 1
@@ -88,10 +92,11 @@ class FairScheduler:
     def lookups(self) -> int:
         return sum(len(g) for g in self._groups.values())
 
-    def share(self, group: Hashable) -> int:
+    def share(self, group: Hashable, limit: int | None = None) -> int:
         members = self._groups.get(group)
         n = len(members) if members else 1
-        per_group = -(-self._limit() // max(1, len(self._groups)))
+        total = self._limit() if limit is None else limit
+        per_group = -(-total // max(1, len(self._groups)))
         return max(1, -(-per_group // n))
 
     def open(self, group: Hashable = None) -> Gate:
