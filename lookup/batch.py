@@ -56,6 +56,7 @@ from lookup.candidates import DEFAULT_MAX_CANDIDATES, TierName, TierPlan, plan
 from lookup.checker import CheckStats
 from lookup.errors import ConfigError, InputError, LookupFailure
 from lookup.matcher import Mode, audit, match_plan
+from lookup.models import HINT_FIELDS, Hints
 from lookup.orders.base import mask_phone
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ CSV_COLUMNS: Final = (
     "id", "row", "mask", "status", "phone", "tier", "province", "city", "carrier", "checks",
     "elapsed_ms", "reason",
 )  # fmt: skip
-HINTS: Final = ("city", "province", "area_code", "zip", "carrier")
+HINTS: Final = HINT_FIELDS
 _JOURNAL_KIND: Final = "lookup batch journal"
 _JOURNAL_VERSION: Final = 1
 
@@ -110,13 +111,13 @@ InputFormat = Literal["csv", "jsonl"]
 # -- models ------------------------------------------------------------------------------
 
 
-class BatchRow(BaseModel):
+class BatchRow(Hints):
     """One input row: a mask, its optional hints and where it came from.
 
     ``row`` is its 1-based position among the data rows; ``id`` is the caller's (the row
-    number when absent). Hint values are stripped, blanks become ``None`` and numbers
-    (``"area_code": 571`` in JSON) become text. ``problem`` is set by a reader for a row it
-    could not read: the row becomes ``invalid`` with that reason.
+    number when absent). Hints are read as :class:`~lookup.models.Hints` reads them
+    (stripped, blanks become ``None``, numbers become text). ``problem`` is set by a
+    reader for a row it could not read: the row becomes ``invalid`` with that reason.
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -124,22 +125,7 @@ class BatchRow(BaseModel):
     row: int = Field(ge=1)
     id: str | int | None = None
     mask: str = ""
-    city: str | None = None
-    province: str | None = None
-    area_code: str | None = None
-    zip: str | None = None
-    carrier: str | None = None
     problem: str | None = None
-
-    @field_validator("city", "province", "area_code", "zip", "carrier", mode="before")
-    @classmethod
-    def _hint_text(cls, value: object) -> object:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            value = str(value)
-        if isinstance(value, str):
-            value = value.strip()
-            return value or None
-        return value
 
     @field_validator("mask", mode="before")
     @classmethod

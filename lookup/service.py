@@ -52,7 +52,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -60,12 +60,12 @@ from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from lookup.checker import Checker
 from lookup.errors import ConfigError, InputError, UnknownRegionError
 from lookup.matcher import find
-from lookup.models import LookupResult
+from lookup.models import LookupRequest, LookupResult
 from lookup.orders.base import OrderApi, mask_phone
 from lookup.runtime import open_api
 from lookup.segments import SegmentDB
@@ -104,23 +104,6 @@ log = logging.getLogger("lookup.service")
 
 
 # -- request models --------------------------------------------------------------------------
-
-
-class LookupRequest(BaseModel):
-    """The body of ``POST /v1/lookups`` (and each item of a batch)."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    mask: str = Field(min_length=1, max_length=64, description="e.g. 138****1234")
-    city: str | None = Field(None, max_length=64)
-    province: str | None = Field(None, max_length=64)
-    area_code: str | None = Field(None, max_length=16)
-    zip: str | None = Field(None, max_length=16)
-    carrier: str | None = Field(None, max_length=32)
-    mode: Literal["first", "all"] = "first"
-    max_candidates: int | None = Field(
-        None, ge=1, description="refuse masks with more candidates (at most the service's cap)"
-    )
 
 
 class BatchRequest(BaseModel):
@@ -348,11 +331,7 @@ async def _run_lookup(state: _State, req: LookupRequest, caller: str) -> LookupR
             req.mask,
             checker=checker,
             db=state.db,
-            city=req.city,
-            province=req.province,
-            area_code=req.area_code,
-            zip=req.zip,
-            carrier=req.carrier,
+            **req.hints(),
             mode=req.mode,
             max_candidates=req.max_candidates or cap,
             caller=caller,
