@@ -57,7 +57,7 @@ from lookup.checker import CheckStats
 from lookup.errors import ConfigError, InputError, LookupFailure
 from lookup.matcher import Mode, audit, match_plan
 from lookup.models import HINT_FIELDS, Hints
-from lookup.orders.base import mask_phone
+from lookup.privacy import mask_phone
 
 if TYPE_CHECKING:
     from lookup.checker import Checker

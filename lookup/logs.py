@@ -1,9 +1,9 @@
 """Logging, configured in one place: text or JSON lines, phone numbers masked, secrets redacted.
 
-Every line that leaves a handler set up here has each 11-digit mobile number turned into
-``138****1234`` and each registered secret (API token, header values, service tokens)
-into ``***``, whatever logged it and whether it sits in the message, its arguments or a
-traceback. The audit logger ``lookup.audit`` writes one line per lookup; the full
+Every line that leaves a handler set up here goes through :class:`lookup.privacy.Redactor`:
+each mobile number, however spelled, turned into ``138****1234``, each registered secret
+(API token, header values, service tokens) and URL credential into ``***``, whatever
+logged it and whether it sits in the message, its arguments or a traceback. The audit logger ``lookup.audit`` writes one line per lookup; the full
 matched number is added to it only when the operator turns ``audit_full_numbers`` on.
 """
 
@@ -11,53 +11,23 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 import time
 from collections.abc import Iterable
 from typing import Any, TextIO
 
+from lookup.privacy import Redactor, mask_phone
+
 __all__ = ["mask_numbers", "setup_logging"]
 
-# An 11-digit mobile number, alone or glued to its country code (8613812345678).
-_NUMBER = re.compile(r"(?<!\d)((?:0086|86)?1\d{2})\d{4}(\d{4})(?!\d)")
-
-
-def mask_numbers(text: str) -> str:
-    """``13812345678`` -> ``138****5678`` everywhere in ``text``."""
-    return _NUMBER.sub(r"\1****\2", text)
-
-
-class _Redactor:
-    def __init__(self, secrets: Iterable[str]) -> None:
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return mask_numbers(text)
-
-    def value(self, value: Any) -> Any:
-        """Redact a value before it is serialised (JSON escaping would hide secrets)."""
-        if isinstance(value, str):
-            return self(value)
-        if isinstance(value, bool) or value is None:
-            return value
-        if isinstance(value, int | float):
-            text = str(value)
-            masked = self(text)
-            return value if masked == text else masked
-        if isinstance(value, dict):
-            return {self(str(k)): self.value(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [self.value(v) for v in value]
-        return self(str(value))
+mask_numbers = mask_phone
+"""``13812345678`` -> ``138****5678`` everywhere in ``text`` (:func:`lookup.privacy.mask_phone`)."""
 
 
 class TextFormatter(logging.Formatter):
     """``time level logger: message`` with numbers masked and secrets redacted."""
 
-    def __init__(self, redact: _Redactor, full_numbers: bool) -> None:
+    def __init__(self, redact: Redactor, full_numbers: bool) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
         self.redact = redact
         self.full_numbers = full_numbers
@@ -79,7 +49,7 @@ class JsonFormatter(logging.Formatter):
         "full_phone",
     }
 
-    def __init__(self, redact: _Redactor, full_numbers: bool) -> None:
+    def __init__(self, redact: Redactor, full_numbers: bool) -> None:
         super().__init__()
         self.redact = redact
         self.full_numbers = full_numbers
@@ -117,7 +87,7 @@ def setup_logging(
     The audit logger always logs at INFO so that each lookup leaves its line, unless the
     level is above WARNING. Returns the handler (tests remove it again).
     """
-    redact = _Redactor(secrets)
+    redact = Redactor(secrets)
     formatter: logging.Formatter = (
         JsonFormatter(redact, audit_full_numbers)
         if fmt == "json"

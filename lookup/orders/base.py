@@ -12,13 +12,13 @@ resources for the lifetime of an ``async with`` block::
 from __future__ import annotations
 
 import abc
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Protocol, Self, TypeGuard, runtime_checkable
 
 from lookup.errors import FatalApiError
 from lookup.models import CheckOutcome
+from lookup.privacy import mask_phone  # re-exported: the old home of the helper
 
 __all__ = [
     "BaseOrderApi",
@@ -102,23 +102,6 @@ def supports_batch(api: OrderApi) -> TypeGuard[BatchOrderApi]:
     if not callable(getattr(api, "check_many", None)):
         return False
     return bool(getattr(api, "batch_supported", True))
-
-
-# An 11-digit run not embedded in a longer run of digits.
-_PHONE_RE = re.compile(r"(?<![0-9])([0-9]{3})[0-9]{4}([0-9]{4})(?![0-9])")
-
-
-def mask_phone(s: str) -> str:
-    """Hide the middle four digits of every 11-digit number in ``s``.
-
-    >>> mask_phone("13812341234")
-    '138****1234'
-    >>> mask_phone("phone 13812341234 has no orders")
-    'phone 138****1234 has no orders'
-
-    Text without an 11-digit number comes back unchanged.
-    """
-    return _PHONE_RE.sub(r"\1****\2", s)
 
 
 def outcome_from(phone: str, value: object) -> CheckOutcome:
