@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import stat
 import sys
 import time
 from collections.abc import Iterable
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
+from lookup.errors import ConfigError
 from lookup.privacy import Redactor, mask_phone
 
 __all__ = ["mask_numbers", "setup_logging"]
@@ -74,18 +77,44 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(clean, ensure_ascii=False)
 
 
+class TextSink(Protocol):
+    """Where log lines go: a text stream, or a terminal that keeps a live line below them."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+def _audit_stream(path: str) -> TextIO:
+    """``path`` opened for appending, created 0600, never through a symlink."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot open the audit file {path}: {exc.strerror or exc} (--audit-file, "
+            "LOOKUP_AUDIT_FILE: a writable regular file, not a symlink)"
+        ) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError(f"the audit file {path} is not a regular file (--audit-file)")
+    return open(fd, "a", encoding="utf-8", buffering=1)
+
+
 def setup_logging(
     level: str | int = "WARNING",
     fmt: str = "text",
     *,
     secrets: Iterable[str] = (),
     audit_full_numbers: bool = False,
-    stream: TextIO | None = None,
+    audit_file: str | None = None,
+    stream: TextSink | None = None,
 ) -> logging.Handler:
     """Send ``lookup`` (and aiohttp) logs to ``stream`` (stderr) as text or JSON lines.
 
     The audit logger always logs at INFO so that each lookup leaves its line, unless the
-    level is above WARNING. Returns the handler (tests remove it again).
+    level is above WARNING; with ``audit_file`` its lines go to that file (appended,
+    created 0600) and not to ``stream``. Returns the handler (tests remove it again).
     """
     redact = Redactor(secrets)
     formatter: logging.Formatter = (
@@ -93,17 +122,40 @@ def setup_logging(
         if fmt == "json"
         else TextFormatter(redact, audit_full_numbers)
     )
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler: logging.StreamHandler[TextSink] = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
+    handler._lookup_handler = True  # type: ignore[attr-defined]
     numeric = logging.getLevelName(level.upper()) if isinstance(level, str) else level
-    for name in ("lookup", "aiohttp"):
+    audit = logging.getLogger("lookup.audit")
+    for name in ("lookup", "aiohttp", "lookup.audit"):
         logger = logging.getLogger(name)
         for old in [h for h in logger.handlers if getattr(h, "_lookup_handler", False)]:
             logger.removeHandler(old)
-        handler._lookup_handler = True  # type: ignore[attr-defined]
+            if isinstance(old, _AuditHandler):
+                old.close()
+    for name in ("lookup", "aiohttp"):
+        logger = logging.getLogger(name)
         logger.addHandler(handler)
         logger.setLevel(numeric)
         logger.propagate = False
-    audit = logging.getLogger("lookup.audit")
-    audit.setLevel(min(numeric, logging.INFO) if numeric <= logging.WARNING else numeric)
+    audit.propagate = True
+    if audit_file:
+        file_handler = _AuditHandler(_audit_stream(audit_file))
+        file_handler.setFormatter(formatter)
+        file_handler._lookup_handler = True  # type: ignore[attr-defined]
+        audit.addHandler(file_handler)
+        audit.propagate = False
+        audit.setLevel(logging.INFO)  # the operator asked for the file: --quiet or not
+    else:
+        audit.setLevel(min(numeric, logging.INFO) if numeric <= logging.WARNING else numeric)
     return handler
+
+
+class _AuditHandler(logging.StreamHandler[TextIO]):
+    """A stream handler that closes its file when replaced."""
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        finally:
+            super().close()

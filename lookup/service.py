@@ -66,8 +66,9 @@ from lookup.checker import Checker
 from lookup.errors import ConfigError, InputError, UnknownRegionError
 from lookup.matcher import find
 from lookup.models import LookupRequest, LookupResult
-from lookup.orders.base import OrderApi, mask_phone
-from lookup.runtime import open_api
+from lookup.orders.base import OrderApi
+from lookup.privacy import mask_phone
+from lookup.runtime import open_engine
 from lookup.segments import SegmentDB
 from lookup.settings import Settings
 
@@ -453,7 +454,7 @@ def create_app(
     """The service as an aiohttp application.
 
     Without ``api`` or ``checker`` the order API of ``settings`` is opened when the app
-    starts (``open_api``) and closed when it stops. An injected ``api`` (tests: a
+    starts (``open_engine``) and closed when it stops. An injected ``api`` (tests: a
     ``FakeOrderApi``) gets a checker with the settings' limits and is not closed; an
     injected ``checker`` is used as is (its latencies then miss the histogram).
 
@@ -476,16 +477,9 @@ def create_app(
         if checker is not None:
             state.checker, state.description = checker, "injected checker"
             yield
-        elif api is not None:
-            state.checker = Checker(api, settings.limits(), on_latency=state.metrics.on_latency)
-            state.description = f"injected {type(api).__name__}"
-            yield
         else:
-            async with open_api(settings) as opened:
-                state.checker = Checker(
-                    opened.api, opened.limits, on_latency=state.metrics.on_latency
-                )
-                state.description = opened.description
+            async with open_engine(settings, api=api, on_latency=state.metrics.on_latency) as e:
+                state.checker, state.description = e.checker, e.description
                 yield
         state.checker = None
 
@@ -555,7 +549,7 @@ async def _serve(settings: Settings, out: TextIO) -> None:
 
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     """``lookup serve``: run the service until SIGINT or SIGTERM; exit 0 after a clean stop."""
-    from lookup.cli import ExitStatus, configure_logging, settings_from_args
+    from lookup.shell import ExitStatus, configure_logging, settings_from_args
 
     more = {
         name: value
