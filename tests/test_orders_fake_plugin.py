@@ -295,3 +295,11 @@ def test_importing_the_package_does_not_import_aiohttp() -> None:
         "assert 'aiohttp' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=TESTS_DIR.parent)
+
+
+@pytest.mark.parametrize("value", [-1, "1", None, 1.5])
+def test_outcome_from_refuses_what_is_not_a_count_or_a_bool(value: object) -> None:
+    from lookup.orders.base import outcome_from
+
+    with pytest.raises(FatalApiError, match="unexpected answer"):
+        outcome_from("13812345678", value)

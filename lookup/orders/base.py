@@ -107,18 +107,20 @@ def supports_batch(api: OrderApi) -> TypeGuard[BatchOrderApi]:
 def outcome_from(phone: str, value: object) -> CheckOutcome:
     """Turn what a handler or plug-in returned into a :class:`CheckOutcome`.
 
-    ``bool`` -> ``has_orders``; ``int`` -> ``order_count`` (``has_orders = n > 0``);
-    a ``CheckOutcome`` passes through. Anything else is a :class:`FatalApiError`.
+    ``bool`` -> ``has_orders``; ``int >= 0`` -> ``order_count`` (``has_orders = n > 0``);
+    a ``CheckOutcome`` passes through. Anything else (a negative count too) is a
+    :class:`FatalApiError` ("unexpected answer"), never "no orders".
     """
     if isinstance(value, CheckOutcome):
         return value
     if isinstance(value, bool):
         return CheckOutcome(phone=phone, has_orders=value)
-    if isinstance(value, int):
+    if isinstance(value, int) and value >= 0:
         return CheckOutcome(phone=phone, has_orders=value > 0, order_count=value)
+    shown = f"the count {value}" if isinstance(value, int) else type(value).__name__
     raise FatalApiError(
-        f"the order API returned {type(value).__name__} for {mask_phone(phone)}; "
-        "expected bool (has orders), int (order count) or CheckOutcome"
+        f"unexpected answer: the order API returned {shown} for {mask_phone(phone)}; "
+        "expected bool (has orders), int >= 0 (order count) or CheckOutcome"
     )
 
 

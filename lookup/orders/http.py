@@ -361,7 +361,7 @@ class HttpOrderApi(BaseOrderApi):
             kind = "rate limited" if status == 429 else "server error"
             return TransientApiError(f"{where}: {kind}{hint}", status=status, retry_after=seconds)
         if status in (401, 403):
-            hint = "not authorised: check the token / headers configured"
+            hint = "not authorised: check the token (LOOKUP_API_TOKEN) or headers (--header)"
         elif status == 404:
             hint = "not found: check the URL template and the method"
         elif status == 400:
@@ -382,10 +382,10 @@ class HttpOrderApi(BaseOrderApi):
         kind = type(value)
         if kind is bool:
             return CheckOutcome(phone=phone, has_orders=value)
-        if kind is int or (kind is float and math.isfinite(value)):
+        if (kind is int or (kind is float and math.isfinite(value))) and value >= 0:
             return CheckOutcome(phone=phone, has_orders=value > 0, order_count=int(value))
         raise FatalApiError(
-            f"field {field or self._hit_field!r} in the answer of {shown} for "
+            f"unexpected answer: field {field or self._hit_field!r} in the answer of {shown} for "
             f"{mask_phone(phone)} is {kind.__name__}; expected a number (order count) "
             "or a boolean (has orders)"
         )
