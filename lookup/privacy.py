@@ -9,7 +9,9 @@ and the start-up lines.
   full-width ``１３８１２３４５６７８``, with a ``86`` / ``+86`` / ``0086`` prefix, glued
   (``8613812345678``) or not. Separators are kept: ``138 **** 5678``.
 * :func:`redact_url` hides the user info (``user:pass@``) and credential-like query values
-  (``?token=``, ``api_key=``, ``sig=`` ...) of a URL; :func:`url_secrets` lists them.
+  (``?token=``, ``api_key=``, ``sig=`` ...) of a URL; :func:`url_secrets` lists them. In
+  free text, :class:`Redactor` also hides ``name=value`` pairs whose name looks like a
+  credential and ``Bearer <token>``.
 * :class:`Redactor` does all of it, plus the secrets it was configured with (API token,
   header values, service tokens), on any text or JSON-like value.
 
@@ -53,10 +55,13 @@ _MOBILE: Final = re.compile(
 _IPV4: Final = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 _HIDE: Final = frozenset((3, 4, 5, 6))  # which digits of the eleven are hidden
 _USERINFO: Final = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)[^/\s@?#]+@")
+# name=value where the name looks like a credential: in a query string or in free text
 _QUERY_SECRET: Final = re.compile(
-    r"(?P<name>[?&;][^=&\s#]*(?:" + "|".join(SECRET_QUERY_KEYS) + r")[^=&\s#]*=)[^&\s#\"'<>]+",
+    r"(?P<name>(?<![\w.\-])[\w.\-]*(?:" + "|".join(SECRET_QUERY_KEYS) + r")[\w.\-]*=)"
+    r"[^&\s#\"'<>,;)]+",
     re.IGNORECASE,
 )
+_BEARER: Final = re.compile(r"(?P<scheme>\bBearer\s+)[A-Za-z0-9\-._~+/]+=*", re.IGNORECASE)
 
 
 def _mask_match(m: re.Match[str]) -> str:
@@ -137,6 +142,8 @@ def _redact_credentials(text: str) -> str:
         text = _USERINFO.sub(r"\g<scheme>***@", text)
     if "=" in text:
         text = _QUERY_SECRET.sub(r"\g<name>***", text)
+    if "earer" in text:
+        text = _BEARER.sub(r"\g<scheme>***", text)
     return text
 
 

@@ -244,6 +244,10 @@ class Settings(BaseSettings):
         lines = []
         for name, value in self.redacted().items():
             key = f"LOOKUP_{name.upper()}"
+            if name in ("api_url", "batch_url") and value != getattr(self, name):
+                # credentials in the URL: shown redacted, as a comment (not sourced as is)
+                lines.append(f"# {key}={shlex.quote(value)}  (holds credentials: set it yourself)\n")
+                continue
             if name in SECRET_FIELDS:
                 if value:
                     shown = value if isinstance(value, str) else json.dumps(value)
