@@ -93,10 +93,10 @@ def _parse_headers(value: object) -> object:
             raise ValueError("starts with '{' but is not a JSON object") from None
         return parsed
     headers: dict[str, str] = {}
-    for item in _split_list(text):
+    for i, item in enumerate(_split_list(text), 1):
         name, sep, header_value = item.partition(":")
-        if not sep or not name.strip():
-            raise ValueError(f"{item!r} is not a 'Name: value' pair")
+        if not sep or not name.strip():  # not echoed: it may be the secret itself
+            raise ValueError(f"item {i} is not a 'Name: value' pair")
         headers[name.strip()] = header_value.strip()
     return headers
 
