@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from lookup.errors import TooManyCandidatesError, UnknownRegionError
+from lookup.errors import InvalidMaskError, TooManyCandidatesError, UnknownRegionError
 from lookup.masks import HIDDEN, Mask, parse_mask
 from lookup.segments import (
     FIRST_SEGMENT,
@@ -185,6 +185,20 @@ def _tails(mask: Mask) -> list[str]:
     return tails
 
 
+def _nothing_fits(m: Mask, region: Region | None, carrier: str | None, values: Sequence[int],
+                  found: Sequence[int], tier_of: bytearray, db: SegmentDB) -> str:  # fmt: skip
+    """Why no number fits: the mask's segments, or the carrier hint (bad input, not not_found)."""
+    where = f" in {region}" if region is not None else ""
+    if carrier:
+        without = _classify(values, found, tier_of, db.carrier_codes, None)
+        if any(without):
+            return (f"no number fits {m} with carrier {carrier!r}: the segments the mask "
+                    "allows belong to other carriers. Check the mask, or drop --carrier "
+                    "(a number keeps its carrier when ported, the database does not know it)")  # fmt: skip
+    return (f"no number fits {m}{where}: the numbering plan allocates no segment the mask "
+            "allows; check the digits shown")  # fmt: skip
+
+
 def plan(
     mask: str | Mask,
     db: SegmentDB | None = None,
@@ -199,8 +213,8 @@ def plan(
 ) -> TierPlan:
     """Split the numbers that fit ``mask`` into the four tiers.
 
-    Raises :class:`~lookup.errors.InvalidMaskError` (bad mask, or more than
-    ``max_candidates`` numbers: nothing is generated then) and
+    Raises :class:`~lookup.errors.InvalidMaskError` (bad mask, no number fits the mask and
+    the carrier, or more than ``max_candidates`` numbers: nothing is generated then) and
     :class:`~lookup.errors.UnknownRegionError` (bad hint) before any work.
     Within a tier the order is by segment, then by the hidden tail digits; ``seed``
     shuffles segments reproducibly instead.
@@ -237,6 +251,8 @@ def plan(
     buckets: dict[TierName, list[int]] = {name: lists[i] for i, name in enumerate(TIER_NAMES)}
 
     total = sum(len(b) for b in buckets.values()) * len(tails)
+    if total == 0:
+        raise InvalidMaskError(_nothing_fits(m, region, carrier, values, found, tier_of, db))
     if total > max_candidates:
         per = ", ".join(f"{n} {len(b) * len(tails):,}" for n, b in buckets.items() if b)
         raise TooManyCandidatesError(

@@ -212,7 +212,7 @@ async def _run_tier(
 
 
 async def find(
-    mask: str | Mask,
+    mask: str | Mask | TierPlan,
     *,
     api: OrderApi | None = None,
     city: str | None = None,
@@ -247,7 +247,8 @@ async def find(
     """
     if mode not in ("first", "all"):
         raise ConfigError(f"mode must be 'first' or 'all', got {mode!r}")
-    plan_ = plan(
+    # A ready plan (a shell that showed its counts first) skips planning; hints unused.
+    plan_ = mask if isinstance(mask, TierPlan) else plan(
         mask,
         db,
         city=city,

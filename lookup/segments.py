@@ -48,7 +48,7 @@ _ETHNIC = (
     "撒拉族", "怒族", "独龙族", "普米族", "仫佬族", "毛南族", "仡佬族", "水族", "满族",
 )  # fmt: skip
 _AREA_CODE = re.compile(r"^0?(\d{2,3})$")
-_ZIP = re.compile(r"^\d{5,6}$")
+_ZIP = re.compile(r"^[0-9]{6}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,9 +358,8 @@ class SegmentDB:
         text = _normalise(zip_code)
         if not _ZIP.match(text):
             raise UnknownRegionError(
-                f"a zip is 6 digits (leading zeros may be dropped), got {zip_code!r}"
+                f"a zip code is 6 digits (310000, 071000), got {zip_code!r}"
             )
-        text = text.zfill(6)
         # The database keeps one zip per city (310000 杭州). A district zip (311200 萧山)
         # belongs to the city whose zip stem (trailing zeros dropped, at least 2 digits) is
         # its longest prefix: 313100 is 湖州 (313000), not 杭州 (310000).

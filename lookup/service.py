@@ -52,7 +52,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -60,14 +60,15 @@ from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from lookup.checker import Checker
 from lookup.errors import ConfigError, InputError, UnknownRegionError
 from lookup.matcher import find
-from lookup.models import LookupResult
-from lookup.orders.base import OrderApi, mask_phone
-from lookup.runtime import open_api
+from lookup.models import LookupRequest, LookupResult
+from lookup.orders.base import OrderApi
+from lookup.privacy import mask_phone
+from lookup.runtime import open_engine
 from lookup.segments import SegmentDB
 from lookup.settings import Settings
 
@@ -104,23 +105,6 @@ log = logging.getLogger("lookup.service")
 
 
 # -- request models --------------------------------------------------------------------------
-
-
-class LookupRequest(BaseModel):
-    """The body of ``POST /v1/lookups`` (and each item of a batch)."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    mask: str = Field(min_length=1, max_length=64, description="e.g. 138****1234")
-    city: str | None = Field(None, max_length=64)
-    province: str | None = Field(None, max_length=64)
-    area_code: str | None = Field(None, max_length=16)
-    zip: str | None = Field(None, max_length=16)
-    carrier: str | None = Field(None, max_length=32)
-    mode: Literal["first", "all"] = "first"
-    max_candidates: int | None = Field(
-        None, ge=1, description="refuse masks with more candidates (at most the service's cap)"
-    )
 
 
 class BatchRequest(BaseModel):
@@ -348,11 +332,7 @@ async def _run_lookup(state: _State, req: LookupRequest, caller: str) -> LookupR
             req.mask,
             checker=checker,
             db=state.db,
-            city=req.city,
-            province=req.province,
-            area_code=req.area_code,
-            zip=req.zip,
-            carrier=req.carrier,
+            **req.hints(),
             mode=req.mode,
             max_candidates=req.max_candidates or cap,
             caller=caller,
@@ -474,7 +454,7 @@ def create_app(
     """The service as an aiohttp application.
 
     Without ``api`` or ``checker`` the order API of ``settings`` is opened when the app
-    starts (``open_api``) and closed when it stops. An injected ``api`` (tests: a
+    starts (``open_engine``) and closed when it stops. An injected ``api`` (tests: a
     ``FakeOrderApi``) gets a checker with the settings' limits and is not closed; an
     injected ``checker`` is used as is (its latencies then miss the histogram).
 
@@ -497,16 +477,9 @@ def create_app(
         if checker is not None:
             state.checker, state.description = checker, "injected checker"
             yield
-        elif api is not None:
-            state.checker = Checker(api, settings.limits(), on_latency=state.metrics.on_latency)
-            state.description = f"injected {type(api).__name__}"
-            yield
         else:
-            async with open_api(settings) as opened:
-                state.checker = Checker(
-                    opened.api, opened.limits, on_latency=state.metrics.on_latency
-                )
-                state.description = opened.description
+            async with open_engine(settings, api=api, on_latency=state.metrics.on_latency) as e:
+                state.checker, state.description = e.checker, e.description
                 yield
         state.checker = None
 
@@ -576,7 +549,7 @@ async def _serve(settings: Settings, out: TextIO) -> None:
 
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     """``lookup serve``: run the service until SIGINT or SIGTERM; exit 0 after a clean stop."""
-    from lookup.cli import ExitStatus, configure_logging, settings_from_args
+    from lookup.shell import ExitStatus, configure_logging, settings_from_args
 
     more = {
         name: value

@@ -50,7 +50,7 @@ def _check_tier_membership(p: TierPlan) -> None:
 
 @pytest.mark.parametrize(
     "hints",
-    [{}, {"city": "杭州"}, {"province": "浙江"}, {"area_code": "0728"}, {"zip": "71000"}],
+    [{}, {"city": "杭州"}, {"province": "浙江"}, {"area_code": "0728"}, {"zip": "071000"}],
 )
 @pytest.mark.parametrize("mask", ["138****1234", "170****1234", "199****1234", "13805710***"])
 def test_four_tiers_always_in_order(mask: str, hints: dict[str, str]) -> None:
@@ -135,10 +135,16 @@ def test_plan_accepts_a_mask_object_and_default_db() -> None:
     assert p.total == 10_000
 
 
-def test_unknown_segments_give_an_empty_plan() -> None:
-    p = plan("14000**1234", DB)  # 14000xx: no such segments
-    assert p.total == 0
-    assert all(t.count == 0 for t in p.tiers)
+def test_unknown_segments_are_bad_input_not_an_empty_plan() -> None:
+    # issue 9: a mask (or hint) that leaves no candidate is bad input, never not_found
+    with pytest.raises(InvalidMaskError, match=r"no number fits 14000\*\*1234"):
+        plan("14000**1234", DB)  # 14000xx: no such segments
+
+
+def test_a_carrier_that_leaves_no_candidate_is_bad_input() -> None:
+    with pytest.raises(InvalidMaskError, match="no number fits 138\\*\\*\\*\\*2046 with carrier"):
+        plan("138****2046", DB, carrier="电信")  # 138 is 移动's
+    assert plan("138****2046", DB, carrier="移动").total > 0
 
 
 # -- the cap -------------------------------------------------------------------------------------

@@ -395,12 +395,18 @@ def test_unknown_area_code(db: SegmentDB, code: str) -> None:
         db.resolve(area_code=code)
 
 
-@pytest.mark.parametrize("zip_code", ["71000", "071000"])
-def test_zip_without_leading_zero_is_baoding(db: SegmentDB, zip_code: str) -> None:
-    region = db.resolve(zip=zip_code)
+def test_zip_with_its_leading_zero_is_baoding(db: SegmentDB) -> None:
+    region = db.resolve(zip="071000")
     assert region is not None
     assert region.province == "河北"
     assert set(region.cities) == {"保定", "雄安"}
+
+
+@pytest.mark.parametrize("zip_code", ["71000", "31000", "3100000", "31000a"])
+def test_zip_that_is_not_6_digits_is_refused(db: SegmentDB, zip_code: str) -> None:
+    # issue 9: `--zip 31000` resolved to 山西 太原 (030000 with the zero "dropped")
+    with pytest.raises(UnknownRegionError, match="a zip code is 6 digits"):
+        db.resolve(zip=zip_code)
 
 
 @pytest.mark.parametrize(
