@@ -63,6 +63,7 @@ __all__ = [
 ]
 
 _REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_LINGER: Final = 1.0
 _KEEP_HEADERS: Final = ("Allow", "WWW-Authenticate", "Retry-After")
 
 MIN_TOKEN_LENGTH: Final = 16
@@ -328,6 +329,9 @@ async def listen(
         handler_cancellation=True,  # a client that goes away cancels its lookup
         shutdown_timeout=shutdown_timeout,
         keepalive_timeout=read_timeout,  # the header deadline: see the module docstring
+        # After an answer to a request whose body did not all arrive (a 408, a 413),
+        # read and drop the rest for at most this long, then close (aiohttp: 10 s).
+        lingering_time=_LINGER,
     )
     await runner.setup()
     try:
