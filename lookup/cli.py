@@ -143,10 +143,18 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="input encoding (default: UTF-8 with or without BOM, else GB18030)")  # fmt: skip
     bt.add_argument("--csv-bom", action="store_true", help="write a UTF-8 BOM (for Excel)")
     bt.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    bt.add_argument("--retry-failed", action="store_true",
-                    help="re-run the rows that ended inconclusive or api_error")
-    bt.add_argument("--lookups-in-flight", type=int, default=8, metavar="N",
-                    help="lookups at once (their checks share one limit; default 8)")
+    bt.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="re-run the rows that ended inconclusive or api_error",
+    )
+    bt.add_argument(
+        "--lookups-in-flight",
+        type=int,
+        default=8,
+        metavar="N",
+        help="lookups at once (their checks share one limit; default 8)",
+    )
     bt.add_argument("--mode", choices=["first", "all"], default="first")
     add_api_options(bt)
     bt.set_defaults(func=_lazy("lookup.batch_cli", "cmd_batch"))

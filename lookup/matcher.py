@@ -264,9 +264,7 @@ async def find(
             raise TypeError("find() needs api= (an OrderApi) or checker=")
         checker = Checker(api, limits or DEFAULT_LIMITS)
     workers = (limits or checker.limits).max_in_flight
-    result = await match_plan(
-        plan_, checker, mode=mode, max_in_flight=workers, progress=progress
-    )
+    result = await match_plan(plan_, checker, mode=mode, max_in_flight=workers, progress=progress)
     audit(result, caller)
     return result
 

@@ -145,6 +145,12 @@ class Settings(BaseSettings):
     service_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     service_max_batch: int = Field(100, ge=1)
     service_max_body: int = Field(1_000_000, ge=1_000)
+    service_max_queued: int = Field(
+        32, ge=1, description="lookups one caller may have running or queued (else 429)"
+    )
+    service_read_timeout: float = Field(
+        15.0, gt=0, le=30, description="seconds to receive a request's headers, and its body"
+    )
 
     @field_validator("api_method", mode="before")
     @classmethod

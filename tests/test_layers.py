@@ -26,8 +26,17 @@ LAYERS: dict[str, int] = {
     # L4 wiring
     "settings": 4, "logs": 4, "runtime": 4,
     # L5 shells
-    "shell": 5, "cli": 5, "batch_cli": 5, "service": 5, "metrics": 5, "mockapi": 5,
-    "webpage": 5, "jobs": 5, "__main__": 5,
+    "shell": 5, "cli": 5, "batch_cli": 5, "__main__": 5,
+    "service": 5, "service_api": 5, "httpd": 5, "openapi": 5, "problems": 5, "metrics": 5,
+    "webui": 5, "webjobs": 5, "jobs": 5,
+    "mockapi": 5, "_mockfaults": 5, "_mockstore": 5,
+}  # fmt: skip
+# A shell may be several modules; they import each other, never another shell's.
+SHELL_OF: dict[str, str] = {
+    "__main__": "cli",
+    "service_api": "service", "httpd": "service", "openapi": "service", "problems": "service",
+    "metrics": "service", "webui": "service", "webjobs": "service", "jobs": "service",
+    "_mockfaults": "mockapi", "_mockstore": "mockapi",
 }  # fmt: skip
 SHARED_SHELL = "shell"
 # (importer, imported): why the rule bends.
@@ -35,6 +44,7 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("runtime", "mockapi"): "--api demo starts the bundled mock order API (DESIGN: it stays)",
     ("__main__", "cli"): "python -m lookup is the CLI",
     ("cli", "__init__"): "--version reads lookup.__version__",
+    ("service", "__init__"): "the OpenAPI document's version is lookup.__version__",
 }
 NOT_LAYERED = {"__init__"}  # the package facade: lazy re-exports of every layer
 
@@ -87,6 +97,8 @@ def test_imports_respect_the_layers(module: str) -> None:
         other = _top(imported)
         if other == mine or (mine, other) in ALLOWED:
             continue
+        if level == 5 and SHELL_OF.get(mine, mine) == SHELL_OF.get(other, other):
+            continue  # one shell's own modules
         if other in NOT_LAYERED:
             bad.append(f"{imported} (the package facade: import the module itself)")
         elif LAYERS[other] > level:
