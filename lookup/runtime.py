@@ -1,7 +1,8 @@
 """Opening the order API that settings describe: shared by the CLI, batch runs and the service.
 
 ``api_url = "demo"`` starts the bundled mock order API on a free loopback port with the
-synthetic demo orders, for as long as the context lasts.
+synthetic demo orders, for as long as the context lasts. A ``postgresql://`` (or
+``postgres://``) URL opens the PostgreSQL order source (the ``[postgres]`` extra).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from dataclasses import dataclass
 
 from lookup.errors import ConfigError
 from lookup.models import Limits
-from lookup.orders.base import OrderApi
+from lookup.orders.base import OrderApi, redact_url
+from lookup.orders.postgres import is_postgres_url
 from lookup.settings import Settings
 
 __all__ = ["DEMO", "OpenedApi", "open_api"]
@@ -46,11 +48,26 @@ async def open_api(settings: Settings) -> AsyncIterator[OpenedApi]:
             api = load_plugin(settings.api_plugin)
             await stack.enter_async_context(api)
             description = f"plug-in {settings.api_plugin}"
+        elif settings.api_url and is_postgres_url(settings.api_url):
+            from lookup.orders.postgres import PostgresOrderApi
+
+            pg = PostgresOrderApi(
+                settings.api_url,
+                sql=settings.sql,
+                table=settings.sql_table,
+                column=settings.sql_column,
+                pool_size=limits.max_in_flight,
+                statement_timeout=settings.read_timeout,
+                connect_timeout=settings.connect_timeout,
+            )
+            api = await stack.enter_async_context(pg)
+            query = "custom SQL" if settings.sql else f"{settings.sql_table}.{settings.sql_column}"
+            description = f"PostgreSQL orders at {pg.url} ({query})"
         elif settings.api_url:
             from lookup.orders.http import HttpOrderApi, Timeouts
 
             url, batch_url = settings.api_url, settings.batch_url
-            description = "order API " + url.split("?")[0]
+            description = "order API " + redact_url(url.split("?")[0])
             if url == DEMO:
                 from lookup.mockapi import MockOrderServer
 
@@ -84,7 +101,8 @@ async def open_api(settings: Settings) -> AsyncIterator[OpenedApi]:
         else:
             raise ConfigError(
                 "no order API configured: pass --api URL (a template with {phone}), "
-                "--api demo (the bundled mock), or --api-plugin package.module:attr; "
+                "--api demo (the bundled mock), --api postgresql://USER@HOST:PORT/DB, or "
+                "--api-plugin package.module:attr; "
                 "or set LOOKUP_API_URL"
             )
         yield OpenedApi(api=api, limits=limits, description=description)

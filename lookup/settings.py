@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     api_headers: dict[str, SecretStr] = Field(default_factory=dict, description="extra headers")
     hit_field: str = Field("total", description="dotted path to a count (> 0 = orders) or a bool")
     batch_url: str | None = None
+    sql: str | None = Field(
+        None, description="PostgreSQL: a query taking $1 (text[]) that returns (phone[, count])"
+    )
+    sql_table: str = Field("orders", description="PostgreSQL: the orders table (default query)")
+    sql_column: str = Field("phone", description="PostgreSQL: its phone column (default query)")
     connect_timeout: float = Field(5.0, gt=0)
     read_timeout: float = Field(10.0, gt=0)
     total_timeout: float = Field(20.0, gt=0)
@@ -116,7 +121,12 @@ class Settings(BaseSettings):
 
     def redacted(self) -> dict[str, Any]:
         """The effective settings with every secret replaced by ``'***'``."""
+        from lookup.orders.base import redact_url
+
         data = self.model_dump(mode="json")
+        for key in ("api_url", "batch_url"):  # postgresql://user:PASSWORD@host/db
+            if data[key]:
+                data[key] = redact_url(data[key])
         data["api_token"] = "***" if self.api_token is not None else None
         data["api_headers"] = dict.fromkeys(self.api_headers, "***")
         data["service_tokens"] = ["***" for _ in self.service_tokens]

@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Protocol, Self, TypeGuard, runtime_checkable
+from urllib.parse import urlsplit, urlunsplit
 
 from lookup.errors import FatalApiError
 from lookup.models import CheckOutcome
@@ -27,7 +28,9 @@ __all__ = [
     "mask_phone",
     "outcome_from",
     "outcomes_from",
+    "redact_url",
     "supports_batch",
+    "url_password",
 ]
 
 
@@ -119,6 +122,38 @@ def mask_phone(s: str) -> str:
     Text without an 11-digit number comes back unchanged.
     """
     return _PHONE_RE.sub(r"\1****\2", s)
+
+
+_USERINFO_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/:@?#]*):[^@/?#]*@")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (if any) as ``***``: safe for messages and ``lookup config``.
+
+    >>> redact_url("postgresql://shop:s3cret@db.internal:5432/orders")
+    'postgresql://shop:***@db.internal:5432/orders'
+    """
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # e.g. a bad port: fall back to the text form
+        return _USERINFO_RE.sub(r"\1:***@", url)
+    if not password:
+        return url
+    netloc = parts.netloc
+    userinfo, at, hostport = netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***{at}{hostport}"))
+
+
+def url_password(url: str | None) -> str | None:
+    """The password in ``url`` (``scheme://user:PASSWORD@host``), if any: a secret to redact."""
+    if not url:
+        return None
+    try:
+        return urlsplit(url).password or None
+    except ValueError:
+        return None
 
 
 def outcome_from(phone: str, value: object) -> CheckOutcome:
