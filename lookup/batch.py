@@ -1079,7 +1079,9 @@ def _run_journaled(args: argparse.Namespace, settings: Settings, journal: Journa
     if len(kept) == total:  # all done before (say, a run that only lost its output)
         return BatchSummary(), len(kept)
     try:
-        summary = asyncio.run(run())
+        from lookup._loop import run as run_loop
+
+        summary = run_loop(run())
     except KeyboardInterrupt:
         progress.close()
         sys.stderr.write(f"lookup batch: interrupted; {len(journal.records):,} rows are in "

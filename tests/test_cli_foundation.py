@@ -60,6 +60,7 @@ def test_segment_json() -> None:
         "area_code": "0571",
         "zip": "310000",
         "located": True,
+        "standard": True,
     }
 
 
