@@ -432,3 +432,24 @@ def test_property_union_of_tiers_is_brute_force(case: tuple[str, str], hint: str
     everything = plan(mask, DB, include_nonstandard=True, max_candidates=10**6, **hints)
     assert everything.total == p.total + p.excluded
     assert number in {n for t in everything.tiers for n in t}
+
+
+# -- through find ----------------------------------------------------------------------------------
+
+
+async def test_find_skips_excluded_numbers_unless_asked() -> None:
+    from lookup.matcher import find
+    from lookup.models import Limits
+    from lookup.orders import FakeOrderApi
+
+    planted = "14857152046"  # 1485715: a data-only block, outside the numbering plan
+    limits = Limits(max_per_second=None)
+    api = FakeOrderApi.from_orders({planted: 1})
+    result = await find("1**5715204*", api=api, city="杭州", limits=limits)
+    assert result.status == "not_found" and planted not in api.calls
+    assert len(api.calls) == 520
+    api = FakeOrderApi.from_orders({planted: 1})
+    result = await find("1**5715204*", api=api, city="杭州", limits=limits,
+                        include_nonstandard=True)  # fmt: skip
+    assert (result.status, result.phone, result.tier) == ("matched", planted, "nonstandard")
+    assert [t.name for t in result.tiers][-1] == "nonstandard"
