@@ -73,7 +73,14 @@ class PgServer:
         self._ready = threading.Event()
         self._drainer: threading.Thread | None = None
         self._as = _run_as()
-        self._initdb()
+        try:
+            self._initdb()
+        except subprocess.CalledProcessError as exc:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise RuntimeError(f"initdb failed: {exc.stderr or exc.stdout}") from None
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
 
     @property
     def dsn(self) -> str:
