@@ -8,7 +8,6 @@ with ``--resume --retry-failed``).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import TYPE_CHECKING, TextIO
 
@@ -58,8 +57,10 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
                 redact=Redactor(settings.secret_values()),
             )  # fmt: skip
 
+    from lookup._loop import run as run_loop
+
     try:
-        done = asyncio.run(run())
+        done = run_loop(run())
     except KeyboardInterrupt:
         term.clear()
         journal = args.journal or (f"{args.out}.journal" if args.out != "-" else None)

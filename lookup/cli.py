@@ -60,6 +60,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (usage: {self.prog} --help)\n")
 
 
+def _add_nonstandard_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--include-nonstandard",
+        dest="include_nonstandard",
+        action="store_true",
+        help="also check segments the numbering plan rejects (data-only/IoT ranges), last",
+    )
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from lookup import __version__
 
@@ -85,8 +94,9 @@ def _build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--max-candidates", type=int, default=10_000, dest="max_candidates")
     pl.add_argument("--seed", type=int, help="shuffle the order within tiers reproducibly")
     pl.add_argument("--list", dest="list_tier", metavar="TIER",
-                    choices=["city", "province", "national", "unlocated"],
+                    choices=["city", "province", "national", "unlocated", "nonstandard"],
                     help="print the numbers of one tier")  # fmt: skip
+    _add_nonstandard_option(pl)
     pl.add_argument("--json", action="store_true", help="print JSON")
     pl.add_argument("--data", help="a data folder other than the bundled one")
     pl.set_defaults(func=_cmd_plan)
@@ -107,6 +117,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="first: stop at the first hit (default); all: every hit of its tier",
     )
     fd.add_argument("--seed", type=int, help="shuffle the order within tiers reproducibly")
+    _add_nonstandard_option(fd)
     fd.add_argument("--json", action="store_true", help="print the result as JSON")
     fd.set_defaults(func=_cmd_find)
 
@@ -201,6 +212,11 @@ def _cmd_segment(args: argparse.Namespace, out: TextIO) -> int:
         f"{info.segment}  {info.province} {info.city}  carrier {info.carrier}  "
         f"area code {info.area_code}  zip {info.zip}\n"
     )
+    if not info.standard:
+        out.write(
+            f"{info.segment}: outside the numbering plan (data-only/IoT or unassigned block): "
+            "not a candidate unless --include-nonstandard\n"
+        )
     return ExitStatus.OK
 
 
@@ -212,6 +228,8 @@ def plan_summary(p: TierPlan) -> dict[str, Any]:
         "carrier": p.carrier,
         "total": p.total,
         "tiers": [{"name": t.name, "count": t.count} for t in p.tiers],
+        "excluded": p.excluded,
+        "excluded_reason": p.excluded_reason,
         "data_version": p.db.version,
     }
 
@@ -222,8 +240,13 @@ def _cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
 
     db = SegmentDB.load(args.data) if args.data else SegmentDB.default()
     hints = _hints(args)
-    p = plan(args.mask, db, max_candidates=args.max_candidates, seed=args.seed, **hints.hints())
+    p = plan(args.mask, db, max_candidates=args.max_candidates, seed=args.seed,
+             include_nonstandard=args.include_nonstandard, **hints.hints())  # fmt: skip
     if args.list_tier:
+        if args.list_tier == "nonstandard" and not args.include_nonstandard:
+            from lookup.errors import ConfigError
+
+            raise ConfigError("--list nonstandard needs --include-nonstandard")
         tier = p.tier(args.list_tier)
         if args.json:
             out.write(json.dumps({"tier": tier.name, "numbers": list(tier)}) + "\n")
@@ -235,7 +258,10 @@ def _cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
         return ExitStatus.OK
     where = f" in {p.region}" if p.region else ""
     out.write(f"{p.mask}{where}: {p.total:,} candidates\n")
-    out.writelines(f"  {t.name:<10} {t.count:>7,}\n" for t in p.tiers)
+    width = max(10, *(len(t.name) for t in p.tiers))
+    out.writelines(f"  {t.name:<{width}} {t.count:>7,}\n" for t in p.tiers)
+    if p.excluded:
+        out.write(f"  {'excluded':<{width}} {p.excluded:>7,}  {p.excluded_reason}\n")
     return ExitStatus.OK
 
 
@@ -303,11 +329,14 @@ def _cmd_find(args: argparse.Namespace, out: TextIO) -> int:
     quiet = args.quiet
     hints = _hints(args)
     # Input errors surface before any API is opened or request sent.
-    p = plan(args.mask, max_candidates=settings.max_candidates, seed=args.seed, **hints.hints())
+    p = plan(args.mask, max_candidates=settings.max_candidates, seed=args.seed,
+             include_nonstandard=args.include_nonstandard, **hints.hints())  # fmt: skip
     if not (args.json or quiet):
         counts = ", ".join(f"{t.name} {t.count:,}" for t in p.tiers)
         where = f" in {p.region}" if p.region else ""
         out.write(f"{p.mask}{where}: {p.total:,} candidates ({counts})\n")
+        if p.excluded:
+            out.write(f"  left out: {p.excluded_reason}\n")
         out.flush()
 
     async def run() -> LookupResult:
@@ -336,7 +365,9 @@ def _cmd_find(args: argparse.Namespace, out: TextIO) -> int:
                 ticker.cancel()
                 progress.done()
 
-    result = asyncio.run(run())
+    from lookup._loop import run as run_loop
+
+    result = run_loop(run())
     if args.json:
         data = result.model_dump(mode="json")
         data["reason"] = redact(data["reason"]) if data["reason"] else data["reason"]
@@ -355,8 +386,6 @@ def _demo_cases() -> list[dict[str, Any]]:
 
 
 def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
-    import asyncio
-
     # The demo always talks to the bundled mock, whatever API the environment configures.
     settings = settings_from_args(args).model_copy(
         update={
@@ -400,7 +429,9 @@ def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
                 out.flush()
         return results
 
-    results = asyncio.run(run())
+    from lookup._loop import run as run_loop
+
+    results = run_loop(run())
     wrong = [
         c["name"]
         for c, r in zip(cases, results, strict=True)

@@ -228,6 +228,7 @@ async def find(
     seed: int | None = None,
     caller: str | None = None,
     progress: Progress | None = None,
+    include_nonstandard: bool = False,
 ) -> LookupResult:
     """Find the number behind ``mask`` by checking candidates against ``api``, tier by tier.
 
@@ -258,6 +259,7 @@ async def find(
         carrier=carrier,
         max_candidates=max_candidates,
         seed=seed,
+        include_nonstandard=include_nonstandard,
     )
     if checker is None:
         if api is None:

@@ -3,7 +3,8 @@
 :func:`open_engine` is the one place that wires an :class:`~lookup.orders.base.OrderApi`
 to a :class:`~lookup.checker.Checker`; the CLI, batch runs and the service all use it.
 ``api_url = "demo"`` starts the bundled mock order API on a free loopback port with the
-synthetic demo orders, for as long as the context lasts.
+synthetic demo orders, for as long as the context lasts. A ``postgresql://`` (or
+``postgres://``) URL opens the PostgreSQL order source (the ``[postgres]`` extra).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from lookup.checker import Checker
 from lookup.errors import ConfigError
 from lookup.models import Limits
 from lookup.orders.base import OrderApi
+from lookup.orders.postgres import is_postgres_url
 from lookup.privacy import redact_url
 from lookup.settings import Settings
 
@@ -50,6 +52,21 @@ async def open_api(settings: Settings) -> AsyncIterator[OpenedApi]:
             api = load_plugin(settings.api_plugin)
             await stack.enter_async_context(api)
             description = f"plug-in {settings.api_plugin}"
+        elif settings.api_url and is_postgres_url(settings.api_url):
+            from lookup.orders.postgres import PostgresOrderApi
+
+            pg = PostgresOrderApi(
+                settings.api_url,
+                sql=settings.sql,
+                table=settings.sql_table,
+                column=settings.sql_column,
+                pool_size=limits.max_in_flight,
+                statement_timeout=settings.read_timeout,
+                connect_timeout=settings.connect_timeout,
+            )
+            api = await stack.enter_async_context(pg)
+            query = "custom SQL" if settings.sql else f"{settings.sql_table}.{settings.sql_column}"
+            description = f"PostgreSQL orders at {pg.url} ({query})"
         elif settings.api_url:
             from lookup.orders.http import HttpOrderApi, Timeouts
 
@@ -88,7 +105,8 @@ async def open_api(settings: Settings) -> AsyncIterator[OpenedApi]:
         else:
             raise ConfigError(
                 "no order API configured: pass --api URL (a template with {phone}), "
-                "--api demo (the bundled mock), or --api-plugin package.module:attr; "
+                "--api demo (the bundled mock), --api postgresql://USER@HOST:PORT/DB, or "
+                "--api-plugin package.module:attr; "
                 "or set LOOKUP_API_URL"
             )
         yield OpenedApi(api=api, limits=limits, description=description)

@@ -506,5 +506,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     settings = settings_from_args(args, **more)
     check_exposure(settings)  # before anything starts: exit 2 with the message
     configure_logging(settings)
-    asyncio.run(_serve(settings, out))
+    from lookup._loop import run as run_loop
+
+    run_loop(_serve(settings, out))
     return ExitStatus.OK

@@ -28,7 +28,7 @@ __all__ = ["Settings", "load_settings"]
 
 SECRET_FIELDS: Final = frozenset({"api_token", "api_headers", "service_tokens"})
 """Settings whose values are never shown (``lookup config`` prints them as comments)."""
-_OPTIONAL_TEXT: Final = ("api_url", "api_plugin", "api_token", "batch_url", "audit_file")
+_OPTIONAL_TEXT: Final = ("api_url", "api_plugin", "api_token", "batch_url", "sql", "audit_file")
 _NO_CEILING: Final = frozenset({"", "none", "auto", "off", "unlimited"})
 # What each setting expects, for error messages (the rest: pydantic's own words suffice).
 _EXPECTED: Final[dict[str, str]] = {
@@ -56,6 +56,7 @@ _EXPECTED: Final[dict[str, str]] = {
 _OPTIONS: Final[dict[str, str]] = {
     "api_url": "--api", "api_plugin": "--api-plugin", "api_headers": "--header",
     "hit_field": "--hit-field", "api_method": "--method", "batch_url": "--batch-url",
+    "sql": "--sql", "sql_table": "--sql-table", "sql_column": "--sql-column",
     "max_in_flight": "--max-in-flight", "rate": "--rate", "total_timeout": "--timeout",
     "max_candidates": "--max-candidates", "audit_full_numbers": "--audit-full-numbers",
     "audit_file": "--audit-file", "log_level": "--log-level", "log_format": "--log-format",
@@ -120,6 +121,11 @@ class Settings(BaseSettings):
     )
     hit_field: str = Field("total", description="dotted path to a count (> 0 = orders) or a bool")
     batch_url: str | None = None
+    sql: str | None = Field(
+        None, description="PostgreSQL: a query taking $1 (text[]) that returns (phone[, count])"
+    )
+    sql_table: str = Field("orders", description="PostgreSQL: the orders table (default query)")
+    sql_column: str = Field("phone", description="PostgreSQL: its phone column (default query)")
     connect_timeout: float = Field(5.0, gt=0)
     read_timeout: float = Field(10.0, gt=0)
     total_timeout: float = Field(20.0, gt=0)
@@ -224,7 +230,7 @@ class Settings(BaseSettings):
         data["api_token"] = "***" if self.api_token is not None else None
         data["api_headers"] = dict.fromkeys(self.api_headers, "***")
         data["service_tokens"] = ["***" for _ in self.service_tokens]
-        for name in ("api_url", "batch_url"):
+        for name in ("api_url", "batch_url"):  # postgresql://user:PASSWORD@host/db too
             if data[name]:
                 data[name] = redact_url(data[name])
         return data

@@ -136,7 +136,8 @@ def add_api_options(p: argparse.ArgumentParser) -> None:
         "--api",
         dest="api_url",
         metavar="URL",
-        help="URL template with {phone} (GET) or POST target; 'demo' = bundled mock",
+        help="URL template with {phone} (GET) or POST target; 'demo' = bundled mock; "
+        "postgresql://USER@HOST:PORT/DB = a PostgreSQL orders table",
     )
     g.add_argument(
         "--api-plugin",
@@ -159,6 +160,21 @@ def add_api_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--method", dest="api_method", type=str.upper, choices=["GET", "POST"])
     g.add_argument("--batch-url", dest="batch_url", help="batch endpoint (POST {phones: [...]})")
+    g = p.add_argument_group(
+        "PostgreSQL order source (--api postgresql://USER@HOST:PORT/DB; password from the URL, "
+        "PGPASSWORD or ~/.pgpass; needs the [postgres] extra)"
+    )
+    g.add_argument(
+        "--sql",
+        dest="sql",
+        metavar="QUERY",
+        help="query taking $1 (text[]) returning (phone[, count]) rows, e.g. "
+        "'SELECT phone, count(*) FROM orders WHERE phone = ANY($1::text[]) GROUP BY phone'",
+    )
+    g.add_argument("--sql-table", dest="sql_table", metavar="TABLE",
+                   help="orders table of the default query (default orders)")  # fmt: skip
+    g.add_argument("--sql-column", dest="sql_column", metavar="COLUMN",
+                   help="its phone column (default phone)")  # fmt: skip
     g = p.add_argument_group("limits (polite defaults: 16 in flight, 50 checks/s)")
     g.add_argument("--max-in-flight", dest="max_in_flight", type=int, metavar="N")
     g.add_argument(
@@ -194,6 +210,9 @@ _OPTION_FIELDS: Final = (
     "hit_field",
     "api_method",
     "batch_url",
+    "sql",
+    "sql_table",
+    "sql_column",
     "max_in_flight",
     "rate",
     "total_timeout",

@@ -158,7 +158,7 @@ def order_cases() -> list[tuple[str, str]]:
     found = []
     for phone in phones[::37]:
         info = db.segment(phone)
-        if same_mask[phone[:3], phone[7:]] != 1 or info is None or not info.city:
+        if same_mask[phone[:3], phone[7:]] != 1 or info is None or not info.city or not info.standard:
             continue
         p = plan(mask_of(phone), db, city=info.city)
         if p.tier_of(phone) == "city" and p.tier("city").count <= 150:  # quick to find

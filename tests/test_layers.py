@@ -24,7 +24,7 @@ LAYERS: dict[str, int] = {
     # L3 files
     "batchfile": 3, "batchread": 3, "journal": 3,
     # L4 wiring
-    "settings": 4, "logs": 4, "runtime": 4,
+    "settings": 4, "logs": 4, "runtime": 4, "_loop": 4,
     # L5 shells
     "shell": 5, "cli": 5, "batch_cli": 5, "__main__": 5,
     "service": 5, "service_api": 5, "httpd": 5, "openapi": 5, "problems": 5, "metrics": 5,

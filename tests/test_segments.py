@@ -86,7 +86,15 @@ def test_segment_fields(db: SegmentDB) -> None:
         "area_code": "0571",
         "zip": "310000",
         "located": True,
+        "standard": True,
     }
+
+
+def test_a_segment_outside_the_numbering_plan_is_not_standard(db: SegmentDB) -> None:
+    info = db.segment("1541183")
+    assert info is not None and info.located and not info.standard
+    assert (info.province, info.city, info.carrier) == ("陕西", "西安", "电信")
+    assert sum(db.nonstandard_flags) == db.counts["nonstandard"] == 22_452
 
 
 @pytest.mark.parametrize("number", ["13805711234", "138057112", 1380571, 13805711234, " 1380571 "])
