@@ -70,6 +70,7 @@ from lookup.orders.base import OrderApi, mask_phone
 from lookup.runtime import open_api
 from lookup.segments import SegmentDB
 from lookup.settings import Settings
+from lookup.webui import is_open_path, setup_web
 
 if TYPE_CHECKING:
     import argparse
@@ -303,7 +304,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 def _auth_middleware(tokens: Sequence[bytes]) -> Middleware:
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in _OPEN_PATHS:
+        if request.path in _OPEN_PATHS or is_open_path(request.path):
             return await handler(request)
         scheme, _, credentials = (request.headers.get("Authorization") or "").partition(" ")
         given = credentials.strip().encode("utf-8", "backslashreplace")
@@ -516,6 +517,7 @@ def create_app(
     app.router.add_get("/v1/segments/{seven}", _get_segment)
     app.router.add_get("/healthz", _get_health)
     app.router.add_get("/metrics", _get_metrics)
+    setup_web(app, settings, checker=lambda: state.checker, caller=_caller, db=state.db)
     return app
 
 

@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     service_tokens: list[SecretStr] = Field(default_factory=list)
     service_max_batch: int = Field(100, ge=1)
     service_max_body: int = Field(1_000_000, ge=1_000)
+    service_jobs_dir: Path | None = Field(
+        None, description="batch jobs of the desk page (default: $XDG_STATE_HOME/lookup/jobs)"
+    )
+    service_job_retention: float = Field(
+        86_400.0, gt=0, description="seconds a finished job's files are kept"
+    )
 
     @field_validator("api_method", mode="before")
     @classmethod
