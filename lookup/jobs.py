@@ -15,7 +15,10 @@ seconds later.
 
 Jobs belong to the caller that created them (``token#N``); asking for another caller's
 job, or one that does not exist, is the same :class:`JobNotFoundError`. This module does
-no HTTP: :mod:`lookup.webui` puts it behind ``/v1/jobs``.
+no HTTP: :mod:`lookup.webjobs` puts it behind ``/v1/jobs``.
+
+(Over the house's ~400 lines: one state machine, a job's life from upload through run,
+cancel, restart and expiry, reads best in one place.)
 """
 
 from __future__ import annotations

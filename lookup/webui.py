@@ -13,10 +13,7 @@ Routes added to the service by :func:`setup_web`:
   naming the form field at fault.
 * ``POST /v1/reveal`` ``{"id": ...}``: the full number of a streamed result, for the
   caller that ran it, for :data:`REVEAL_TTL` seconds. Every reveal writes an audit line.
-* ``GET /v1/jobs`` (the caller's jobs), ``POST /v1/jobs`` (a CSV or JSONL upload,
-  multipart field ``file`` or the raw body; ``mode`` as a field or query parameter),
-  ``GET /v1/jobs/{id}``, ``GET /v1/jobs/{id}/results?format=csv|jsonl``,
-  ``DELETE /v1/jobs/{id}``: see :mod:`lookup.jobs`.
+* ``/v1/jobs``: server-side batch jobs, see :mod:`lookup.webjobs` and :mod:`lookup.jobs`.
 
 Every answer carries a strict Content-Security-Policy (no inline script or style),
 ``X-Content-Type-Options: nosniff`` and ``Referrer-Policy: no-referrer``; there are no
@@ -38,21 +35,21 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
-from urllib.parse import unquote
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lookup.candidates import plan
 from lookup.checker import Checker
 from lookup.errors import InputError, UnknownRegionError
-from lookup.jobs import BadUploadError, JobNotFoundError, JobStateError, JobStore
+from lookup.jobs import JobStore
 from lookup.matcher import find
 from lookup.models import LookupResult
 from lookup.orders.base import mask_phone
 from lookup.segments import SegmentDB
 from lookup.settings import Settings
+from lookup.webjobs import JobRoutes, answer, error_answer
 
 __all__ = [
     "CSP",
@@ -83,7 +80,6 @@ PROGRESS_EVERY: Final = 0.2
 REVEAL_TTL: Final = 900.0
 """Seconds a streamed result's number can be revealed."""
 _REVEALS_KEPT: Final = 10_000
-JOB_MAX_UPLOAD: Final = 32 * 2**20
 _ASSETS: Final = {"app.js": "text/javascript", "app.css": "text/css"}
 _WEB_DIR: Final = Path(__file__).with_name("web")
 _HINTS: Final = ("city", "province", "area_code", "zip", "carrier")
@@ -168,24 +164,12 @@ class _Web:
 _WEB: Final = web.AppKey("lookup_webui", _Web)
 
 
-def _json(payload: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:  # fmt: skip
-    return web.Response(status=status, text=json.dumps(payload, ensure_ascii=False),
-                        content_type="application/json", headers=headers)  # fmt: skip
-
-
-def _error(message: str, kind: str, status: int, fld: str | None = None) -> web.Response:
-    body: dict[str, Any] = {"error": message, "kind": kind}
-    if fld is not None:
-        body["field"] = fld
-    return _json(body, status)
-
-
 def _validation_error(exc: ValidationError) -> web.Response:
     errors = exc.errors(include_url=False)
     first = errors[0] if errors else {"loc": (), "msg": "invalid body"}
     fld = str(first["loc"][0]) if first["loc"] else None
     summary = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in errors)
-    return _error(summary, "ValidationError", 422, fld)
+    return error_answer(summary, "ValidationError", 422, fld)
 
 
 def _field_of(exc: InputError, form: _LookupForm) -> str:
@@ -260,7 +244,7 @@ async def _post_stream(request: web.Request) -> web.StreamResponse:
         return _validation_error(exc)
     cap = ui.settings.max_candidates
     if form.max_candidates is not None and form.max_candidates > cap:
-        return _error(f"max_candidates {form.max_candidates:,} is above this service's cap of "
+        return error_answer(f"max_candidates {form.max_candidates:,} is above this service's cap of "
                       f"{cap:,}; omit it or ask for less", "ConfigError", 422, "max_candidates")  # fmt: skip
     limit = form.max_candidates or cap
     try:  # the plan is cheap (counts, no request): input errors answer before the stream
@@ -268,7 +252,7 @@ async def _post_stream(request: web.Request) -> web.StreamResponse:
                      area_code=form.area_code or None, zip=form.zip or None,
                      carrier=form.carrier or None, max_candidates=limit)  # fmt: skip
     except InputError as exc:
-        return _error(str(exc), type(exc).__name__, 422, _field_of(exc, form))
+        return error_answer(str(exc), type(exc).__name__, 422, _field_of(exc, form))
     checker = ui.ready_checker()
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
                                        "Cache-Control": "no-store", "X-Accel-Buffering": "no"})  # fmt: skip
@@ -325,94 +309,13 @@ async def _post_reveal(request: web.Request) -> web.Response:
         return _validation_error(exc)
     found = ui.reveals.get(caller, body.id)
     if found is None:
-        return _error("nothing to reveal: run the lookup again (reveals expire after "
+        return error_answer("nothing to reveal: run the lookup again (reveals expire after "
                       f"{REVEAL_TTL / 60:.0f} minutes)", "RevealNotFound", 404)  # fmt: skip
     mask, phones = found
     audit_log.info("reveal mask=%s phone=%s caller=%s", mask_phone(mask), mask_phone(phones[0]),
                    caller, extra={"audit": True, "full_phone": phones[0]})  # fmt: skip
-    return _json({"mask": mask, "phone": phones[0], "hits": phones},
+    return answer({"mask": mask, "phone": phones[0], "hits": phones},
                  headers={"Cache-Control": "no-store"})  # fmt: skip
-
-
-# -- jobs ----------------------------------------------------------------------------------
-
-
-async def _read_limited(read: Callable[[int], Any], limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await read(1 << 16):
-        size += len(chunk)
-        if size > limit:
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size,
-                                                text=f"an upload is at most {limit >> 20} MiB: split the file")  # fmt: skip
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def _read_upload(request: web.Request) -> tuple[bytes, str | None, str]:
-    """The file, its name and the mode of ``POST /v1/jobs`` (multipart or raw body)."""
-    mode = request.query.get("mode", "first")
-    if request.content_type != "multipart/form-data":
-        raw = await _read_limited(request.content.read, JOB_MAX_UPLOAD)
-        return raw, request.query.get("name"), mode
-    reader = await request.multipart()
-    data: bytes | None = None
-    name: str | None = None
-    while (part := await reader.next()) is not None:
-        if isinstance(part, BodyPartReader) and part.name == "file" and data is None:
-            # aiohttp's client percent-encodes non-ASCII names; browsers send them raw.
-            name = unquote(part.filename) if part.filename else None
-            data = await _read_limited(part.read_chunk, JOB_MAX_UPLOAD)
-        elif isinstance(part, BodyPartReader) and part.name == "mode":
-            mode = (await part.text()).strip() or mode
-    if data is None:
-        raise BadUploadError("no file: send the CSV or JSONL as the multipart field 'file'")
-    return data, name, mode
-
-
-async def _post_job(request: web.Request) -> web.Response:
-    ui = request.app[_WEB]
-    store = ui.store()
-    try:
-        data, name, mode = await _read_upload(request)
-        if mode not in ("first", "all"):
-            raise BadUploadError(f"mode must be 'first' or 'all', got {mode[:20]!r}")
-        job = store.create(ui.caller(request), data, name, mode=mode)  # type: ignore[arg-type]
-    except BadUploadError as exc:
-        return _error(str(exc), type(exc).__name__, 422, "file")
-    return _json(job.progress(), 201, {"Location": f"/v1/jobs/{job.id}"})
-
-
-async def _get_jobs(request: web.Request) -> web.Response:
-    ui = request.app[_WEB]
-    return _json({"jobs": [j.progress() for j in ui.store().jobs_of(ui.caller(request))]})
-
-
-async def _get_job(request: web.Request) -> web.Response:
-    ui = request.app[_WEB]
-    return _json(ui.store().get(ui.caller(request), request.match_info["id"]).progress())
-
-
-async def _delete_job(request: web.Request) -> web.Response:
-    ui = request.app[_WEB]
-    job = await ui.store().cancel(ui.caller(request), request.match_info["id"])
-    return _json(job.progress())
-
-
-async def _get_results(request: web.Request) -> web.StreamResponse:
-    ui = request.app[_WEB]
-    fmt = request.query.get("format", "jsonl")
-    if fmt not in ("csv", "jsonl"):
-        return _error(f"format must be csv or jsonl, got {fmt[:20]!r}", "ValidationError", 422,
-                      "format")  # fmt: skip
-    caller, job_id = ui.caller(request), request.match_info["id"]
-    path = ui.store().results(caller, job_id, fmt)  # type: ignore[arg-type]
-    stem = Path(ui.store().get(caller, job_id).filename).stem.encode("ascii", "ignore").decode()
-    download = f"{re.sub(r'[^A-Za-z0-9_.-]', '_', stem) or 'job'}-results.{fmt}"
-    kind = "text/csv" if fmt == "csv" else "application/x-ndjson"
-    return web.FileResponse(path, headers={
-        "Content-Type": f"{kind}; charset=utf-8", "Cache-Control": "no-store",
-        "Content-Disposition": f'attachment; filename="{download}"'})  # fmt: skip
 
 
 # -- wiring --------------------------------------------------------------------------------
@@ -420,20 +323,15 @@ async def _get_results(request: web.Request) -> web.StreamResponse:
 
 @web.middleware
 async def _same_origin(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """No cross-origin use of the API (no CORS); job and lookup errors as JSON answers."""
+    """No cross-origin use of the API (no CORS)."""
     if not is_open_path(request.path):
         origin = request.headers.get("Origin")
         if (origin is not None and origin != f"{request.scheme}://{request.host}") or (
             request.headers.get("Sec-Fetch-Site") == "cross-site"
         ):
-            return _error("cross-origin requests are refused: use the page this service "
+            return error_answer("cross-origin requests are refused: use the page this service "
                           "serves", "CrossOrigin", 403)  # fmt: skip
-    try:
-        return await handler(request)
-    except JobNotFoundError as exc:
-        return _error(str(exc), "JobNotFound", 404)
-    except JobStateError as exc:
-        return _error(str(exc), "JobState", 409)
+    return await handler(request)
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -489,8 +387,4 @@ def setup_web(
     r.add_get("/assets/{name}", _get_asset)
     r.add_post("/v1/lookups/stream", _post_stream)
     r.add_post("/v1/reveal", _post_reveal)
-    r.add_get("/v1/jobs", _get_jobs)
-    r.add_post("/v1/jobs", _post_job)
-    r.add_get("/v1/jobs/{id}", _get_job)
-    r.add_delete("/v1/jobs/{id}", _delete_job)
-    r.add_get("/v1/jobs/{id}/results", _get_results)
+    JobRoutes(ui.store, caller).add_to(r)
