@@ -294,6 +294,10 @@ async def _post_stream(request: web.Request) -> web.StreamResponse:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     shown: dict[str, Any] = json.loads(mask_phone(result.model_dump_json()))
+    # A segment is the first 7 digits: with the mask's last 4 it would be the number.
+    for region in [shown.get("region"), *(h.get("region") for h in shown.get("hits", []))]:
+        if isinstance(region, dict):
+            region["segment"] = None
     shown["reveal"] = ui.reveals.put(caller, result)
     await _event(resp, "result", shown)
     await resp.write_eof()

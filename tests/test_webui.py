@@ -121,6 +121,9 @@ async def test_a_streamed_lookup_masks_the_number_until_an_audited_reveal(
         result = got[-1][1]
         assert (result["status"], result["tier"]) == ("matched", "city")
         assert result["phone"] == f"{phone[:3]}****{phone[-4:]}" and result["reveal"]
+        assert result["region"]["segment"] is None  # 7 digits + the last 4 = the number
+        assert result["region"]["city"] == "杭州"
+        assert [h["region"]["segment"] for h in result["hits"]] == [None]
         reveal = {"id": result["reveal"]}
         async with session.post("/v1/reveal", json=reveal, headers=auth(1)) as resp:
             assert resp.status == 404  # another caller's lookup
