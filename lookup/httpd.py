@@ -30,7 +30,7 @@ import ipaddress
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from typing import Final, TypeVar
 
 from aiohttp import web
@@ -164,12 +164,20 @@ def _first_line(exc: BaseException) -> str:
     return mask_phone(text[0][:200]) if text else type(exc).__name__
 
 
-def auth_middleware(tokens: Sequence[bytes], open_paths: Collection[str]) -> Middleware:
-    """Bearer-token authentication; the caller (``token#N``) goes to :data:`caller_var`."""
+def auth_middleware(
+    tokens: Sequence[bytes],
+    open_paths: Collection[str],
+    is_open: Callable[[str], bool] | None = None,
+) -> Middleware:
+    """Bearer-token authentication; the caller (``token#N``) goes to :data:`caller_var`.
+
+    ``open_paths`` (exact) and the paths ``is_open`` accepts (the desk page's assets) need
+    no token.
+    """
 
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in open_paths:
+        if request.path in open_paths or (is_open is not None and is_open(request.path)):
             return await handler(request)
         scheme, _, credentials = (request.headers.get("Authorization") or "").partition(" ")
         given = credentials.strip().encode("utf-8", "backslashreplace")

@@ -204,6 +204,25 @@ class Journal:
         return journal
 
     @classmethod
+    def read(cls, path: Path) -> Journal:
+        """The trusted records of the journal at ``path``, read only: no lock, no write.
+
+        For a reader beside the writer (the desk page's job list). ``ConfigError`` when
+        ``path`` is not a journal of this version.
+        """
+        raw = path.read_bytes()
+        first, newline, _ = raw.partition(b"\n")
+        try:
+            header = json.loads(first) if newline else None
+        except (ValueError, RecursionError):
+            header = None
+        if not isinstance(header, dict) or header.get("journal") != _JOURNAL_KIND:
+            raise ConfigError(f"{path} is not a lookup batch journal: move or delete it")
+        journal = cls(path, header)
+        journal._load(raw)  # checked against its own header: only the checksums count
+        return journal
+
+    @classmethod
     def memory(cls, header: dict[str, Any]) -> Journal:
         """A journal that keeps records in memory only (``--out -`` without ``--journal``)."""
         return cls(None, header)

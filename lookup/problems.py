@@ -56,6 +56,9 @@ PROBLEMS: Final[dict[str, ProblemType]] = {
                     when="no such route, or no such segment"),
         ProblemType(slug="method-not-allowed", status=405, title="Method not allowed",
                     when="the route exists but not with this method (see Allow)"),
+        ProblemType(slug="conflict", status=409, title="Conflict",
+                    when="the desk page's job is not in a state that allows this (say, the "
+                         "results of a job still running)"),
         ProblemType(slug="request-timeout", status=408, title="Request timeout",
                     when="the request body did not arrive within the read timeout"),
         ProblemType(slug="too-large", status=413, title="Request too large",

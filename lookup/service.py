@@ -79,6 +79,7 @@ from lookup.service_api import (
     LookupRequest,
 )
 from lookup.settings import Settings
+from lookup.webui import is_open_path, setup_web
 
 if TYPE_CHECKING:
     import argparse
@@ -389,7 +390,7 @@ def create_app(
     state = _State(settings=settings, db=SegmentDB.default())
     middlewares: list[Middleware] = [request_id_middleware(state.metrics), problems_middleware]
     if tokens:
-        middlewares.append(auth_middleware(tokens, OPEN_PATHS))
+        middlewares.append(auth_middleware(tokens, OPEN_PATHS, is_open_path))
     middlewares.append(_refuse_when_stopping)
     app = web.Application(client_max_size=settings.service_max_body, middlewares=middlewares)
     app[_STATE] = state
@@ -420,6 +421,7 @@ def create_app(
     app.router.add_get("/metrics", _get_metrics)
     app.router.add_get("/openapi.json", _get_openapi)
     app.router.add_get("/docs", _get_docs)
+    setup_web(app, settings, checker=lambda: state.checker, caller=_caller, db=state.db)
     return app
 
 

@@ -28,7 +28,9 @@ __all__ = ["Settings", "load_settings"]
 
 SECRET_FIELDS: Final = frozenset({"api_token", "api_headers", "service_tokens"})
 """Settings whose values are never shown (``lookup config`` prints them as comments)."""
-_OPTIONAL_TEXT: Final = ("api_url", "api_plugin", "api_token", "batch_url", "sql", "audit_file")
+_OPTIONAL_TEXT: Final = (
+    "api_url", "api_plugin", "api_token", "batch_url", "sql", "audit_file", "service_jobs_dir",
+)
 _NO_CEILING: Final = frozenset({"", "none", "auto", "off", "unlimited"})
 # What each setting expects, for error messages (the rest: pydantic's own words suffice).
 _EXPECTED: Final[dict[str, str]] = {
@@ -156,6 +158,12 @@ class Settings(BaseSettings):
     )
     service_read_timeout: float = Field(
         15.0, gt=0, le=30, description="seconds to receive a request's headers, and its body"
+    )
+    service_jobs_dir: Path | None = Field(
+        None, description="batch jobs of the desk page (default: $XDG_STATE_HOME/lookup/jobs)"
+    )
+    service_job_retention: float = Field(
+        86_400.0, gt=0, description="seconds a finished job's files are kept"
     )
 
     @field_validator("api_method", mode="before")

@@ -6,6 +6,7 @@
     python scripts/bench.py batch        # batch checks/s vs single-lookup engine
     python scripts/bench.py service      # lookups/s, p50/p99 with 50 concurrent clients
     python scripts/bench.py sources      # PostgreSQL source; find on uvloop vs the default loop
+    python scripts/bench.py web          # desk page vs CLI: one lookup, a 1,000-row job
     python scripts/bench.py all
 """
 
@@ -78,9 +79,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", nargs="?", default="all",
                         choices=["foundation", "engine", "cli", "batch", "service", "sources",
-                                 "all"])  # fmt: skip
+                                 "web", "all"])  # fmt: skip
     args = parser.parse_args(argv)
-    everything = ["foundation", "engine", "cli", "batch", "service", "sources"]
+    everything = ["foundation", "engine", "cli", "batch", "service", "sources", "web"]
     chosen = everything if args.what == "all" else [args.what]
     for name in chosen:
         if name == "foundation":

@@ -316,6 +316,22 @@ def test_a_journal_line_without_checksum_is_not_trusted(tmp_path: Path) -> None:
         assert j.records == {} and j.unreadable == 1
 
 
+def test_reading_a_journal_beside_its_writer_trusts_checksummed_lines_only(tmp_path: Path) -> None:
+    src = small_csv(tmp_path)
+    path = tmp_path / "out.journal"
+    with Journal.open(path, _header(src)) as j:
+        j.append(_record(1, "13857152046"))
+        j.append(_record(2))
+        with path.open("a", encoding="utf-8") as f:
+            f.write(_record(3, "13857152046").as_json() + "\n")  # no checksum
+        seen = Journal.read(path)  # while the writer holds the lock
+    assert sorted(seen.records) == [1, 2] and seen.unreadable == 1
+    assert seen.records[1].phone == "13857152046"
+    (tmp_path / "not.journal").write_text('{"some": "json"}\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="not a lookup batch journal"):
+        Journal.read(tmp_path / "not.journal")
+
+
 # -- hypothesis: no input crashes the batch or loses a row ---------------------------------------
 
 _TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30)
