@@ -1,82 +1,50 @@
-"""Batch runs: many masks from a CSV or JSONL file, one shared checker, a resumable journal.
+"""Batch runs, the library: many lookups over one shared checker (:func:`run_batch`).
 
-::
-
-    lookup batch masks.csv --out results.jsonl --api URL [--resume] [--retry-failed]
+Files (readers, the resumable journal, the writer, ``run_file``) are in
+:mod:`lookup.batchfile`; the ``lookup batch`` command is :mod:`lookup.batch_cli`.
 
 Rows flow lazily from the reader to ``lookups_in_flight`` workers (never a task per row).
 Every lookup's checks go through one :class:`~lookup.checker.Checker`, so the global
 limits (in flight, per second, retry budget, breaker) hold however many lookups run at
 once. A row whose mask or hints are wrong (any :class:`~lookup.errors.InputError`)
 becomes an ``invalid`` result; it never stops the run.
-
-The journal ``OUT.journal`` makes a run resumable after a crash or ``kill -9``:
-
-* line 1 is a header binding it to the input (path, size, sha256 of the content) and to
-  the settings that change answers (order API, hit field, method, mode, max_candidates);
-  resuming with anything different is refused, naming what changed;
-* then one JSON line per finished row, appended and flushed as the row finishes, in
-  completion order. The line is the very record the output holds for that row, so a
-  resumed run reproduces it byte for byte without asking the API again. When a row
-  appears more than once (``--retry-failed``), its last record wins;
-* a torn last line (the process died mid-write) is cut off on resume and its row redone.
-
-OUT is rendered from the journal at the end, in input order, through a temporary file and
-an atomic rename: it is absent, the previous version, or complete. The journal is kept so
-that ``--resume --retry-failed`` can re-run the rows that ended without a definite answer.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import csv
-import hashlib
 import inspect
-import io
 import json
 import logging
-import os
-import re
-import sys
 import time
-from collections.abc import AsyncIterable, Awaitable, Callable, Hashable, Iterable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Final, Literal, Self, TextIO
-from urllib.parse import urlsplit
+from collections.abc import AsyncIterable, Awaitable, Callable, Hashable, Iterable
+from typing import TYPE_CHECKING, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lookup.candidates import DEFAULT_MAX_CANDIDATES, TierName, plan
-from lookup.errors import ConfigError, InputError, LookupFailure
+from lookup.errors import ConfigError, InputError
 from lookup.matcher import Mode, audit, match_plan
-from lookup.orders.base import mask_phone
+from lookup.models import HINT_FIELDS, Hints
+from lookup.privacy import mask_phone
 
 if TYPE_CHECKING:
     from lookup.checker import Checker
     from lookup.models import LookupResult
     from lookup.segments import SegmentDB
-    from lookup.settings import Settings
 
 __all__ = [
     "DEFAULT_LOOKUPS_IN_FLIGHT",
-    "BatchProgress",
+    "HINTS",
+    "STATUSES",
     "BatchRow",
     "BatchSummary",
-    "Journal",
+    "ResultCallback",
     "RowRegion",
     "RowResult",
     "RowStatus",
-    "cmd_batch",
-    "detect_format",
-    "journal_header",
-    "journal_path",
     "lookup_row",
-    "read_rows",
     "run_batch",
-    "write_output",
 ]
 
 log = logging.getLogger("lookup.batch")
@@ -92,27 +60,19 @@ STATUSES: Final[tuple[RowStatus, ...]] = (
 DEFINITE: Final[frozenset[str]] = frozenset({"matched", "not_found", "invalid"})
 """Statuses that are an answer; the others are re-run by ``--retry-failed``."""
 DEFAULT_LOOKUPS_IN_FLIGHT: Final = 8
-CSV_COLUMNS: Final = (
-    "id", "row", "mask", "status", "phone", "tier", "province", "city", "carrier", "checks",
-    "elapsed_ms", "reason",
-)  # fmt: skip
-HINTS: Final = ("city", "province", "area_code", "zip", "carrier")
-_JOURNAL_KIND: Final = "lookup batch journal"
-_JOURNAL_VERSION: Final = 1
-
-InputFormat = Literal["csv", "jsonl"]
+HINTS: Final = HINT_FIELDS
 
 
 # -- models ------------------------------------------------------------------------------
 
 
-class BatchRow(BaseModel):
+class BatchRow(Hints):
     """One input row: a mask, its optional hints and where it came from.
 
     ``row`` is its 1-based position among the data rows; ``id`` is the caller's (the row
-    number when absent). Hint values are stripped, blanks become ``None`` and numbers
-    (``"area_code": 571`` in JSON) become text. ``problem`` is set by a reader for a row it
-    could not read: the row becomes ``invalid`` with that reason.
+    number when absent). Hints are read as :class:`~lookup.models.Hints` reads them
+    (stripped, blanks become ``None``, numbers become text). ``problem`` is set by a
+    reader for a row it could not read: the row becomes ``invalid`` with that reason.
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -120,22 +80,7 @@ class BatchRow(BaseModel):
     row: int = Field(ge=1)
     id: str | int | None = None
     mask: str = ""
-    city: str | None = None
-    province: str | None = None
-    area_code: str | None = None
-    zip: str | None = None
-    carrier: str | None = None
     problem: str | None = None
-
-    @field_validator("city", "province", "area_code", "zip", "carrier", mode="before")
-    @classmethod
-    def _hint_text(cls, value: object) -> object:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            value = str(value)
-        if isinstance(value, str):
-            value = value.strip()
-            return value or None
-        return value
 
     @field_validator("mask", mode="before")
     @classmethod
@@ -389,547 +334,3 @@ async def run_batch(
         raise group.exceptions[0] from group
     summary.elapsed_s = round(time.perf_counter() - started, 3)
     return summary
-
-
-# -- reading input ------------------------------------------------------------------------------
-
-_COLUMN_SEP = re.compile(r"[\s\-]+")
-
-
-def _column(name: str) -> str:
-    return _COLUMN_SEP.sub("_", name.strip().lstrip("\ufeff").lower())
-
-
-def detect_format(path: Path) -> InputFormat:
-    """``csv`` or ``jsonl``: by extension, else by the first non-blank character."""
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return "csv"
-    if suffix in (".jsonl", ".ndjson", ".json"):
-        return "jsonl"
-    with path.open(encoding="utf-8-sig", errors="replace") as stream:
-        head = stream.read(4096).lstrip()
-    return "jsonl" if head.startswith("{") else "csv"
-
-
-def _row(n: int, data: dict[str, Any]) -> BatchRow:
-    fields = {k: data[k] for k in ("id", "mask", *HINTS) if k in data}
-    try:
-        return BatchRow(row=n, **fields)
-    except ValidationError as exc:
-        where = ", ".join(str(e["loc"][0]) for e in exc.errors() if e["loc"])
-        return BatchRow(row=n, problem=f"row {n}: unreadable value in {where or 'the row'}")
-
-
-def _csv_rows(stream: IO[str], name: str) -> Iterator[BatchRow]:
-    reader = csv.reader(stream)
-    header = next(reader, None)
-    columns = [_column(c) for c in header or ()]
-    if "mask" not in columns:
-        found = ", ".join(repr(c) for c in columns if c) or "nothing"
-        raise ConfigError(
-            f"{name}: the first line must be a header with a 'mask' column (and optionally "
-            f"id, {', '.join(HINTS)}); found {found}"
-        )
-    n = 0
-    for cells in reader:
-        if not any(c.strip() for c in cells):
-            continue  # blank line
-        n += 1
-        yield _row(n, {c: v for c, v in zip(columns, cells, strict=False) if c})
-
-
-def _jsonl_rows(stream: IO[str], name: str) -> Iterator[BatchRow]:
-    n = 0
-    for line_no, line in enumerate(stream, start=1):
-        if not line.strip():
-            continue
-        n += 1
-        try:
-            data = json.loads(line)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            yield BatchRow(row=n, problem=f"line {line_no} of {name} is not a JSON object")
-            continue
-        yield _row(n, {_column(str(k)): v for k, v in data.items()})
-
-
-def read_rows(path: str | Path, fmt: InputFormat | None = None) -> Iterator[BatchRow]:
-    """The rows of a CSV (with a header) or JSONL file, lazily; UTF-8 with or without BOM.
-
-    Raises :class:`~lookup.errors.ConfigError` when the file is missing, not UTF-8, or a
-    CSV without a ``mask`` column. Rows that cannot be read come back with ``problem`` set.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"input file {p} does not exist")
-    fmt = fmt or detect_format(p)
-    with p.open(encoding="utf-8-sig", newline="") as stream:
-        try:
-            if fmt == "csv":
-                yield from _csv_rows(stream, p.name)
-            else:
-                yield from _jsonl_rows(stream, p.name)
-        except UnicodeDecodeError as exc:
-            raise ConfigError(
-                f"{p} is not UTF-8 text ({exc.reason} at byte {exc.start}): save it as "
-                "UTF-8 (in Excel: CSV UTF-8)"
-            ) from None
-        except csv.Error as exc:
-            raise ConfigError(f"{p}: not a readable CSV file: {exc}") from None
-
-
-# -- the journal ---------------------------------------------------------------------------------
-
-
-def journal_path(out: str | Path) -> Path:
-    """Where the journal of ``out`` lives: ``OUT.journal`` next to it."""
-    p = Path(out)
-    return p.with_name(p.name + ".journal")
-
-
-def _sha256(path: Path) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
-
-
-# Query parameters whose values are credentials (as lookup.orders.http redacts them).
-_SECRET_PARAMS: Final = ("token", "key", "secret", "sig", "auth", "pass", "credential")
-
-
-def _api_identity(settings: Settings) -> str:
-    """Which order API answers, with no credential in it.
-
-    The URL loses its user info and credential-like query values: a rotated key is the
-    same API, while another host, path or (other) query parameter is not.
-    """
-    if settings.api_plugin:
-        return f"plug-in {settings.api_plugin}"
-    url = settings.api_url or ""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    fields = []
-    for item in parts.query.split("&") if parts.query else ():
-        name, eq, _ = item.partition("=")
-        secret = eq and any(k in name.lower() for k in _SECRET_PARAMS)
-        fields.append(f"{name}=***" if secret else item)
-    return parts._replace(netloc=netloc, query="&".join(fields)).geturl()
-
-
-def journal_header(input_path: Path, settings: Settings, mode: Mode) -> dict[str, Any]:
-    """The header line: the input and the settings that change answers."""
-    size, digest = _sha256(input_path)
-    return {
-        "journal": _JOURNAL_KIND,
-        "version": _JOURNAL_VERSION,
-        "input": {"path": str(input_path.resolve()), "size": size, "sha256": digest},
-        "settings": {
-            "api": _api_identity(settings),
-            "hit_field": settings.hit_field,
-            "method": settings.api_method,
-            "mode": mode,
-            "max_candidates": settings.max_candidates,
-        },
-    }
-
-
-_SETTING_NAMES: Final = {
-    "hit_field": "the hit field (--hit-field)",
-    "method": "the HTTP method (--method)",
-    "mode": "the mode (--mode)",
-    "max_candidates": "max candidates (--max-candidates)",
-}
-
-
-def _header_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """What differs between a journal's header and this run's, in words."""
-    changes: list[str] = []
-    was, now = old.get("input", {}), new["input"]
-    if was.get("path") != now["path"]:
-        changes.append(f"the input file is another one (journal: {was.get('path')}, "
-                       f"now: {now['path']})")  # fmt: skip
-    if (was.get("size"), was.get("sha256")) != (now["size"], now["sha256"]):
-        changes.append(
-            f"the input file's content changed (journal: {was.get('size')} bytes, sha256 "
-            f"{str(was.get('sha256'))[:12]}…; now: {now['size']} bytes, sha256 "
-            f"{now['sha256'][:12]}…)"
-        )
-    was, now = old.get("settings", {}), new["settings"]
-    if was.get("api") != now["api"]:
-        changes.append(f"the order API changed (journal: {was.get('api')}, now: {now['api']})")
-    for key, label in _SETTING_NAMES.items():
-        if was.get(key) != now[key]:
-            changes.append(f"{label} changed (journal: {was.get(key)!r}, now: {now[key]!r})")
-    return changes
-
-
-def _lock(f: IO[bytes], path: Path) -> None:
-    """Lock the journal against a second ``lookup batch`` on the same output (POSIX only)."""
-    if sys.platform == "win32":  # pragma: no cover - no advisory locks
-        return
-    import fcntl
-
-    try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise ConfigError(
-            f"{path} is in use by another `lookup batch` writing the same output"
-        ) from None
-
-
-@dataclass
-class Journal:
-    """``OUT.journal`` open for appending, locked against a second writer.
-
-    ``records`` maps row numbers to their last record, old and new.
-    """
-
-    path: Path
-    header: dict[str, Any]
-    records: dict[int, RowResult] = field(default_factory=dict)
-    started: bool = False
-    """The journal had its header already (this run resumes it)."""
-    torn_bytes: int = 0
-    """Bytes of a torn last line that were cut off when the journal was opened."""
-    unreadable: int = 0
-    """Complete lines that did not parse (their rows are looked up again)."""
-    _file: IO[bytes] | None = None
-
-    @classmethod
-    def open(cls, path: Path, header: dict[str, Any]) -> Journal:
-        """Create, or open and check an existing journal (``ConfigError`` on a mismatch)."""
-        journal = cls(path, header)
-        f = path.open("a+b")  # O_APPEND: every write lands at the end
-        try:
-            _lock(f, path)
-            f.seek(0)
-            journal._load(f.read())
-        except BaseException:
-            f.close()
-            raise
-        journal._file = f
-        return journal
-
-    def _load(self, raw: bytes) -> None:
-        assert self._file is None
-        end = raw.rfind(b"\n") + 1  # complete lines end with a newline; the rest is torn
-        self.torn_bytes = len(raw) - end
-        lines = raw[:end].splitlines()
-        if not lines:
-            return  # new, or only a torn header: (re)start it
-        try:
-            old = json.loads(lines[0])
-        except ValueError:
-            old = None
-        if not isinstance(old, dict) or old.get("journal") != _JOURNAL_KIND:
-            raise ConfigError(f"{self.path} is not a lookup batch journal: move or delete it")
-        if old.get("version") != _JOURNAL_VERSION:
-            raise ConfigError(f"{self.path} was written by another version of lookup: "
-                              "delete it to start over")  # fmt: skip
-        self.started = True
-        changes = _header_changes(old, self.header)
-        if changes:
-            raise ConfigError(
-                f"cannot resume from {self.path}: {'; '.join(changes)}. Run with what the "
-                "journal was made with, or delete it to start over"
-            )
-        for line in lines[1:]:
-            try:
-                record = RowResult.model_validate_json(line)
-            except ValidationError:
-                self.unreadable += 1
-                continue
-            self.records[record.row] = record
-
-    def _start(self) -> None:
-        """Cut a torn tail; write the header to a new journal."""
-        f = self._file
-        assert f is not None
-        if not self.started:  # new, or only a torn header
-            f.truncate(0)
-            f.write(json.dumps(self.header, ensure_ascii=False).encode() + b"\n")
-            f.flush()
-        elif self.torn_bytes:
-            f.seek(0, os.SEEK_END)
-            f.truncate(f.tell() - self.torn_bytes)
-
-    def append(self, result: RowResult) -> None:
-        """Record a finished row: one write of one line, flushed."""
-        assert self._file is not None
-        self._file.write(result.as_json().encode() + b"\n")
-        self._file.flush()
-        self.records[result.row] = result
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()  # also releases the lock
-            self._file = None
-
-    def __enter__(self) -> Self:
-        self._start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-# -- writing output ----------------------------------------------------------------------------
-
-
-def write_output(path: Path, records: Iterable[RowResult], fmt: InputFormat, *,
-                 bom: bool = False) -> None:  # fmt: skip
-    """Write ``records`` (already in order) to ``path`` atomically: temp file, then rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8", newline="") as stream:
-            if fmt == "csv":
-                if bom:
-                    stream.write("\ufeff")
-                writer = csv.writer(stream)
-                writer.writerow(CSV_COLUMNS)
-                writer.writerows(r.as_csv() for r in records)
-            else:
-                stream.writelines(r.as_json() + "\n" for r in records)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-# -- progress ------------------------------------------------------------------------------------
-
-
-def _duration(seconds: float) -> str:
-    s = int(seconds + 0.5)
-    h, rest = divmod(s, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-class BatchProgress:
-    """A live line on a terminal; on anything else, a plain line every ~5 s or 10 %.
-
-    Only counts are shown: never a number, not even a mask.
-    """
-
-    def __init__(self, stream: TextIO, total: int, done: int = 0, *,
-                 counts: dict[str, int] | None = None, live: bool | None = None,
-                 clock: Callable[[], float] = time.monotonic,
-                 every: float = 5.0) -> None:  # fmt: skip
-        self.stream = stream
-        self.total = total
-        self.done = done
-        self.counts = dict.fromkeys(STATUSES, 0) | (counts or {})
-        self.live = stream.isatty() if live is None else live
-        self._clock = clock
-        self._every = every
-        self._started = clock()
-        self._first = done
-        self._last_draw = float("-inf")
-        self._last_line = self._started
-        self._next_decile = self._decile(done) + 1
-        self._width = 0
-
-    def _decile(self, done: int) -> int:
-        return done * 10 // self.total if self.total else 10
-
-    def text(self) -> str:
-        now = self._clock()
-        new = self.done - self._first
-        rate = new / (now - self._started) if now > self._started else 0.0
-        pct = f" ({self.done * 100 // self.total}%)" if self.total else ""
-        left = self.total - self.done
-        eta = f", ETA {_duration(left / rate)}" if rate > 0 and left > 0 else ""
-        counts = ", ".join(f"{s} {n:,}" for s, n in self.counts.items() if n)
-        return (f"{self.done:,}/{self.total:,} rows{pct}, {rate:.1f} rows/s{eta}"
-                + (f"; {counts}" if counts else ""))  # fmt: skip
-
-    def update(self, result: RowResult) -> None:
-        self.done += 1
-        self.counts[result.status] = self.counts.get(result.status, 0) + 1
-        now = self._clock()
-        if self.live:
-            if now - self._last_draw >= 0.1 or self.done == self.total:
-                self._last_draw = now
-                line = self.text()
-                pad = " " * max(0, self._width - len(line))
-                self._width = len(line)
-                self.stream.write(f"\r{line}{pad}")
-                self.stream.flush()
-            return
-        decile = self._decile(self.done)
-        if decile >= self._next_decile or now - self._last_line >= self._every:
-            self._next_decile = decile + 1
-            self._last_line = now
-            self.stream.write(f"lookup batch: {self.text()}\n")
-            self.stream.flush()
-
-    def close(self) -> None:
-        if self.live and self._width:
-            self.stream.write("\r" + " " * self._width + "\r")
-            self.stream.flush()
-
-
-# -- the command -------------------------------------------------------------------------------
-
-
-def _output_format(args: argparse.Namespace, out: Path) -> InputFormat:
-    if args.format:
-        fmt: InputFormat = args.format
-        return fmt
-    return "csv" if out.suffix.lower() == ".csv" else "jsonl"
-
-
-def _count_rows(path: Path, fmt: InputFormat) -> int:
-    """A first pass: checks the whole file reads (header, UTF-8) and counts its rows."""
-    return sum(1 for _ in read_rows(path, fmt))
-
-
-def _pending(path: Path, fmt: InputFormat, skip: set[int]) -> Iterator[BatchRow]:
-    for row in read_rows(path, fmt):
-        if row.row not in skip:
-            yield row
-
-
-def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
-    """``lookup batch IN --out OUT ...``: see the module docstring. Returns the exit status."""
-    from lookup.cli import ExitStatus, configure_logging, settings_from_args
-
-    settings = settings_from_args(args)
-    configure_logging(settings)
-    in_path, out_path = Path(args.input), Path(args.out)
-    mode: Mode = args.mode
-    out_fmt = _output_format(args, out_path)
-    # Everything that can be wrong with the usage is checked before the API is opened.
-    if not in_path.is_file():
-        raise ConfigError(f"input file {in_path} does not exist")
-    if not out_path.parent.is_dir():
-        raise ConfigError(f"the folder of --out {out_path} does not exist")
-    if out_path.resolve() == in_path.resolve():
-        raise ConfigError("--out is the input file: pick another name")
-    if args.lookups_in_flight < 1:
-        raise ConfigError("--lookups-in-flight must be at least 1")
-    if not settings.api_url and not settings.api_plugin:
-        raise ConfigError("no order API configured: pass --api URL (a template with {phone}), "
-                          "--api demo or --api-plugin package.module:attr; or set "
-                          "LOOKUP_API_URL")  # fmt: skip
-    if args.csv_bom and out_fmt != "csv":
-        log.warning("--csv-bom applies to CSV output only; %s is JSONL", out_path.name)
-    in_fmt = detect_format(in_path)
-    total = _count_rows(in_path, in_fmt)
-    jpath = journal_path(out_path)
-    if jpath.exists() and not (args.resume or args.retry_failed):
-        raise ConfigError(
-            f"{jpath} exists: an earlier run of this output was interrupted or done. Pass "
-            "--resume to continue it (--retry-failed to re-run its failed rows), or delete "
-            "it to start over"
-        )
-    header = journal_header(in_path, settings, mode)
-    try:
-        journal = Journal.open(jpath, header)
-    except OSError as exc:
-        raise ConfigError(f"cannot write the journal {jpath}: {exc.strerror or exc}") from None
-    try:
-        with journal:
-            summary, resumed = _run_journaled(args, settings, journal, in_path, in_fmt, total)
-    except BaseException as exc:
-        if not journal.started and not journal.records:
-            jpath.unlink(missing_ok=True)  # nothing done: do not make the next run --resume
-        if isinstance(exc, OSError):  # say, the disk filled up
-            raise LookupFailure(f"writing {jpath} failed: {exc.strerror or exc}; the rows "
-                                "done so far are kept: fix it and run again with --resume") from exc  # fmt: skip
-        raise
-    records = journal.records
-    final = [records[row] for row in sorted(records) if row <= total]
-    if len(final) != total:  # every row read was looked up: this would be a bug
-        raise RuntimeError(f"{total - len(final)} rows have no result")
-    try:
-        write_output(out_path, final, out_fmt, bom=args.csv_bom)
-    except OSError as exc:
-        raise LookupFailure(f"writing {out_path} failed: {exc.strerror or exc}; the results "
-                            "are in the journal: run again with --resume") from exc  # fmt: skip
-    by_status = dict.fromkeys(STATUSES, 0)
-    for r in final:
-        by_status[r.status] += 1
-    out.write(_summary_text(summary, by_status, total, resumed, out_path, out_fmt, jpath))
-    out.flush()
-    undecided = by_status["inconclusive"] + by_status["api_error"]
-    return ExitStatus.FAILED if undecided else ExitStatus.OK
-
-
-def _run_journaled(args: argparse.Namespace, settings: Settings, journal: Journal,
-                   in_path: Path, in_fmt: InputFormat, total: int) -> tuple[BatchSummary, int]:  # fmt: skip
-    """Run the rows the journal lacks, recording each; returns the summary and rows kept."""
-    jpath = journal.path
-    if journal.torn_bytes:
-        log.warning("ignored a torn last line of %s (%d bytes); its row is looked up again",
-                    jpath.name, journal.torn_bytes)  # fmt: skip
-    if journal.unreadable:
-        log.warning("%d unreadable lines in %s; their rows are looked up again",
-                    journal.unreadable, jpath.name)  # fmt: skip
-    kept = {row for row, r in journal.records.items() if r.definite or not args.retry_failed}
-    if journal.records:
-        log.info("resuming from %s: %d rows done, %d to look up", jpath.name, len(kept),
-                 total - len(kept))  # fmt: skip
-    counts: dict[str, int] = {}
-    for row in kept:
-        status = journal.records[row].status
-        counts[status] = counts.get(status, 0) + 1
-    progress = BatchProgress(sys.stderr, total, len(kept), counts=counts)
-
-    def on_result(result: RowResult) -> None:
-        journal.append(result)
-        progress.update(result)
-
-    async def run() -> BatchSummary:
-        from lookup.checker import Checker
-        from lookup.runtime import open_api
-
-        async with open_api(settings) as opened:
-            log.info("batch of %d rows against the %s", total - len(kept), opened.description)
-            checker = Checker(opened.api, opened.limits)
-            return await run_batch(
-                _pending(in_path, in_fmt, kept),
-                checker=checker,
-                lookups_in_flight=args.lookups_in_flight,
-                mode=args.mode,
-                max_candidates=settings.max_candidates,
-                on_result=on_result,
-            )
-
-    if len(kept) == total:  # all done before (say, a run that only lost its output)
-        return BatchSummary(), len(kept)
-    try:
-        summary = asyncio.run(run())
-    except KeyboardInterrupt:
-        progress.close()
-        sys.stderr.write(f"lookup batch: interrupted; {len(journal.records):,} rows are in "
-                         f"{jpath}: run the same command with --resume to continue\n")  # fmt: skip
-        raise
-    progress.close()
-    return summary, len(kept)
-
-
-def _summary_text(summary: BatchSummary, by_status: dict[RowStatus, int], total: int,
-                  resumed: int, out_path: Path, fmt: str, jpath: Path) -> str:  # fmt: skip
-    buf = io.StringIO()
-    buf.write(f"lookup batch: {total:,} rows -> {out_path} ({fmt})\n")
-    buf.write("  " + ", ".join(f"{s} {n:,}" for s, n in by_status.items()) + "\n")
-    resumed_text = f" ({resumed:,} done before, from the journal)" if resumed else ""
-    buf.write(f"  this run: {summary.rows:,} rows looked up{resumed_text}, "
-              f"{summary.checks_sent:,} checks sent, {summary.elapsed_s:.2f} s\n")  # fmt: skip
-    undecided = by_status["inconclusive"] + by_status["api_error"]
-    if undecided:
-        buf.write(f"  {undecided:,} rows got no definite answer: run again with --resume "
-                  f"--retry-failed (journal {jpath})\n")  # fmt: skip
-    return buf.getvalue()

@@ -2,9 +2,12 @@
 
 ``city`` (the hint's city labels), ``province`` (the rest of its province),
 ``national`` (every other located segment) and ``unlocated`` (segments the
-numbering plan allows but the database cannot place). The union is every
-number that fits the mask. Counts are exact before anything is generated;
-numbers are produced lazily, segment by segment.
+numbering plan allows but the database cannot place). Located segments the
+numbering plan rejects (data-only/IoT ranges, stray rows in unassigned ranges) are
+left out and counted as ``excluded``; ``include_nonstandard=True`` puts them back as a
+last tier, ``nonstandard``. The union of the tiers and the excluded numbers is every
+number that fits the mask. Counts are exact before anything is generated; numbers are
+produced lazily, segment by segment.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from lookup.errors import TooManyCandidatesError, UnknownRegionError
+from lookup.errors import InvalidMaskError, TooManyCandidatesError, UnknownRegionError
 from lookup.masks import HIDDEN, Mask, parse_mask
 from lookup.segments import (
     FIRST_SEGMENT,
@@ -25,12 +28,17 @@ from lookup.segments import (
     SegmentInfo,
 )
 
-TierName = Literal["city", "province", "national", "unlocated"]
+TierName = Literal["city", "province", "national", "unlocated", "nonstandard"]
 
-__all__ = ["DEFAULT_MAX_CANDIDATES", "TIER_NAMES", "Tier", "TierPlan", "plan"]
+__all__ = ["DEFAULT_MAX_CANDIDATES", "NONSTANDARD", "TIER_NAMES", "Tier", "TierPlan", "plan"]
 
 DEFAULT_MAX_CANDIDATES: Final = 10_000
 TIER_NAMES: Final[tuple[TierName, ...]] = ("city", "province", "national", "unlocated")
+"""The four tiers every plan has, in order."""
+NONSTANDARD: Final[TierName] = "nonstandard"
+"""The optional last tier: segments outside the numbering plan (``include_nonstandard``)."""
+# Number blocks the numbering plan reserves for data-only / IoT use (no voice or SMS).
+_DATA_ONLY_BLOCKS: Final = frozenset({"141", "146", "148", "149", "174"})
 
 # Carrier hints -> carrier codes of the database (1-8). A network name covers its
 # virtual operators too: a 170 number on 移动's network is still 移动 to a customer.
@@ -104,13 +112,20 @@ class Tier:
 
 @dataclass(frozen=True)
 class TierPlan:
-    """The candidates for one lookup, tier by tier (always four tiers, in order)."""
+    """The candidates for one lookup, tier by tier.
+
+    Always the four tiers of :data:`TIER_NAMES` in order, then ``nonstandard`` when it was
+    asked for. ``excluded`` counts the numbers left out because the numbering plan rejects
+    their segment (``excluded_reason`` says which ranges); they are in no tier.
+    """
 
     mask: Mask
     tiers: tuple[Tier, ...]
     region: Region | None = None
     carrier: str | None = None
     db: SegmentDB = field(repr=False, default_factory=SegmentDB.default)
+    excluded: int = 0
+    excluded_reason: str | None = None
 
     @property
     def total(self) -> int:
@@ -158,22 +173,43 @@ def _segment_range(mask: Mask) -> range | None:
 
 
 def _classify(
-    values: Iterable[int], codes: Iterable[int], tier_of: bytearray,
+    values: Iterable[int], codes: Iterable[int], flags: Iterable[int], tier_of: bytearray,
     carriers: Sequence[int], allowed: frozenset[int] | None,
 ) -> tuple[list[int], ...]:  # fmt: skip
-    """Bucket segment values by tier (a hot loop: no calls per segment)."""
-    lists: tuple[list[int], ...] = ([], [], [], [])
+    """Bucket segment values by tier, nonstandard ones last (a hot loop: no calls per segment)."""
+    lists: tuple[list[int], ...] = ([], [], [], [], [])
     if allowed is None:
-        for value, code in zip(values, codes, strict=True):
+        for value, code, nonstandard in zip(values, codes, flags, strict=True):
             t = tier_of[code]
             if t != 255:
-                lists[t].append(value)
+                lists[4 if nonstandard else t].append(value)
     else:
-        for value, code in zip(values, codes, strict=True):
+        for value, code, nonstandard in zip(values, codes, flags, strict=True):
             t = tier_of[code]
             if t != 255 and carriers[value - FIRST_SEGMENT] in allowed:
-                lists[t].append(value)
+                lists[4 if nonstandard else t].append(value)
     return lists
+
+
+def _blocks(segments: Sequence[int]) -> str:
+    """``data-only/IoT 146; unassigned 199``: the kinds of the nonstandard segments."""
+    blocks = sorted({str(s)[:3] for s in segments})
+    data_only = [b for b in blocks if b in _DATA_ONLY_BLOCKS]
+    other = [b for b in blocks if b not in _DATA_ONLY_BLOCKS]
+    kinds = []
+    if data_only:
+        kinds.append(f"data-only/IoT {', '.join(data_only)}")
+    if other:
+        kinds.append(f"unassigned {', '.join(other)}")
+    return "; ".join(kinds)
+
+
+def _excluded_reason(segments: Sequence[int], numbers: int) -> str:
+    many = "s" if len(segments) != 1 else ""
+    return (
+        f"{len(segments):,} segment{many} outside the numbering plan ({_blocks(segments)}), "
+        f"{numbers:,} numbers: not checked unless include_nonstandard (--include-nonstandard)"
+    )
 
 
 def _tails(mask: Mask) -> list[str]:
@@ -183,6 +219,27 @@ def _tails(mask: Mask) -> list[str]:
             [t + d for t in tails for d in "0123456789"] if c == HIDDEN else [t + c for t in tails]
         )
     return tails
+
+
+def _nothing_fits(m: Mask, region: Region | None, carrier: str | None, values: Sequence[int],
+                  found: Sequence[int], marks: Sequence[int], tier_of: bytearray, db: SegmentDB,
+                  left_out: Sequence[int], excluded: int, include_nonstandard: bool) -> str:  # fmt: skip
+    """Why no number fits: the mask's segments, the carrier hint, or only nonstandard segments
+    (bad input, not not_found)."""
+    where = f" in {region}" if region is not None else ""
+    hint = f" with carrier {carrier!r}" if carrier else ""
+    if excluded:
+        return (f"no number fits {m}{where}{hint}: all {excluded:,} numbers it allows were left "
+                f"out as outside the numbering plan ({_blocks(left_out)}); "
+                "--include-nonstandard (include_nonstandard=True) puts them back")  # fmt: skip
+    if carrier:
+        without = _classify(values, found, marks, tier_of, db.carrier_codes, None)
+        if any(without if include_nonstandard else without[:4]):
+            return (f"no number fits {m} with carrier {carrier!r}: the segments the mask "
+                    "allows belong to other carriers. Check the mask, or drop --carrier "
+                    "(a number keeps its carrier when ported, the database does not know it)")  # fmt: skip
+    return (f"no number fits {m}{where}: the numbering plan allocates no segment the mask "
+            "allows; check the digits shown")  # fmt: skip
 
 
 def plan(
@@ -196,10 +253,16 @@ def plan(
     carrier: str | None = None,
     max_candidates: int = DEFAULT_MAX_CANDIDATES,
     seed: int | None = None,
+    include_nonstandard: bool = False,
 ) -> TierPlan:
     """Split the numbers that fit ``mask`` into the four tiers.
 
-    Raises :class:`~lookup.errors.InvalidMaskError` (bad mask, or more than
+    Numbers of segments the numbering plan rejects are left out and counted as
+    ``excluded``; ``include_nonstandard=True`` checks them in a last tier, ``nonstandard``
+    (and counts them against ``max_candidates``).
+
+    Raises :class:`~lookup.errors.InvalidMaskError` (bad mask, no number fits the mask and
+    the carrier, every number that fits was left out as nonstandard, or more than
     ``max_candidates`` numbers: nothing is generated then) and
     :class:`~lookup.errors.UnknownRegionError` (bad hint) before any work.
     Within a tier the order is by segment, then by the hidden tail digits; ``seed``
@@ -225,23 +288,33 @@ def plan(
             tier_of[code] = 1
         for code in db.region_codes(region.cities):
             tier_of[code] = 0
-    codes = db.codes
+    codes, flags = db.codes, db.nonstandard_flags
     run = _segment_range(m)
     if run is not None:  # a contiguous run of segments: slice the codes, no lookups
         values: Sequence[int] = run
-        found: Sequence[int] = codes[run.start - FIRST_SEGMENT : run.stop - FIRST_SEGMENT]
+        lo, hi = run.start - FIRST_SEGMENT, run.stop - FIRST_SEGMENT
+        found: Sequence[int] = codes[lo:hi]
+        marks: Sequence[int] = flags[lo:hi]
     else:
         values = [v for v in _segment_values(m) if FIRST_SEGMENT <= v <= LAST_SEGMENT]
         found = [codes[v - FIRST_SEGMENT] for v in values]
-    lists = _classify(values, found, tier_of, db.carrier_codes, allowed)
-    buckets: dict[TierName, list[int]] = {name: lists[i] for i, name in enumerate(TIER_NAMES)}
+        marks = [flags[v - FIRST_SEGMENT] for v in values]
+    lists = _classify(values, found, marks, tier_of, db.carrier_codes, allowed)
+    names = (*TIER_NAMES, NONSTANDARD) if include_nonstandard else TIER_NAMES
+    buckets: dict[TierName, list[int]] = {name: lists[i] for i, name in enumerate(names)}
+    left_out = [] if include_nonstandard else lists[4]
+    excluded = len(left_out) * len(tails)
 
     total = sum(len(b) for b in buckets.values()) * len(tails)
+    if total == 0:
+        raise InvalidMaskError(_nothing_fits(m, region, carrier, values, found, marks, tier_of, db,
+                                             left_out, excluded, include_nonstandard))  # fmt: skip
     if total > max_candidates:
         per = ", ".join(f"{n} {len(b) * len(tails):,}" for n, b in buckets.items() if b)
+        also = f"; {excluded:,} outside the numbering plan left out" if excluded else ""
         raise TooManyCandidatesError(
-            f"{m} fits {total:,} numbers ({per}); the cap is {max_candidates:,}: reveal more "
-            "digits, or raise max_candidates (--max-candidates) if the API owner agrees",
+            f"{m} fits {total:,} numbers ({per}{also}); the cap is {max_candidates:,}: reveal "
+            "more digits, or raise max_candidates (--max-candidates) if the API owner agrees",
             count=total,
             cap=max_candidates,
         )
@@ -249,5 +322,13 @@ def plan(
         rng = random.Random(seed)
         for b in buckets.values():
             rng.shuffle(b)
-    tiers = tuple(Tier(name, tuple(buckets[name]), tuple(tails)) for name in TIER_NAMES)
-    return TierPlan(mask=m, tiers=tiers, region=region, carrier=carrier, db=db)
+    tiers = tuple(Tier(name, tuple(buckets[name]), tuple(tails)) for name in names)
+    return TierPlan(
+        mask=m,
+        tiers=tiers,
+        region=region,
+        carrier=carrier,
+        db=db,
+        excluded=excluded,
+        excluded_reason=_excluded_reason(left_out, excluded) if left_out else None,
+    )

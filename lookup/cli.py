@@ -11,46 +11,74 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from enum import IntEnum
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TextIO
+
+from lookup.shell import (
+    ExitStatus,
+    Terminal,
+    add_api_options,
+    add_hint_options,
+    add_logging_options,
+    configure_logging,
+    exit_status,
+    pad,
+    settings_from_args,
+)
 
 if TYPE_CHECKING:
     from lookup.candidates import TierPlan
-    from lookup.models import LookupResult
-    from lookup.settings import Settings
+    from lookup.models import Hints, LookupResult
 
 __all__ = ["ExitStatus", "main"]
 
 
 _Handler = Callable[[argparse.Namespace, TextIO], int]
 
+_EPILOG: Final = """\
+examples:
+  lookup find '138****2046' --city 杭州 --api demo     try it against the bundled mock
+  lookup find '138****1234' --city 杭州 --api 'https://orders.example/v1?phone={phone}' \\
+      --header 'X-Api-Key: ...' --rate 20
+  lookup plan '138****1234' --city 杭州                 count the candidates, no requests
+  lookup segment 1380571                              what a 7-digit segment is
+  lookup batch masks.csv --out results.csv --api demo  many masks, resumable
+  lookup serve --port 8000 --api demo                  the HTTP service
+  lookup config --format env                          the effective settings
 
-class ExitStatus(IntEnum):
-    OK = 0
-    MATCHED = 0
-    NOT_FOUND = 1
-    BAD_INPUT = 2
-    FAILED = 3
+exit codes:
+  0  matched (or the command did its job)
+  1  not found: no number that fits has orders
+  2  bad input or usage (nothing was sent to the order API)
+  3  inconclusive (some checks kept failing) or order-API failure
+"""
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse exits 2 on usage errors already; keep its message style."""
+    """Usage errors: one line and exit 2 (argparse would print the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (usage: {self.prog} --help)\n")
 
 
-def _add_region_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("where the customer is (all optional; several must agree)")
-    g.add_argument("--city", help="city name: 杭州, 杭州市, 恩施土家族苗族自治州, 襄樊 ...")
-    g.add_argument("--province", help="province name: 浙江, 浙江省, 广西壮族自治区, 粤 ...")
-    g.add_argument("--area-code", dest="area_code", help="area code: 0571 (may mean several)")
-    g.add_argument("--zip", help="zip code: 310000, 71000 (leading 0 may be dropped)")
-    g.add_argument("--carrier", help="移动 / 联通 / 电信 / 广电 (or mobile, unicom ...)")
+def _add_nonstandard_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--include-nonstandard",
+        dest="include_nonstandard",
+        action="store_true",
+        help="also check segments the numbering plan rejects (data-only/IoT ranges), last",
+    )
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from lookup import __version__
+
     parser = _Parser(
         prog="lookup",
         description="Find the order behind a masked Chinese mobile number (138****1234).",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"lookup {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -62,19 +90,25 @@ def _build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plan", help="which numbers fit a mask, tier by tier (no requests)")
     pl.add_argument("mask", help="masked number: 138****1234, 138xxxx1234, +86 138 **** 1234")
-    _add_region_options(pl)
+    add_hint_options(pl)
     pl.add_argument("--max-candidates", type=int, default=10_000, dest="max_candidates")
     pl.add_argument("--seed", type=int, help="shuffle the order within tiers reproducibly")
     pl.add_argument("--list", dest="list_tier", metavar="TIER",
-                    choices=["city", "province", "national", "unlocated"],
+                    choices=["city", "province", "national", "unlocated", "nonstandard"],
                     help="print the numbers of one tier")  # fmt: skip
+    _add_nonstandard_option(pl)
     pl.add_argument("--json", action="store_true", help="print JSON")
     pl.add_argument("--data", help="a data folder other than the bundled one")
     pl.set_defaults(func=_cmd_plan)
 
-    fd = sub.add_parser("find", help="find the number behind a mask by asking the order API")
+    fd = sub.add_parser(
+        "find",
+        help="find the number behind a mask by asking the order API",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     fd.add_argument("mask", help="masked number: 138****1234, 138xxxx1234, +86 138 **** 1234")
-    _add_region_options(fd)
+    add_hint_options(fd)
     add_api_options(fd)
     fd.add_argument(
         "--mode",
@@ -83,12 +117,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="first: stop at the first hit (default); all: every hit of its tier",
     )
     fd.add_argument("--seed", type=int, help="shuffle the order within tiers reproducibly")
+    _add_nonstandard_option(fd)
     fd.add_argument("--json", action="store_true", help="print the result as JSON")
     fd.set_defaults(func=_cmd_find)
 
     dm = sub.add_parser("demo", help="run example lookups against the bundled mock order API")
     dm.add_argument("--json", action="store_true", help="print the results as JSON lines")
-    _add_logging_options(dm)
+    add_logging_options(dm)
     dm.set_defaults(func=_cmd_demo)
 
     mk = sub.add_parser(
@@ -101,22 +136,39 @@ def _build_parser() -> argparse.ArgumentParser:
 
     cf = sub.add_parser("config", help="print the effective settings (secrets redacted)")
     add_api_options(cf)
-    cf.add_argument("--json", action="store_true", help="print JSON")
+    cf.add_argument("--format", dest="config_format", choices=["env", "json"], default="env",
+                    help="env: LOOKUP_*=value lines a shell can source back (default); json")
+    cf.add_argument("--json", dest="config_format", action="store_const", const="json",
+                    help="the same as --format json")
     cf.set_defaults(func=_cmd_config)
 
     bt = sub.add_parser("batch", help="look up many masks from a CSV or JSONL file")
-    bt.add_argument("input", metavar="IN", help="CSV with a header (mask, id, city, ...) or JSONL")
-    bt.add_argument("--out", required=True, metavar="OUT", help="where the results go")
+    bt.add_argument("input", metavar="IN",
+                    help="CSV with a header (mask, id, city, ...) or JSONL; '-' reads stdin")  # fmt: skip
+    bt.add_argument("--out", required=True, metavar="OUT",
+                    help="where the results go: a new path or a regular file; '-' = stdout")  # fmt: skip
+    bt.add_argument("--journal", metavar="PATH",
+                    help="the journal (default OUT.journal; needed with --out - to resume)")  # fmt: skip
     bt.add_argument("--format", choices=["jsonl", "csv"], help="output format (default: by OUT)")
+    bt.add_argument("--encoding", metavar="NAME",
+                    help="input encoding (default: UTF-8 with or without BOM, else GB18030)")  # fmt: skip
     bt.add_argument("--csv-bom", action="store_true", help="write a UTF-8 BOM (for Excel)")
     bt.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    bt.add_argument("--retry-failed", action="store_true",
-                    help="re-run the rows that ended inconclusive or api_error")
-    bt.add_argument("--lookups-in-flight", type=int, default=8, metavar="N",
-                    help="lookups at once (their checks share one limit; default 8)")
+    bt.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="re-run the rows that ended inconclusive or api_error",
+    )
+    bt.add_argument(
+        "--lookups-in-flight",
+        type=int,
+        default=8,
+        metavar="N",
+        help="lookups at once (their checks share one limit; default 8)",
+    )
     bt.add_argument("--mode", choices=["first", "all"], default="first")
     add_api_options(bt)
-    bt.set_defaults(func=_lazy("lookup.batch", "cmd_batch"))
+    bt.set_defaults(func=_lazy("lookup.batch_cli", "cmd_batch"))
 
     sv = sub.add_parser("serve", help="run the HTTP service (POST /v1/lookups ...)")
     sv.add_argument("--host", dest="service_host", help="address to bind (default 127.0.0.1)")
@@ -136,147 +188,6 @@ def _lazy(module: str, name: str) -> _Handler:
         return func(args, out)
 
     return handler
-
-
-def _add_logging_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("logging")
-    g.add_argument("--config", metavar="FILE", help="TOML settings file (see `lookup config`)")
-    g.add_argument(
-        "--log-level",
-        dest="log_level",
-        type=str.upper,
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-    )
-    g.add_argument("--log-format", dest="log_format", choices=["text", "json"])
-
-
-def _rate(text: str) -> str:
-    if text.strip().lower() in ("none", "off", "0", "unlimited"):
-        return "none"
-    try:
-        if float(text) <= 0:
-            raise ValueError
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--rate takes checks per second (> 0) or 'none', got {text!r}"
-        ) from None
-    return text
-
-
-def _header(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition(":")
-    if not sep or not name.strip():
-        raise argparse.ArgumentTypeError("--header takes 'Name: value'")
-    return name.strip(), value.strip()
-
-
-def add_api_options(p: argparse.ArgumentParser) -> None:
-    """The order-API, limit and logging options shared by find, batch, serve and config."""
-    g = p.add_argument_group("order API (or LOOKUP_API_URL / --config)")
-    g.add_argument(
-        "--api",
-        dest="api_url",
-        metavar="URL",
-        help="URL template with {phone} (GET) or POST target; 'demo' = bundled mock",
-    )
-    g.add_argument(
-        "--api-plugin",
-        dest="api_plugin",
-        metavar="MODULE:ATTR",
-        help="an OrderApi plug-in, e.g. mycompany.orders:make_api",
-    )
-    g.add_argument(
-        "--header",
-        dest="headers",
-        action="append",
-        type=_header,
-        metavar="'N: V'",
-        help="extra request header (repeatable); values are never logged",
-    )
-    g.add_argument(
-        "--hit-field",
-        dest="hit_field",
-        help="dotted JSON path to an order count (> 0 = orders) or a boolean",
-    )
-    g.add_argument("--method", dest="api_method", type=str.upper, choices=["GET", "POST"])
-    g.add_argument("--batch-url", dest="batch_url", help="batch endpoint (POST {phones: [...]})")
-    g = p.add_argument_group("limits (polite defaults: 16 in flight, 50 checks/s)")
-    g.add_argument("--max-in-flight", dest="max_in_flight", type=int, metavar="N")
-    g.add_argument("--rate", type=_rate, metavar="PER_S", help="checks per second, or 'none'")
-    g.add_argument(
-        "--timeout",
-        dest="total_timeout",
-        type=float,
-        metavar="S",
-        help="seconds for one check (connect and read are capped by it)",
-    )
-    g.add_argument(
-        "--max-candidates",
-        dest="max_candidates",
-        type=int,
-        metavar="N",
-        help="refuse masks with more candidates (default 10,000)",
-    )
-    g.add_argument(
-        "--audit-full-numbers",
-        dest="audit_full_numbers",
-        action="store_const",
-        const=True,
-        help="put the full matched number in the audit line",
-    )
-    _add_logging_options(p)
-
-
-_OPTION_FIELDS = (
-    "api_url",
-    "api_plugin",
-    "hit_field",
-    "api_method",
-    "batch_url",
-    "max_in_flight",
-    "rate",
-    "total_timeout",
-    "max_candidates",
-    "audit_full_numbers",
-    "log_level",
-    "log_format",
-)
-
-
-def settings_from_args(args: argparse.Namespace, **more: Any) -> Settings:
-    """Settings: these options > LOOKUP_* env > --config file > defaults."""
-    from lookup.settings import load_settings
-
-    overrides = {name: getattr(args, name, None) for name in _OPTION_FIELDS}
-    headers = getattr(args, "headers", None)
-    if headers:
-        overrides["api_headers"] = dict(headers)
-    if overrides["total_timeout"] is not None:
-        t = overrides["total_timeout"]
-        overrides["connect_timeout"] = min(t, 5.0)
-        overrides["read_timeout"] = t
-    # An API named on the command line beats one of the other kind from env or file.
-    if overrides["api_url"] is not None and overrides["api_plugin"] is None:
-        overrides["api_plugin"] = ""
-    elif overrides["api_plugin"] is not None and overrides["api_url"] is None:
-        overrides["api_url"] = ""
-    overrides.update(more)
-    return load_settings(getattr(args, "config", None), **overrides)
-
-
-def configure_logging(settings: Settings) -> None:
-    from lookup.logs import setup_logging
-
-    secrets = [v.get_secret_value() for v in settings.api_headers.values()]
-    secrets += [t.get_secret_value() for t in settings.service_tokens]
-    if settings.api_token is not None:
-        secrets.append(settings.api_token.get_secret_value())
-    setup_logging(
-        settings.log_level,
-        settings.log_format,
-        secrets=secrets,
-        audit_full_numbers=settings.audit_full_numbers,
-    )
 
 
 def _cmd_segment(args: argparse.Namespace, out: TextIO) -> int:
@@ -301,6 +212,11 @@ def _cmd_segment(args: argparse.Namespace, out: TextIO) -> int:
         f"{info.segment}  {info.province} {info.city}  carrier {info.carrier}  "
         f"area code {info.area_code}  zip {info.zip}\n"
     )
+    if not info.standard:
+        out.write(
+            f"{info.segment}: outside the numbering plan (data-only/IoT or unassigned block): "
+            "not a candidate unless --include-nonstandard\n"
+        )
     return ExitStatus.OK
 
 
@@ -312,6 +228,8 @@ def plan_summary(p: TierPlan) -> dict[str, Any]:
         "carrier": p.carrier,
         "total": p.total,
         "tiers": [{"name": t.name, "count": t.count} for t in p.tiers],
+        "excluded": p.excluded,
+        "excluded_reason": p.excluded_reason,
         "data_version": p.db.version,
     }
 
@@ -321,18 +239,14 @@ def _cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     from lookup.segments import SegmentDB
 
     db = SegmentDB.load(args.data) if args.data else SegmentDB.default()
-    p = plan(
-        args.mask,
-        db,
-        city=args.city,
-        province=args.province,
-        area_code=args.area_code,
-        zip=args.zip,
-        carrier=args.carrier,
-        max_candidates=args.max_candidates,
-        seed=args.seed,
-    )
+    hints = _hints(args)
+    p = plan(args.mask, db, max_candidates=args.max_candidates, seed=args.seed,
+             include_nonstandard=args.include_nonstandard, **hints.hints())  # fmt: skip
     if args.list_tier:
+        if args.list_tier == "nonstandard" and not args.include_nonstandard:
+            from lookup.errors import ConfigError
+
+            raise ConfigError("--list nonstandard needs --include-nonstandard")
         tier = p.tier(args.list_tier)
         if args.json:
             out.write(json.dumps({"tier": tier.name, "numbers": list(tier)}) + "\n")
@@ -344,55 +258,30 @@ def _cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
         return ExitStatus.OK
     where = f" in {p.region}" if p.region else ""
     out.write(f"{p.mask}{where}: {p.total:,} candidates\n")
-    out.writelines(f"  {t.name:<10} {t.count:>7,}\n" for t in p.tiers)
+    width = max(10, *(len(t.name) for t in p.tiers))
+    out.writelines(f"  {t.name:<{width}} {t.count:>7,}\n" for t in p.tiers)
+    if p.excluded:
+        out.write(f"  {'excluded':<{width}} {p.excluded:>7,}  {p.excluded_reason}\n")
     return ExitStatus.OK
 
 
-class _Progress:
-    """Live progress per tier on a terminal; silent otherwise (the tier report follows)."""
+def _hints(args: argparse.Namespace) -> Hints:
+    """The hint options as :class:`~lookup.models.Hints` (a bad value is exit 2)."""
+    from pydantic import ValidationError
 
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-        self.live = stream.isatty()
-        self._last = 0.0
-        self._shown = False
+    from lookup.errors import ConfigError
+    from lookup.models import HINT_FIELDS, Hints
 
-    def __call__(self, tier: str, answered: int, count: int) -> None:
-        if not self.live:
-            return
-        import time
-
-        now = time.monotonic()
-        if answered not in (0, count) and now - self._last < 0.1:
-            return
-        self._last = now
-        width = 30
-        filled = width * answered // max(count, 1)
-        bar = "#" * filled + "-" * (width - filled)
-        self.stream.write(f"\r  {tier:<9} [{bar}] {answered:>6,}/{count:,}")
-        self.stream.flush()
-        self._shown = True
-
-    def done(self) -> None:
-        if self._shown:
-            self.stream.write("\r" + " " * 70 + "\r")
-            self.stream.flush()
+    try:
+        return Hints(**{name: getattr(args, name, None) for name in HINT_FIELDS})
+    except ValidationError as exc:
+        where = ", ".join(f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}"
+                          for e in exc.errors() if e["loc"])  # fmt: skip
+        raise ConfigError(f"bad hint: {where}") from None
 
 
-_STATUS_EXIT = {
-    "matched": ExitStatus.MATCHED,
-    "not_found": ExitStatus.NOT_FOUND,
-    "inconclusive": ExitStatus.FAILED,
-    "api_error": ExitStatus.FAILED,
-}
-
-
-def exit_status(result: LookupResult) -> int:
-    return _STATUS_EXIT[result.status]
-
-
-def format_result(result: LookupResult) -> str:
-    """The human report of a lookup."""
+def format_result(result: LookupResult, redact: Callable[[str], str] = str) -> str:
+    """The human report of a lookup; ``redact`` cleans the reasons (API error texts)."""
     lines = []
     for t in result.tiers:
         extra = f", {t.errors} failed checks" if t.errors else ""
@@ -417,9 +306,9 @@ def format_result(result: LookupResult) -> str:
     elif result.status == "not_found":
         lines.append(f"not found: no number that fits {result.mask} has orders")
     else:
-        lines.append(f"{result.status}: {result.reason}")
+        lines.append(f"{result.status}: {redact(result.reason or '')}")
     if result.reason and result.status == "matched":
-        lines.append(f"note: {result.reason}")
+        lines.append(f"note: {redact(result.reason)}")
     lines.append(
         f"checks: {result.checks_sent:,} sent ({result.retries:,} retries, "
         f"{result.cache_hits:,} from cache) in {result.elapsed_ms / 1000:.2f} s"
@@ -431,43 +320,60 @@ def _cmd_find(args: argparse.Namespace, out: TextIO) -> int:
     import asyncio
 
     from lookup.candidates import plan
+    from lookup.privacy import Redactor
 
     settings = settings_from_args(args)
-    configure_logging(settings)
-    hints = {k: getattr(args, k) for k in ("city", "province", "area_code", "zip", "carrier")}
+    term = Terminal(sys.stderr)
+    configure_logging(settings, stream=term)
+    redact = Redactor(settings.secret_values())
+    quiet = args.quiet
+    hints = _hints(args)
     # Input errors surface before any API is opened or request sent.
-    p = plan(args.mask, max_candidates=settings.max_candidates, seed=args.seed, **hints)
-    if not args.json:
+    p = plan(args.mask, max_candidates=settings.max_candidates, seed=args.seed,
+             include_nonstandard=args.include_nonstandard, **hints.hints())  # fmt: skip
+    if not (args.json or quiet):
         counts = ", ".join(f"{t.name} {t.count:,}" for t in p.tiers)
         where = f" in {p.region}" if p.region else ""
         out.write(f"{p.mask}{where}: {p.total:,} candidates ({counts})\n")
+        if p.excluded:
+            out.write(f"  left out: {p.excluded_reason}\n")
         out.flush()
-    progress = _Progress(sys.stderr)
 
     async def run() -> LookupResult:
-        from lookup.checker import Checker
-        from lookup.matcher import match_plan
-        from lookup.runtime import open_api
+        from lookup.matcher import find
+        from lookup.runtime import open_engine
+        from lookup.shell import FindProgress
 
-        async with open_api(settings) as opened:
-            if not args.json:
-                out.write(f"asking the {opened.description}\n")
+        async with open_engine(settings) as engine:
+            if not (args.json or quiet):
+                out.write(redact(f"asking the {engine.description}\n"))
                 out.flush()
-            checker = Checker(opened.api, opened.limits)
-            result = await match_plan(p, checker, mode=args.mode, progress=progress)
-            from lookup.matcher import audit
+            if quiet:
+                return await find(p, checker=engine.checker, mode=args.mode, caller="cli")
+            progress = FindProgress(term, engine.checker)
 
-            audit(result, "cli")
-            return result
+            async def tick() -> None:
+                while True:  # a stalled lookup (API down, paused) still says so
+                    await asyncio.sleep(1.0)
+                    progress.tick()
 
-    try:
-        result = asyncio.run(run())
-    finally:
-        progress.done()
+            ticker = asyncio.create_task(tick())
+            try:
+                return await find(p, checker=engine.checker, mode=args.mode, caller="cli",
+                                  progress=progress)  # fmt: skip
+            finally:
+                ticker.cancel()
+                progress.done()
+
+    from lookup._loop import run as run_loop
+
+    result = run_loop(run())
     if args.json:
-        out.write(result.model_dump_json(indent=2) + "\n")
+        data = result.model_dump(mode="json")
+        data["reason"] = redact(data["reason"]) if data["reason"] else data["reason"]
+        out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     else:
-        out.write(format_result(result))
+        out.write(format_result(result, redact))
     return exit_status(result)
 
 
@@ -479,17 +385,7 @@ def _demo_cases() -> list[dict[str, Any]]:
     return cases
 
 
-def _pad(text: str, width: int) -> str:
-    """Left-align in a terminal column: CJK characters take two cells."""
-    import unicodedata
-
-    cells = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-    return text + " " * max(0, width - cells)
-
-
 def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
-    import asyncio
-
     # The demo always talks to the bundled mock, whatever API the environment configures.
     settings = settings_from_args(args).model_copy(
         update={
@@ -506,19 +402,18 @@ def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     cases = _demo_cases()
 
     async def run() -> list[LookupResult]:
-        from lookup.checker import Checker
         from lookup.matcher import find
-        from lookup.runtime import open_api
+        from lookup.runtime import open_engine
 
         results = []
-        async with open_api(settings) as opened:
+        async with open_engine(settings) as engine:
             if not args.json:
-                out.write(f"lookup demo: {opened.description}\n\n")
+                out.write(f"lookup demo: {engine.description}\n\n")
                 out.write(f"{'case':<20} {'mask':<12} {'hint':<16} {'status':<10} "
                           f"{'tier':<10} {'phone':<12} {'checks':>6} {'time':>7}\n")  # fmt: skip
-            checker = Checker(opened.api, opened.limits)
             for case in cases:
-                result = await find(case["mask"], checker=checker, caller="demo", **case["hints"])
+                result = await find(case["mask"], checker=engine.checker, caller="demo",
+                                    **case["hints"])  # fmt: skip
                 results.append(result)
                 if args.json:
                     out.write(json.dumps({"case": case["name"], **result.model_dump(mode="json")},
@@ -526,7 +421,7 @@ def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
                 else:
                     hint = " ".join(f"{v}" for v in case["hints"].values())
                     out.write(
-                        f"{case['name']:<20} {case['mask']:<12} {_pad(hint, 16)} "
+                        f"{case['name']:<20} {case['mask']:<12} {pad(hint, 16)} "
                         f"{result.status:<10} "
                         f"{result.tier or '-':<10} {result.phone or '-':<12} "
                         f"{result.checks_sent:>6,} {result.elapsed_ms / 1000:>6.2f}s\n"
@@ -534,7 +429,9 @@ def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
                 out.flush()
         return results
 
-    results = asyncio.run(run())
+    from lookup._loop import run as run_loop
+
+    results = run_loop(run())
     wrong = [
         c["name"]
         for c, r in zip(cases, results, strict=True)
@@ -553,8 +450,10 @@ def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_mock_api(args: argparse.Namespace, out: TextIO) -> int:
-    from lookup.mockapi import main as mock_main
+    import importlib
 
+    # The other shells are reached by name only, like _lazy's subcommands.
+    mock_main: Callable[..., None] = importlib.import_module("lookup.mockapi").main
     try:
         mock_main(list(args.args), prog="lookup mock-api")
     except SystemExit as exc:
@@ -564,17 +463,11 @@ def _cmd_mock_api(args: argparse.Namespace, out: TextIO) -> int:
 
 def _cmd_config(args: argparse.Namespace, out: TextIO) -> int:
     settings = settings_from_args(args)
-    data = settings.redacted()
-    if args.json:
-        out.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    if args.config_format == "json":
+        out.write(json.dumps(settings.redacted(), ensure_ascii=False, indent=2) + "\n")
     else:
-        out.writelines(
-            f"LOOKUP_{key.upper()}={json.dumps(value, ensure_ascii=False)}\n"
-            for key, value in data.items()
-        )
+        out.write(settings.as_env())
     return ExitStatus.OK
-
-
 
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,

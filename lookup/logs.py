@@ -1,9 +1,9 @@
 """Logging, configured in one place: text or JSON lines, phone numbers masked, secrets redacted.
 
-Every line that leaves a handler set up here has each 11-digit mobile number turned into
-``138****1234`` and each registered secret (API token, header values, service tokens)
-into ``***``, whatever logged it and whether it sits in the message, its arguments or a
-traceback. The audit logger ``lookup.audit`` writes one line per lookup; the full
+Every line that leaves a handler set up here goes through :class:`lookup.privacy.Redactor`:
+each mobile number, however spelled, turned into ``138****1234``, each registered secret
+(API token, header values, service tokens) and URL credential into ``***``, whatever
+logged it and whether it sits in the message, its arguments or a traceback. The audit logger ``lookup.audit`` writes one line per lookup; the full
 matched number is added to it only when the operator turns ``audit_full_numbers`` on.
 """
 
@@ -11,53 +11,26 @@ from __future__ import annotations
 
 import json
 import logging
-import re
+import os
+import stat
 import sys
 import time
 from collections.abc import Iterable
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
+
+from lookup.errors import ConfigError
+from lookup.privacy import Redactor, mask_phone
 
 __all__ = ["mask_numbers", "setup_logging"]
 
-# An 11-digit mobile number, alone or glued to its country code (8613812345678).
-_NUMBER = re.compile(r"(?<!\d)((?:0086|86)?1\d{2})\d{4}(\d{4})(?!\d)")
-
-
-def mask_numbers(text: str) -> str:
-    """``13812345678`` -> ``138****5678`` everywhere in ``text``."""
-    return _NUMBER.sub(r"\1****\2", text)
-
-
-class _Redactor:
-    def __init__(self, secrets: Iterable[str]) -> None:
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return mask_numbers(text)
-
-    def value(self, value: Any) -> Any:
-        """Redact a value before it is serialised (JSON escaping would hide secrets)."""
-        if isinstance(value, str):
-            return self(value)
-        if isinstance(value, bool) or value is None:
-            return value
-        if isinstance(value, int | float):
-            text = str(value)
-            masked = self(text)
-            return value if masked == text else masked
-        if isinstance(value, dict):
-            return {self(str(k)): self.value(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [self.value(v) for v in value]
-        return self(str(value))
+mask_numbers = mask_phone
+"""``13812345678`` -> ``138****5678`` everywhere in ``text`` (:func:`lookup.privacy.mask_phone`)."""
 
 
 class TextFormatter(logging.Formatter):
     """``time level logger: message`` with numbers masked and secrets redacted."""
 
-    def __init__(self, redact: _Redactor, full_numbers: bool) -> None:
+    def __init__(self, redact: Redactor, full_numbers: bool) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
         self.redact = redact
         self.full_numbers = full_numbers
@@ -79,7 +52,7 @@ class JsonFormatter(logging.Formatter):
         "full_phone",
     }
 
-    def __init__(self, redact: _Redactor, full_numbers: bool) -> None:
+    def __init__(self, redact: Redactor, full_numbers: bool) -> None:
         super().__init__()
         self.redact = redact
         self.full_numbers = full_numbers
@@ -104,36 +77,85 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(clean, ensure_ascii=False)
 
 
+class TextSink(Protocol):
+    """Where log lines go: a text stream, or a terminal that keeps a live line below them."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+def _audit_stream(path: str) -> TextIO:
+    """``path`` opened for appending, created 0600, never through a symlink."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot open the audit file {path}: {exc.strerror or exc} (--audit-file, "
+            "LOOKUP_AUDIT_FILE: a writable regular file, not a symlink)"
+        ) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError(f"the audit file {path} is not a regular file (--audit-file)")
+    return open(fd, "a", encoding="utf-8", buffering=1)
+
+
 def setup_logging(
     level: str | int = "WARNING",
     fmt: str = "text",
     *,
     secrets: Iterable[str] = (),
     audit_full_numbers: bool = False,
-    stream: TextIO | None = None,
+    audit_file: str | None = None,
+    stream: TextSink | None = None,
 ) -> logging.Handler:
     """Send ``lookup`` (and aiohttp) logs to ``stream`` (stderr) as text or JSON lines.
 
     The audit logger always logs at INFO so that each lookup leaves its line, unless the
-    level is above WARNING. Returns the handler (tests remove it again).
+    level is above WARNING; with ``audit_file`` its lines go to that file (appended,
+    created 0600) and not to ``stream``. Returns the handler (tests remove it again).
     """
-    redact = _Redactor(secrets)
+    redact = Redactor(secrets)
     formatter: logging.Formatter = (
         JsonFormatter(redact, audit_full_numbers)
         if fmt == "json"
         else TextFormatter(redact, audit_full_numbers)
     )
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler: logging.StreamHandler[TextSink] = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
+    handler._lookup_handler = True  # type: ignore[attr-defined]
     numeric = logging.getLevelName(level.upper()) if isinstance(level, str) else level
-    for name in ("lookup", "aiohttp"):
+    audit = logging.getLogger("lookup.audit")
+    for name in ("lookup", "aiohttp", "lookup.audit"):
         logger = logging.getLogger(name)
         for old in [h for h in logger.handlers if getattr(h, "_lookup_handler", False)]:
             logger.removeHandler(old)
-        handler._lookup_handler = True  # type: ignore[attr-defined]
+            if isinstance(old, _AuditHandler):
+                old.close()
+    for name in ("lookup", "aiohttp"):
+        logger = logging.getLogger(name)
         logger.addHandler(handler)
         logger.setLevel(numeric)
         logger.propagate = False
-    audit = logging.getLogger("lookup.audit")
-    audit.setLevel(min(numeric, logging.INFO) if numeric <= logging.WARNING else numeric)
+    audit.propagate = True
+    if audit_file:
+        file_handler = _AuditHandler(_audit_stream(audit_file))
+        file_handler.setFormatter(formatter)
+        file_handler._lookup_handler = True  # type: ignore[attr-defined]
+        audit.addHandler(file_handler)
+        audit.propagate = False
+        audit.setLevel(logging.INFO)  # the operator asked for the file: --quiet or not
+    else:
+        audit.setLevel(min(numeric, logging.INFO) if numeric <= logging.WARNING else numeric)
     return handler
+
+
+class _AuditHandler(logging.StreamHandler[TextIO]):
+    """A stream handler that closes its file when replaced."""
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        finally:
+            super().close()

@@ -160,7 +160,7 @@ def parse_mask(text: str | Mask) -> Mask:
     """Parse a masked mobile number into a :class:`Mask`.
 
     Accepted: ``138****1234``, ``138xxxx1234``, ``138XXXX1234``, ``138????1234``, full-width
-    ``＊`` and digits, spaces and dashes (``138 **** 1234``, ``138-****-1234``), a
+    ``＊`` and digits (no other digit forms: ``①``, ``¹``, ``𝟏`` are refused), spaces and dashes (``138 **** 1234``, ``138-****-1234``), a
     ``+86``/``0086``/``86`` prefix, hidden digits anywhere (``1**8***1234``), and full numbers.
 
     Raises :class:`~lookup.errors.InvalidMaskError` with what is wrong, e.g. for a platform
@@ -171,6 +171,13 @@ def parse_mask(text: str | Mask) -> Mask:
     if not isinstance(text, str):
         raise InvalidMaskError(f"a mask is text like '138****1234', got {type(text).__name__}")
     original = text
+    # NFKC would turn ①, ¹ or 𝟏 into 1: only ASCII and full-width digits are digits here.
+    for i, c in enumerate(text):
+        if c.isnumeric() and not ("0" <= c <= "9" or "\uff10" <= c <= "\uff19"):
+            raise InvalidMaskError(
+                f"{original!r} has {c!r} at position {i + 1}: write digits as 0-9 "
+                "(ASCII or full-width ０-９)"
+            )
     norm = unicodedata.normalize("NFKC", text).strip()
     norm = _strip_country_code(norm).strip()
     if _has_extension(norm):

@@ -397,6 +397,7 @@ async def find(
     progress: Progress | None = None,
     deadline: float | None = None,
     group: Hashable = None,
+    include_nonstandard: bool = False,
 ) -> LookupResult:
     """Find the number behind ``mask`` by checking candidates against ``api``, tier by tier.
 
@@ -423,13 +424,19 @@ async def find(
         raise ConfigError(f"mode must be 'first' or 'all', got {mode!r}")
     if deadline is not None and not deadline > 0:
         raise ConfigError(f"deadline must be a positive number of seconds, got {deadline!r}")
-    if isinstance(mask, TierPlan):
-        plan_ = mask
-    else:
-        plan_ = plan(
-            mask, db, city=city, province=province, area_code=area_code, zip=zip,
-            carrier=carrier, max_candidates=max_candidates, seed=seed,
-        )  # fmt: skip
+    # A ready plan (a shell that showed its counts first) skips planning; hints unused.
+    plan_ = mask if isinstance(mask, TierPlan) else plan(
+        mask,
+        db,
+        city=city,
+        province=province,
+        area_code=area_code,
+        zip=zip,
+        carrier=carrier,
+        max_candidates=max_candidates,
+        seed=seed,
+        include_nonstandard=include_nonstandard,
+    )
     if checker is None:
         if api is None:
             raise TypeError("find() needs api= (an OrderApi) or checker=")

@@ -1,19 +1,23 @@
-"""Pydantic models that cross module boundaries: limits, check outcomes, lookup results."""
+"""Pydantic models that cross module boundaries: hints, requests, limits, outcomes, results."""
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lookup.candidates import TierName
 from lookup.segments import SegmentInfo
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "HINT_FIELDS",
     "CheckOutcome",
+    "HintArgs",
+    "Hints",
     "Hit",
     "Limits",
+    "LookupRequest",
     "LookupResult",
     "SegmentInfo",
     "Status",
@@ -22,6 +26,75 @@ __all__ = [
 ]
 
 Status = Literal["matched", "not_found", "inconclusive", "api_error"]
+Mode = Literal["first", "all"]
+
+HINT_FIELDS: Final = ("city", "province", "area_code", "zip", "carrier")
+"""The names of the five hints, in the order the CLI, batch files and the service use."""
+
+
+class HintArgs(TypedDict):
+    """The hints as keyword arguments of :func:`~lookup.candidates.plan` and ``find``."""
+
+    city: str | None
+    province: str | None
+    area_code: str | None
+    zip: str | None
+    carrier: str | None
+
+
+class Hints(BaseModel):
+    """Where the customer is and which carrier they use: all optional, several must agree.
+
+    The one declaration of the five hints (CLI options, batch rows, service requests).
+    Values are stripped, blanks become ``None`` and numbers (``"area_code": 571`` in
+    JSON, a zip read as a number) become text. Whether a hint is known is decided later
+    (:meth:`lookup.segments.SegmentDB.resolve`, :func:`lookup.candidates.plan`).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    city: str | None = Field(None, max_length=64, description="city name: 杭州, 杭州市 ...")
+    province: str | None = Field(None, max_length=64, description="province name: 浙江 ...")
+    area_code: str | None = Field(None, max_length=16, description="area code: 0571")
+    zip: str | None = Field(None, max_length=16, description="zip code: 310000 (6 digits)")
+    carrier: str | None = Field(None, max_length=32, description="移动 / 联通 / 电信 / 广电")
+
+    @field_validator(*HINT_FIELDS, mode="before")
+    @classmethod
+    def _hint_text(cls, value: object) -> object:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # 310000.0 from a spreadsheet is the zip 310000
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = str(value)
+        if isinstance(value, str):
+            value = value.strip()
+            return value or None
+        return value
+
+    def hints(self) -> HintArgs:
+        """The five hints as keyword arguments of :func:`~lookup.candidates.plan`."""
+        return HintArgs(city=self.city, province=self.province, area_code=self.area_code,
+                        zip=self.zip, carrier=self.carrier)  # fmt: skip
+
+    def given(self) -> dict[str, str]:
+        """Only the hints that are set (for messages and reports)."""
+        return {k: v for k, v in self.hints().items() if isinstance(v, str)}
+
+
+class LookupRequest(Hints):
+    """One lookup asked for: a mask, its hints, the mode and an optional candidate cap.
+
+    The body of the service's ``POST /v1/lookups`` (and each item of a batch); the CLI's
+    ``find`` builds one from its options.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    mask: str = Field(min_length=1, max_length=64, description="e.g. 138****1234")
+    mode: Mode = "first"
+    max_candidates: int | None = Field(
+        None, ge=1, description="refuse masks with more candidates (at most the service's cap)"
+    )
 
 
 class CheckOutcome(BaseModel):

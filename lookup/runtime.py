@@ -1,21 +1,27 @@
-"""Opening the order API that settings describe: shared by the CLI, batch runs and the service.
+"""Opening the engine that settings describe: the order API and its checker.
 
+:func:`open_engine` is the one place that wires an :class:`~lookup.orders.base.OrderApi`
+to a :class:`~lookup.checker.Checker`; the CLI, batch runs and the service all use it.
 ``api_url = "demo"`` starts the bundled mock order API on a free loopback port with the
-synthetic demo orders, for as long as the context lasts.
+synthetic demo orders, for as long as the context lasts. A ``postgresql://`` (or
+``postgres://``) URL opens the PostgreSQL order source (the ``[postgres]`` extra).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
+from lookup.checker import Checker
 from lookup.errors import ConfigError
 from lookup.models import Limits
 from lookup.orders.base import OrderApi
+from lookup.orders.postgres import is_postgres_url
+from lookup.privacy import redact_url
 from lookup.settings import Settings
 
-__all__ = ["DEMO", "OpenedApi", "open_api"]
+__all__ = ["DEMO", "Engine", "OpenedApi", "open_api", "open_engine"]
 
 DEMO = "demo"
 # The bundled mock runs on this machine's loopback: no need to be gentle with it.
@@ -46,11 +52,26 @@ async def open_api(settings: Settings) -> AsyncIterator[OpenedApi]:
             api = load_plugin(settings.api_plugin)
             await stack.enter_async_context(api)
             description = f"plug-in {settings.api_plugin}"
+        elif settings.api_url and is_postgres_url(settings.api_url):
+            from lookup.orders.postgres import PostgresOrderApi
+
+            pg = PostgresOrderApi(
+                settings.api_url,
+                sql=settings.sql,
+                table=settings.sql_table,
+                column=settings.sql_column,
+                pool_size=limits.max_in_flight,
+                statement_timeout=settings.read_timeout,
+                connect_timeout=settings.connect_timeout,
+            )
+            api = await stack.enter_async_context(pg)
+            query = "custom SQL" if settings.sql else f"{settings.sql_table}.{settings.sql_column}"
+            description = f"PostgreSQL orders at {pg.url} ({query})"
         elif settings.api_url:
             from lookup.orders.http import HttpOrderApi, Timeouts
 
             url, batch_url = settings.api_url, settings.batch_url
-            description = "order API " + url.split("?")[0]
+            description = "order API " + redact_url(url.split("?")[0])
             if url == DEMO:
                 from lookup.mockapi import MockOrderServer
 
@@ -84,7 +105,44 @@ async def open_api(settings: Settings) -> AsyncIterator[OpenedApi]:
         else:
             raise ConfigError(
                 "no order API configured: pass --api URL (a template with {phone}), "
-                "--api demo (the bundled mock), or --api-plugin package.module:attr; "
+                "--api demo (the bundled mock), --api postgresql://USER@HOST:PORT/DB, or "
+                "--api-plugin package.module:attr; "
                 "or set LOOKUP_API_URL"
             )
         yield OpenedApi(api=api, limits=limits, description=description)
+
+
+@dataclass(frozen=True)
+class Engine:
+    """An open order API, the one checker in front of it, its limits and a description."""
+
+    api: OrderApi
+    checker: Checker
+    limits: Limits
+    description: str
+
+
+@asynccontextmanager
+async def open_engine(
+    settings: Settings,
+    *,
+    api: OrderApi | None = None,
+    on_latency: Callable[[float, str], None] | None = None,
+) -> AsyncIterator[Engine]:
+    """Open the order API of ``settings`` and the :class:`Checker` every lookup shares.
+
+    ``api``: use this adapter instead of the one ``settings`` describe (it is neither
+    entered nor closed here; the settings' limits apply). ``on_latency(seconds, outcome)``
+    is called for every request the checker sends (the service's histogram).
+
+    >>> async with open_engine(settings) as engine:  # doctest: +SKIP
+    ...     result = await find("138****1234", checker=engine.checker)
+    """
+    if api is not None:
+        limits = settings.limits()
+        checker = Checker(api, limits, on_latency=on_latency)
+        yield Engine(api, checker, limits, f"injected {type(api).__name__}")
+        return
+    async with open_api(settings) as opened:
+        checker = Checker(opened.api, opened.limits, on_latency=on_latency)
+        yield Engine(opened.api, checker, opened.limits, opened.description)

@@ -3,9 +3,11 @@
 The compiled file ``data/segments.bin`` holds two dense arrays indexed by
 ``segment - 1300000``: a region code (``0`` no such segment, ``1..R`` a located
 region, ``0xFFFF`` allowed by the numbering plan but region unknown) and a
-carrier code. Loading is two ``frombytes`` copies, no parsing; ``regions.json``
-names the regions and carries the alias tables. ``scripts/build_segments.py``
-builds both from the upstream sources.
+carrier byte (bits 0-6 the carrier code; bit 7 set: a located segment the numbering
+plan rejects, "nonstandard", e.g. data-only/IoT ranges). Loading is two ``frombytes``
+copies and two ``translate`` passes, no parsing; ``regions.json`` names the regions and
+carries the alias tables. ``scripts/build_segments.py`` builds both from the upstream
+sources.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ LAST_SEGMENT = 1_999_999
 UNLOCATED = 0xFFFF
 _MAGIC = b"LKSG"
 _HEADER = struct.Struct("<4sIII")
+_FORMATS = (1, 2)  # 2: bit 7 of the carrier byte marks nonstandard segments
+_NONSTANDARD = 0x80
+_CARRIER_BITS = bytes(b & 0x7F for b in range(256))
+_NONSTANDARD_BIT = bytes(1 if b & _NONSTANDARD else 0 for b in range(256))
 
 # Suffixes that name the kind of unit, longest first. A bare 州 is never stripped
 # (杭州, 广州): only 自治州 is.
@@ -48,7 +54,7 @@ _ETHNIC = (
     "撒拉族", "怒族", "独龙族", "普米族", "仫佬族", "毛南族", "仡佬族", "水族", "满族",
 )  # fmt: skip
 _AREA_CODE = re.compile(r"^0?(\d{2,3})$")
-_ZIP = re.compile(r"^\d{5,6}$")
+_ZIP = re.compile(r"^[0-9]{6}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +62,9 @@ class SegmentInfo:
     """What the database knows about one 7-digit segment (号段).
 
     ``located`` is false for a segment the numbering plan allows but whose region the
-    sources do not know; its region fields are then ``None``.
+    sources do not know; its region fields are then ``None``. ``standard`` is false for a
+    located segment the numbering plan rejects (data-only/IoT ranges, stray rows in
+    unassigned ranges): not a candidate unless asked for (``include_nonstandard``).
     """
 
     segment: str
@@ -66,6 +74,7 @@ class SegmentInfo:
     area_code: str | None = None
     zip: str | None = None
     located: bool = True
+    standard: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -142,6 +151,7 @@ class SegmentDB:
         "_carrier_names",
         "_children",
         "_codes",
+        "_nonstandard",
         "_province_alias",
         "_provinces",
         "_regions",
@@ -153,10 +163,16 @@ class SegmentDB:
     )
 
     def __init__(
-        self, codes: array[int], carriers: array[int], meta: Mapping[str, Any], path: Path
+        self,
+        codes: array[int],
+        carriers: array[int],
+        meta: Mapping[str, Any],
+        path: Path,
+        nonstandard: bytes | None = None,
     ):
         self._codes = codes
         self._carrier = carriers
+        self._nonstandard = nonstandard if nonstandard is not None else bytes(len(codes))
         self.path = path
         self.version: str = str(meta["version"])
         self.sources: list[dict[str, Any]] = list(meta["sources"])
@@ -203,18 +219,20 @@ class SegmentDB:
         except (OSError, ValueError) as exc:
             raise DataError(f"cannot read the segment database at {bin_path}: {exc}") from exc
         magic, fmt, first, size = _HEADER.unpack_from(raw, 0)
-        if magic != _MAGIC or fmt != 1 or first != FIRST_SEGMENT:
+        if magic != _MAGIC or fmt not in _FORMATS or first != FIRST_SEGMENT:
             raise DataError(f"{bin_path} is not a lookup segment database (format {fmt})")
         start = _HEADER.size
         if len(raw) != start + 3 * size:
             raise DataError(f"{bin_path} is truncated: rebuild it with scripts/build_segments.py")
         codes = array("H")
         codes.frombytes(memoryview(raw)[start : start + 2 * size])
+        carrier_bytes = raw[start + 2 * size :]
         carriers = array("B")
-        carriers.frombytes(memoryview(raw)[start + 2 * size :])
+        carriers.frombytes(carrier_bytes.translate(_CARRIER_BITS))
+        nonstandard = carrier_bytes.translate(_NONSTANDARD_BIT) if fmt >= 2 else None
         if sys.byteorder != "little":  # pragma: no cover - the file is little-endian
             codes.byteswap()
-        return cls(codes, carriers, meta, bin_path)
+        return cls(codes, carriers, meta, bin_path, nonstandard)
 
     @staticmethod
     @functools.cache
@@ -233,6 +251,11 @@ class SegmentDB:
     def carrier_codes(self) -> array[int]:
         """Carrier code (1-8, 0 unknown) per segment offset."""
         return self._carrier
+
+    @property
+    def nonstandard_flags(self) -> bytes:
+        """Per segment offset: 1 when the numbering plan rejects the segment, else 0."""
+        return self._nonstandard
 
     def region_codes(self, cities: Iterable[str]) -> set[int]:
         """Region codes (1..R) of database city labels."""
@@ -279,6 +302,7 @@ class SegmentDB:
             carrier=carrier,
             area_code=area_code,
             zip=zip_code,
+            standard=not self._nonstandard[seg - FIRST_SEGMENT],
         )
 
     @property
@@ -358,9 +382,8 @@ class SegmentDB:
         text = _normalise(zip_code)
         if not _ZIP.match(text):
             raise UnknownRegionError(
-                f"a zip is 6 digits (leading zeros may be dropped), got {zip_code!r}"
+                f"a zip code is 6 digits (310000, 071000), got {zip_code!r}"
             )
-        text = text.zfill(6)
         # The database keeps one zip per city (310000 杭州). A district zip (311200 萧山)
         # belongs to the city whose zip stem (trailing zeros dropped, at least 2 digits) is
         # its longest prefix: 313100 is 湖州 (313000), not 杭州 (310000).

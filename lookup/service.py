@@ -1,83 +1,98 @@
 """The HTTP service: ``lookup serve [--host 127.0.0.1] [--port 8000] --api ...``.
 
-Routes (JSON in and out, UTF-8):
+Routes (JSON in and out, UTF-8; the full reference is ``/docs``, or ``/openapi.json``):
 
 * ``POST /v1/lookups``: body :class:`LookupRequest`; answer :class:`~lookup.models.LookupResult`.
-* ``POST /v1/lookups/batch``: ``{"lookups": [LookupRequest, ...]}`` (at most
-  ``service_max_batch``); answer ``{"results": [...]}`` in request order, each a result or
-  ``{"status": "invalid", "error": ..., "kind": ...}``. At most
-  :data:`BATCH_LOOKUPS_IN_FLIGHT` lookups of a batch run at once.
-* ``GET /v1/segments/{seven}``: what the segment database knows of a 7-digit segment, or 404.
-* ``GET /healthz``: ``{"status": "ok", "data_version", "breaker"}``; never needs a token.
-* ``GET /metrics``: Prometheus text format.
+* ``POST /v1/lookups/batch``: :class:`BatchRequest`; answer :class:`BatchResponse`, the
+  results in request order (through :func:`lookup.batch.run_batch`).
+* ``GET /v1/segments/{seven}``: what the segment database knows of a 7-digit segment.
+* ``GET /healthz``, ``GET /openapi.json``, ``GET /docs``: open (no token).
+* ``GET /metrics``: Prometheus text format (needs a token: it tells traffic volumes).
 
 Decisions:
 
 * Every lookup *outcome* is ``200``: ``matched``, ``not_found``, ``inconclusive`` and
-  ``api_error`` are answers about the number, not failures of this request; the ``status``
-  field says which (an ``api_error`` is not a bug of this service and must not trip
-  proxies' 5xx alarms or retries).
-* Input errors (bad mask, unknown region, more candidates than the cap, a ``max_candidates``
-  above the service's cap) are ``422 {"error", "kind"}``, ``kind`` being the exception class.
-  A body that is not valid JSON or breaks the schema is ``422 {"error", "kind":
-  "ValidationError", "details": <pydantic errors()>}``. A body over ``service_max_body``
-  bytes, or a batch of more than ``service_max_batch`` lookups, is ``413``. Other errors
-  (404, 405) have a JSON ``{"error"}`` body too.
-* Authentication: ``Authorization: Bearer <token>`` with one of ``service_tokens``; 401
-  (with ``WWW-Authenticate: Bearer``) without one, 403 with a wrong one. ``/metrics``
-  needs a token like the API (it tells traffic volumes and error rates; Prometheus sends
-  ``authorization: {credentials: ...}``); only ``/healthz`` is open. Without tokens the
-  service runs unauthenticated on a loopback host only (with a warning) and refuses any
-  other host.
-* The audit line of a lookup names the caller ``token#N`` (the N-th configured token,
-  from 1), or the peer address when authentication is off; never the token.
-* The access log (logger ``aiohttp.access``, INFO) has the peer, method, path with any
-  11-digit run masked, status, size and time: no query string, headers or body.
-* One checker and one order-API session serve every request (limits, cache and breaker
-  hold across requests). On shutdown in-flight requests get :data:`SHUTDOWN_GRACE` seconds
-  to finish, then are cancelled; then the session closes. A client that disconnects
-  cancels its lookup.
+  ``api_error`` are answers about the number; the ``status`` field says which.
+* Every error is ``application/problem+json`` (:mod:`lookup.problems`), with the request
+  id as ``instance``; a 422 names the offending fields and never echoes the body.
+* Fairness: each caller (``token#N``, or the peer without tokens) is its own fair-share
+  group of the checker, and may have at most ``service_max_queued`` lookups running or
+  queued (a batch counts as the lookups it runs at once); beyond that, 429 with
+  ``Retry-After``.
+* The audit line of a lookup names the caller and the request id, never the token.
+* One checker and one order-API session serve every request. On shutdown in-flight
+  requests get :data:`SHUTDOWN_GRACE` seconds, requests that still arrive get 503; a
+  client that disconnects cancels its lookup.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
-import hmac
-import ipaddress
+import inspect
 import json
 import logging
+import math
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
-from aiohttp.typedefs import Handler, Middleware
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import generate_latest
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from aiohttp.typedefs import Middleware
+from pydantic import ValidationError
 
+from lookup import __version__
+from lookup.batch import BatchRow, BatchSummary, RowResult, run_batch
 from lookup.checker import Checker
-from lookup.errors import ConfigError, InputError, UnknownRegionError
+from lookup.errors import ConfigError, InputError, InvalidMaskError, UnknownRegionError
+from lookup.httpd import (
+    MIN_TOKEN_LENGTH,
+    ProblemError,
+    auth_middleware,
+    caller_var,
+    check_exposure,
+    is_loopback,
+    json_body,
+    listen,
+    problems_middleware,
+    request_id_middleware,
+    request_id_var,
+)
 from lookup.matcher import find
+from lookup.metrics import ServiceMetrics
 from lookup.models import LookupResult
-from lookup.orders.base import OrderApi, mask_phone
-from lookup.runtime import open_api
+from lookup.openapi import DOCS_CSP, docs_page, openapi_document
+from lookup.orders.base import OrderApi
+from lookup.problems import FieldProblem, field_problems
+from lookup.runtime import open_engine
 from lookup.segments import SegmentDB
+from lookup.service_api import (
+    OPERATIONS,
+    BatchItem,
+    BatchRequest,
+    BatchResponse,
+    BatchResult,
+    Health,
+    LookupRequest,
+)
 from lookup.settings import Settings
+from lookup.webui import is_open_path, setup_web
 
 if TYPE_CHECKING:
     import argparse
 
 __all__ = [
     "BATCH_LOOKUPS_IN_FLIGHT",
+    "MIN_TOKEN_LENGTH",
     "SHUTDOWN_GRACE",
+    "BatchItem",
     "BatchRequest",
+    "BatchResponse",
+    "BatchResult",
+    "Health",
     "LookupRequest",
     "check_exposure",
     "cmd_serve",
@@ -90,382 +105,268 @@ BATCH_LOOKUPS_IN_FLIGHT: Final = 8
 """Lookups of one batch request at once (their checks share the service's checker)."""
 SHUTDOWN_GRACE: Final = 10.0
 """Seconds in-flight requests get to finish on shutdown before they are cancelled."""
-
-_LOOKUP_STATUSES: Final = ("matched", "not_found", "inconclusive", "api_error", "invalid")
-_BREAKER_VALUES: Final = {"closed": 0, "half_open": 1, "open": 2}
-_CHECK_BUCKETS: Final = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0,
-)  # fmt: skip
-_LOOKUP_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
-_OPEN_PATHS: Final = frozenset({"/healthz"})
-_LOCAL_NAMES: Final = frozenset({"localhost", "localhost.localdomain"})
+OPEN_PATHS: Final = frozenset({"/healthz", "/openapi.json", "/docs"})
+_HINTS: Final = ("city", "province", "area_code", "zip", "carrier")
 
 log = logging.getLogger("lookup.service")
 
 
-# -- request models --------------------------------------------------------------------------
-
-
-class LookupRequest(BaseModel):
-    """The body of ``POST /v1/lookups`` (and each item of a batch)."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    mask: str = Field(min_length=1, max_length=64, description="e.g. 138****1234")
-    city: str | None = Field(None, max_length=64)
-    province: str | None = Field(None, max_length=64)
-    area_code: str | None = Field(None, max_length=16)
-    zip: str | None = Field(None, max_length=16)
-    carrier: str | None = Field(None, max_length=32)
-    mode: Literal["first", "all"] = "first"
-    max_candidates: int | None = Field(
-        None, ge=1, description="refuse masks with more candidates (at most the service's cap)"
-    )
-
-
-class BatchRequest(BaseModel):
-    """The body of ``POST /v1/lookups/batch``; each item is validated on its own."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    lookups: list[Any]
-
-
-# -- state and metrics -----------------------------------------------------------------------
-
-
-class _Metrics:
-    """The service's own metrics and the checker's counters, in a per-app registry."""
-
-    def __init__(self, checker: Callable[[], Checker | None]) -> None:
-        self.registry = CollectorRegistry()
-        self._checker = checker
-        r = self.registry
-        self.lookups = Counter(
-            "lookup_lookups", "Lookups answered, by status ('invalid': input errors)",
-            ["status"], registry=r,
-        )  # fmt: skip
-        for status in _LOOKUP_STATUSES:
-            self.lookups.labels(status)
-        self.lookup_seconds = Histogram(
-            "lookup_lookup_duration_seconds", "Wall time of a lookup", registry=r,
-            buckets=_LOOKUP_BUCKETS,
-        )  # fmt: skip
-        self.in_progress = Gauge("lookup_lookups_in_progress", "Lookups running", registry=r)
-        self.check_seconds = Histogram(
-            "lookup_check_duration_seconds", "Latency of one order-API request (any outcome)",
-            registry=r, buckets=_CHECK_BUCKETS,
-        )  # fmt: skip
-        r.register(self)  # collect() below: the checker's counters, read at scrape time
-
-    def on_latency(self, seconds: float, outcome: str) -> None:
-        del outcome  # counted by the checker itself; see collect()
-        self.check_seconds.observe(seconds)
-
-    def collect(self) -> Iterable[Metric]:
-        checker = self._checker()
-        if checker is None:
-            return
-        c = checker.counters
-        checks = CounterMetricFamily(
-            "lookup_checks", "Order-API requests by outcome", labels=["outcome"]
-        )
-        for outcome, value in (
-            ("hit", c.hits), ("miss", c.misses),
-            ("transient", c.transient_errors), ("fatal", c.fatal_errors),
-        ):  # fmt: skip
-            checks.add_metric([outcome], value)
-        yield checks
-        simple: tuple[tuple[str, str, int], ...] = (
-            ("lookup_check_retries", "Retries of transient errors", c.retries),
-            ("lookup_check_retries_denied", "Retries refused by the retry budget",
-             c.retries_denied),
-            ("lookup_rate_limited", "429 answers received from the order API", c.rate_limited),
-            ("lookup_check_cache_hits", "Checks answered from the cache", c.cache_hits),
-            ("lookup_checks_deduped", "Checks that joined an identical check in flight",
-             c.deduped),
-            ("lookup_breaker_opens", "Times the circuit breaker opened", c.breaker_opens),
-            ("lookup_checks_short_circuited", "Checks refused by the open breaker",
-             c.short_circuited),
-        )  # fmt: skip
-        for name, doc, value in simple:
-            yield CounterMetricFamily(name, doc, value=value)
-        yield GaugeMetricFamily(
-            "lookup_checks_in_flight", "Order-API requests in flight (slots held)",
-            value=c.in_flight,
-        )  # fmt: skip
-        yield GaugeMetricFamily(
-            "lookup_breaker_state", "Circuit breaker: 0 closed, 1 half_open, 2 open",
-            value=_BREAKER_VALUES[checker.breaker_state],
-        )  # fmt: skip
+# -- state -----------------------------------------------------------------------------------
 
 
 @dataclass
 class _State:
     settings: Settings
     db: SegmentDB
-    metrics: _Metrics = field(init=False)
+    metrics: ServiceMetrics = field(init=False)
     checker: Checker | None = None
     description: str = ""
+    queued: Counter[str] = field(default_factory=Counter)
+    stopping: bool = False
+    lookup_seconds: float = 1.0  # a moving average, for Retry-After
 
     def __post_init__(self) -> None:
-        self.metrics = _Metrics(lambda: self.checker)
+        self.metrics = ServiceMetrics(lambda: self.checker)
 
     def ready_checker(self) -> Checker:
         if self.checker is None:  # pragma: no cover - routes run only after startup
-            raise web.HTTPServiceUnavailable(text="the service is starting")
+            raise ProblemError(
+                "unavailable", "the service is starting", headers={"Retry-After": "1"}
+            )
         return self.checker
+
+    def observe(self, seconds: float) -> None:
+        self.metrics.lookup_seconds.observe(seconds)
+        self.lookup_seconds = 0.9 * self.lookup_seconds + 0.1 * seconds
+
+    @contextlib.contextmanager
+    def admit(self, caller: str, lookups: int) -> Iterator[None]:
+        """Hold ``lookups`` places of ``caller``'s queue, or raise a 429 problem."""
+        cap = self.settings.service_max_queued
+        held = self.queued[caller]
+        if held + lookups > cap:
+            self.metrics.refused.inc()
+            retry = min(max(math.ceil(self.lookup_seconds), 1), 60)
+            raise ProblemError(
+                "too-many-queued",
+                f"{caller} has {held} lookups running or queued and may have {cap} "
+                f"(LOOKUP_SERVICE_MAX_QUEUED): retry in {retry} s, or wait for an answer",
+                headers={"Retry-After": str(retry)},
+            )
+        self.queued[caller] += lookups
+        try:
+            yield
+        finally:
+            self.queued[caller] -= lookups
+            if self.queued[caller] <= 0:
+                del self.queued[caller]
 
 
 _STATE: Final = web.AppKey("lookup_service_state", _State)
-# Who is asking, set by the auth middleware for the handler it calls (a context variable,
-# not request storage: aiohttp's typed RequestKey is only in recent versions).
-_caller_var: Final[contextvars.ContextVar[str | None]] = contextvars.ContextVar(
-    "lookup_service_caller", default=None
-)
+
+
+# -- the engine, in one place ----------------------------------------------------------------
+# The v2 engine takes group= (the fair-share group) in find and run_batch; until it lands,
+# these adapters call without it (the checker's FIFO then shares between callers).
+
+_FIND_GROUP: Final = "group" in inspect.signature(find).parameters
+_BATCH_GROUP: Final = "group" in inspect.signature(run_batch).parameters
+
+
+async def _find(group: str, **kw: Any) -> LookupResult:
+    if _FIND_GROUP:
+        kw["group"] = group
+    return await find(**kw)
+
+
+async def _run_batch(group: str, rows: list[BatchRow], **kw: Any) -> BatchSummary:
+    if _BATCH_GROUP:
+        kw["group"] = group
+    return await run_batch(rows, **kw)
 
 
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _json(
-    payload: object, status: int = 200, headers: dict[str, str] | None = None
-) -> web.Response:
-    return web.Response(
-        status=status,
-        text=json.dumps(payload, ensure_ascii=False),
-        content_type="application/json",
-        headers=headers,
-    )
+def _caller(request: web.Request) -> str:
+    return caller_var.get() or request.remote or "-"
 
 
-def _input_error(exc: InputError) -> dict[str, Any]:
-    return {"error": str(exc), "kind": type(exc).__name__}
+def _audit_caller(caller: str) -> str:
+    # lookup.matcher.audit takes a caller string only: the request id rides along in it.
+    return f"{caller} request_id={request_id_var.get()}"
 
 
-def _validation_error(exc: ValidationError) -> dict[str, Any]:
-    details: list[dict[str, Any]] = json.loads(exc.json(include_url=False))
-    summary = "; ".join(
-        f"{'.'.join(str(p) for p in d['loc']) or 'body'}: {d['msg']}" for d in details
-    )
-    return {"error": summary, "kind": "ValidationError", "details": details}
+def _offending_field(exc: InputError, given: dict[str, str | None]) -> str:
+    if isinstance(exc, InvalidMaskError):
+        return "mask"
+    if isinstance(exc, UnknownRegionError):
+        hints = [h for h in _HINTS if given.get(h)]
+        named = [h for h in hints if h.replace("_", " ") in str(exc)]
+        return (named or hints or ["hints"])[0]
+    return "body"
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (an address or ``localhost``) only reaches this machine."""
-    if host.lower() in _LOCAL_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-class _AccessLogger(AbstractAccessLogger):
-    """Peer, method, path (11-digit runs masked), status, size, time: never a body or query."""
-
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info(
-            '%s "%s %s" %d %d %.3fs',
-            request.remote or "-",
-            request.method,
-            mask_phone(request.path),
-            response.status,
-            response.body_length,
-            time,
+def _cap(state: _State, asked: int | None) -> int:
+    cap = state.settings.max_candidates
+    if asked is not None and asked > cap:
+        state.metrics.lookups.labels("invalid").inc()
+        raise ProblemError(
+            "invalid-input",
+            f"max_candidates {asked:,} is above this service's cap of {cap:,}; "
+            "omit it or ask for less",
+            errors=[FieldProblem(field="max_candidates", message=f"at most {cap}")],
+            kind="ConfigError",
         )
-
-    @property
-    def enabled(self) -> bool:
-        return self.logger.isEnabledFor(logging.INFO)
-
-
-# -- middlewares -----------------------------------------------------------------------------
-
-
-@web.middleware
-async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error as JSON: aiohttp's HTTP errors (404, 405, 413) and unexpected ones (500)."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        default = f"{exc.status}: {exc.reason}"
-        message = exc.text if exc.text and exc.text != default else exc.reason
-        keep = {k: v for k, v in exc.headers.items() if k in ("Allow", "WWW-Authenticate")}
-        return _json({"error": message}, exc.status, keep)
-    except Exception:
-        log.exception("unexpected error in %s %s", request.method, mask_phone(request.path))
-        return _json({"error": "internal error (see the service log)"}, 500)
-
-
-def _auth_middleware(tokens: Sequence[bytes]) -> Middleware:
-    @web.middleware
-    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in _OPEN_PATHS:
-            return await handler(request)
-        scheme, _, credentials = (request.headers.get("Authorization") or "").partition(" ")
-        given = credentials.strip().encode("utf-8", "backslashreplace")
-        if scheme.lower() != "bearer" or not given:
-            return _json(
-                {"error": "authentication required: send 'Authorization: Bearer <token>'"},
-                401,
-                {"WWW-Authenticate": 'Bearer realm="lookup"'},
-            )
-        match = 0
-        for i, token in enumerate(tokens, 1):  # no early exit: same time for every token
-            if hmac.compare_digest(given, token):
-                match = match or i
-        if not match:
-            return _json({"error": "invalid token"}, 403)
-        reset = _caller_var.set(f"token#{match}")
-        try:
-            return await handler(request)
-        finally:
-            _caller_var.reset(reset)
-
-    return auth
+    return asked or cap
 
 
 # -- handlers --------------------------------------------------------------------------------
 
 
-async def _run_lookup(state: _State, req: LookupRequest, caller: str) -> LookupResult:
-    cap = state.settings.max_candidates
-    metrics = state.metrics
-    if req.max_candidates is not None and req.max_candidates > cap:
-        metrics.lookups.labels("invalid").inc()
-        raise ConfigError(
-            f"max_candidates {req.max_candidates:,} is above this service's cap of {cap:,}; "
-            "omit it or ask for less"
-        )
-    checker = state.ready_checker()
-    started = time.perf_counter()
-    metrics.in_progress.inc()
-    try:
-        result = await find(
-            req.mask,
-            checker=checker,
-            db=state.db,
-            city=req.city,
-            province=req.province,
-            area_code=req.area_code,
-            zip=req.zip,
-            carrier=req.carrier,
-            mode=req.mode,
-            max_candidates=req.max_candidates or cap,
-            caller=caller,
-        )
-    except InputError:
-        metrics.lookups.labels("invalid").inc()
-        raise
-    finally:
-        metrics.in_progress.dec()
-    metrics.lookups.labels(result.status).inc()
-    metrics.lookup_seconds.observe(time.perf_counter() - started)
-    return result
-
-
-def _caller(request: web.Request) -> str:
-    return _caller_var.get() or request.remote or "-"
-
-
 async def _post_lookup(request: web.Request) -> web.Response:
     state = request.app[_STATE]
     try:
-        req = LookupRequest.model_validate_json(await request.read())
-    except ValidationError as exc:
-        state.metrics.lookups.labels("invalid").inc()
-        return _json(_validation_error(exc), 422)
-    try:
-        result = await _run_lookup(state, req, _caller(request))
-    except InputError as exc:
-        return _json(_input_error(exc), 422)
+        req: LookupRequest = await json_body(
+            request, LookupRequest, state.settings.service_read_timeout
+        )
+    except ProblemError as exc:
+        if exc.slug == "invalid-body":
+            state.metrics.lookups.labels("invalid").inc()
+        raise
+    cap = _cap(state, req.max_candidates)
+    caller = _caller(request)
+    checker = state.ready_checker()
+    hints = {h: getattr(req, h) for h in _HINTS}
+    with state.admit(caller, 1):
+        started = time.perf_counter()
+        state.metrics.in_progress.inc()
+        try:
+            result = await _find(
+                caller, mask=req.mask, checker=checker, db=state.db, mode=req.mode,
+                max_candidates=cap, caller=_audit_caller(caller), **hints,
+            )  # fmt: skip
+        except InputError as exc:
+            state.metrics.lookups.labels("invalid").inc()
+            raise ProblemError(
+                "invalid-input",
+                str(exc),
+                kind=type(exc).__name__,
+                errors=[FieldProblem(field=_offending_field(exc, hints), message=str(exc))],
+            ) from None
+        finally:
+            state.metrics.in_progress.dec()
+    state.metrics.lookups.labels(result.status).inc()
+    state.observe(time.perf_counter() - started)
     return web.Response(text=result.model_dump_json(), content_type="application/json")
 
 
 async def _post_batch(request: web.Request) -> web.Response:
     state = request.app[_STATE]
-    try:
-        batch = BatchRequest.model_validate_json(await request.read())
-    except ValidationError as exc:
-        return _json(_validation_error(exc), 422)
-    cap = state.settings.service_max_batch
-    if len(batch.lookups) > cap:
-        return _json(
-            {"error": f"{len(batch.lookups):,} lookups in one batch; at most {cap:,}: split it",
-             "kind": "BatchTooLarge"},
-            413,
-        )  # fmt: skip
-    caller = _caller(request)
-    results: list[dict[str, Any]] = [{} for _ in batch.lookups]
-    todo: list[tuple[int, LookupRequest]] = []
-    for i, item in enumerate(batch.lookups):
+    batch: BatchRequest = await json_body(
+        request, BatchRequest, state.settings.service_read_timeout
+    )
+    limit = state.settings.service_max_batch
+    if len(batch.lookups) > limit:
+        raise ProblemError(
+            "too-large",
+            f"{len(batch.lookups):,} lookups in one batch; at most {limit:,}: split it",
+        )
+    cap = _cap(state, batch.max_candidates)
+    rows: list[BatchRow] = []
+    problems: dict[int, list[FieldProblem]] = {}
+    for n, data in enumerate(batch.lookups, 1):
         try:
-            todo.append((i, LookupRequest.model_validate(item)))
+            item = BatchItem.model_validate(data)
         except ValidationError as exc:
-            state.metrics.lookups.labels("invalid").inc()
-            results[i] = {"status": "invalid", **_validation_error(exc)}
+            errors = problems[n] = field_problems(exc, prefix=f"lookups.{n - 1}")
+            reason = "; ".join(f"{e.field}: {e.message}" for e in errors)
+            rows.append(BatchRow(row=n, problem=reason))
+        else:
+            rows.append(BatchRow(row=n, **item.model_dump()))
+    results: list[BatchResult | None] = [None] * len(rows)
 
-    pending = iter(todo)
+    def on_result(result: RowResult) -> None:
+        results[result.row - 1] = BatchResult(
+            **result.model_dump(), errors=problems.get(result.row)
+        )
+        state.metrics.lookups.labels(result.status).inc()
+        if result.status != "invalid":
+            state.observe(result.elapsed_ms / 1000)
 
-    async def worker() -> None:
-        for i, req in pending:
-            try:
-                result = await _run_lookup(state, req, caller)
-            except InputError as exc:
-                results[i] = {"status": "invalid", **_input_error(exc)}
-            else:
-                results[i] = result.model_dump(mode="json")
-
-    async with asyncio.TaskGroup() as tg:
-        for _ in range(min(BATCH_LOOKUPS_IN_FLIGHT, len(todo))):
-            tg.create_task(worker())
-    return _json({"results": results})
+    caller = _caller(request)
+    runnable = len(rows) - len(problems)
+    at_once = min(BATCH_LOOKUPS_IN_FLIGHT, state.settings.service_max_queued, runnable)
+    with state.admit(caller, at_once):
+        summary = await _run_batch(
+            caller, rows, checker=state.ready_checker(), lookups_in_flight=max(at_once, 1),
+            mode=batch.mode, max_candidates=cap, on_result=on_result,
+            caller=_audit_caller(caller), db=state.db,
+        )  # fmt: skip
+    done = [r for r in results if r is not None]
+    answer = BatchResponse(results=done, summary=summary)
+    return web.Response(
+        text=answer.model_dump_json(exclude_none=True), content_type="application/json"
+    )
 
 
 async def _get_segment(request: web.Request) -> web.Response:
     seven = request.match_info["seven"]
     if not (len(seven) == 7 and seven.isascii() and seven.isdigit()):
-        exc = UnknownRegionError(
-            "a segment is the first 7 digits of a mobile number, e.g. /v1/segments/1380571"
+        raise ProblemError(
+            "invalid-input",
+            "a segment is the first 7 digits of a mobile number, e.g. /v1/segments/1380571",
+            errors=[FieldProblem(field="seven", message="7 ASCII digits")],
+            kind="UnknownRegionError",
         )
-        return _json(_input_error(exc), 422)
     info = request.app[_STATE].db.segment(seven)
     if info is None:
-        return _json({"error": f"no segment {seven} in the numbering plan"}, 404)
+        raise ProblemError("not-found", f"no segment {seven} in the numbering plan")
     return _json(info.as_dict())
 
 
 async def _get_health(request: web.Request) -> web.Response:
     state = request.app[_STATE]
-    breaker = state.checker.breaker_state if state.checker is not None else "closed"
-    return _json({"status": "ok", "data_version": state.db.version, "breaker": breaker})
+    checker = state.checker
+    status_of = getattr(checker, "status", None)
+    health = Health(
+        status="stopping" if state.stopping else "ok",
+        data_version=state.db.version,
+        breaker=checker.breaker_state if checker is not None else "closed",
+        checker=getattr(status_of(), "text", None) if callable(status_of) else None,
+    )
+    return _json(health.model_dump(exclude_none=True))
 
 
 async def _get_metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[_STATE].metrics.registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    body = request.app[_STATE].metrics.exposition()
+    return web.Response(
+        body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+    )
+
+
+_OPENAPI: Final = web.AppKey("lookup_openapi", dict)
+
+
+async def _get_openapi(request: web.Request) -> web.Response:
+    return _json(request.app[_OPENAPI])
+
+
+async def _get_docs(request: web.Request) -> web.Response:
+    return web.Response(
+        text=docs_page(request.app[_OPENAPI]),
+        content_type="text/html",
+        headers={"Content-Security-Policy": DOCS_CSP, "X-Content-Type-Options": "nosniff"},
+    )
+
+
+def _json(payload: object) -> web.Response:
+    return web.Response(
+        text=json.dumps(payload, ensure_ascii=False), content_type="application/json"
+    )
 
 
 # -- the app ---------------------------------------------------------------------------------
-
-
-def check_exposure(settings: Settings) -> None:
-    """Refuse to serve without authentication anywhere but on a loopback host.
-
-    :raises ConfigError: no ``service_tokens`` and ``service_host`` is not loopback, or an
-        empty token.
-    """
-    if any(not t.get_secret_value().strip() for t in settings.service_tokens):
-        raise ConfigError("service_tokens: a token is empty; remove it or give it a value")
-    if not settings.service_tokens and not is_loopback(settings.service_host):
-        raise ConfigError(
-            f"refusing to serve on {settings.service_host} without authentication: set "
-            "LOOKUP_SERVICE_TOKENS='[\"<token>\", ...]' (or service_tokens in --config), "
-            "or bind a loopback host such as 127.0.0.1"
-        )
 
 
 def create_app(
@@ -474,11 +375,11 @@ def create_app(
     """The service as an aiohttp application.
 
     Without ``api`` or ``checker`` the order API of ``settings`` is opened when the app
-    starts (``open_api``) and closed when it stops. An injected ``api`` (tests: a
+    starts (``open_engine``) and closed when it stops. An injected ``api`` (tests: a
     ``FakeOrderApi``) gets a checker with the settings' limits and is not closed; an
     injected ``checker`` is used as is (its latencies then miss the histogram).
 
-    :raises ConfigError: no ``service_tokens`` and a ``service_host`` that is not loopback.
+    :raises ConfigError: see :func:`check_exposure`.
     """
     check_exposure(settings)
     tokens = tuple(t.get_secret_value().encode() for t in settings.service_tokens)
@@ -487,36 +388,52 @@ def create_app(
             "no service tokens configured: authentication is OFF (allowed on loopback only)"
         )
     state = _State(settings=settings, db=SegmentDB.default())
-    middlewares: list[Middleware] = [_errors]
+    middlewares: list[Middleware] = [request_id_middleware(state.metrics), problems_middleware]
     if tokens:
-        middlewares.append(_auth_middleware(tokens))
+        middlewares.append(auth_middleware(tokens, OPEN_PATHS, is_open_path))
+    middlewares.append(_refuse_when_stopping)
     app = web.Application(client_max_size=settings.service_max_body, middlewares=middlewares)
     app[_STATE] = state
+    app[_OPENAPI] = openapi_document(
+        OPERATIONS, title="lookup service", version=__version__,
+        description="Finds the order behind a masked Chinese mobile number, tier by tier.",
+    )  # fmt: skip
 
     async def order_api(app: web.Application) -> AsyncIterator[None]:
         if checker is not None:
             state.checker, state.description = checker, "injected checker"
             yield
-        elif api is not None:
-            state.checker = Checker(api, settings.limits(), on_latency=state.metrics.on_latency)
-            state.description = f"injected {type(api).__name__}"
-            yield
         else:
-            async with open_api(settings) as opened:
-                state.checker = Checker(
-                    opened.api, opened.limits, on_latency=state.metrics.on_latency
-                )
-                state.description = opened.description
+            async with open_engine(settings, api=api, on_latency=state.metrics.on_latency) as e:
+                state.checker, state.description = e.checker, e.description
                 yield
         state.checker = None
 
+    async def stopping(app: web.Application) -> None:
+        state.stopping = True
+
     app.cleanup_ctx.append(order_api)
+    app.on_shutdown.append(stopping)
     app.router.add_post("/v1/lookups", _post_lookup)
     app.router.add_post("/v1/lookups/batch", _post_batch)
     app.router.add_get("/v1/segments/{seven}", _get_segment)
     app.router.add_get("/healthz", _get_health)
     app.router.add_get("/metrics", _get_metrics)
+    app.router.add_get("/openapi.json", _get_openapi)
+    app.router.add_get("/docs", _get_docs)
+    setup_web(app, settings, checker=lambda: state.checker, caller=_caller, db=state.db)
     return app
+
+
+@web.middleware
+async def _refuse_when_stopping(request: web.Request, handler: Any) -> web.StreamResponse:
+    if request.app[_STATE].stopping and request.path not in OPEN_PATHS:
+        raise ProblemError(
+            "unavailable", "the service is stopping: retry on another instance or shortly",
+            headers={"Retry-After": "5"}, close=True,
+        )  # fmt: skip
+    response: web.StreamResponse = await handler(request)
+    return response
 
 
 def _description(app: web.Application) -> str:
@@ -532,25 +449,19 @@ async def serving(
     *,
     shutdown_timeout: float = SHUTDOWN_GRACE,
 ) -> AsyncIterator[str]:
-    """Serve ``app`` on ``host:port`` (0: a free port) and yield its URL; stop on exit.
+    """Serve ``app`` on ``host:port`` (0: a free port; ``[::1]`` is fine) and yield its URL.
 
     Stopping closes the listening socket, gives in-flight requests ``shutdown_timeout``
     seconds, cancels what is left, then runs the app's cleanup (the order-API session).
+    Headers and bodies must arrive within the settings' ``service_read_timeout``.
+
+    :raises OSError: the address cannot be bound.
     """
-    runner = web.AppRunner(
-        app,
-        access_log_class=_AccessLogger,
-        handler_cancellation=True,  # a client that goes away cancels its lookup
-        shutdown_timeout=shutdown_timeout,
-    )
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port).start()
-        bound = runner.addresses[0][1]
-        shown = f"[{host}]" if ":" in host else host
-        yield f"http://{shown}:{bound}"
-    finally:
-        await runner.cleanup()
+    timeout = app[_STATE].settings.service_read_timeout
+    async with listen(
+        app, host, port, shutdown_timeout=shutdown_timeout, read_timeout=timeout
+    ) as url:
+        yield url
 
 
 # -- the command -----------------------------------------------------------------------------
@@ -563,12 +474,23 @@ async def _serve(settings: Settings, out: TextIO) -> None:
     signals = (signal.SIGINT, signal.SIGTERM)
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
+    host, port = settings.service_host, settings.service_port
+    listening = False
     try:
-        async with serving(app, settings.service_host, settings.service_port) as url:
+        async with serving(app, host, port) as url:
+            listening = True
             out.write(f"lookup service listening on {url} (order API: {_description(app)})\n")
             out.flush()
             await stop.wait()
             log.info("stopping: in-flight requests get %.0f s to finish", SHUTDOWN_GRACE)
+    except OSError as exc:
+        if listening:
+            raise
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise ConfigError(
+            f"cannot listen on {host} port {port}: {reason}; pick a free --port, or a "
+            "--host address of this machine (e.g. 127.0.0.1, ::1, 0.0.0.0)"
+        ) from None
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
@@ -576,7 +498,7 @@ async def _serve(settings: Settings, out: TextIO) -> None:
 
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     """``lookup serve``: run the service until SIGINT or SIGTERM; exit 0 after a clean stop."""
-    from lookup.cli import ExitStatus, configure_logging, settings_from_args
+    from lookup.shell import ExitStatus, configure_logging, settings_from_args
 
     more = {
         name: value
@@ -586,5 +508,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     settings = settings_from_args(args, **more)
     check_exposure(settings)  # before anything starts: exit 2 with the message
     configure_logging(settings)
-    asyncio.run(_serve(settings, out))
+    from lookup._loop import run as run_loop
+
+    run_loop(_serve(settings, out))
     return ExitStatus.OK

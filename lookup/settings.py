@@ -7,12 +7,14 @@ Secrets (the API token, header values, service tokens) are ``SecretStr``: they p
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -20,8 +22,86 @@ from pydantic_settings import (
 
 from lookup.errors import ConfigError
 from lookup.models import DEFAULT_LIMITS, Limits
+from lookup.privacy import redact_url, url_secrets
 
 __all__ = ["Settings", "load_settings"]
+
+SECRET_FIELDS: Final = frozenset({"api_token", "api_headers", "service_tokens"})
+"""Settings whose values are never shown (``lookup config`` prints them as comments)."""
+_OPTIONAL_TEXT: Final = (
+    "api_url", "api_plugin", "api_token", "batch_url", "sql", "audit_file", "service_jobs_dir",
+)
+_NO_CEILING: Final = frozenset({"", "none", "auto", "off", "unlimited"})
+# What each setting expects, for error messages (the rest: pydantic's own words suffice).
+_EXPECTED: Final[dict[str, str]] = {
+    "rate": "checks per second, a number > 0, or 'none' / 'auto' for no ceiling",
+    "api_headers": "'Name: value', a comma-separated list of 'Name: value' pairs, or a JSON "
+    'object {"Name": "value"}',
+    "service_tokens": 'a token, a comma-separated list of tokens, or a JSON list ["t1", "t2"]',
+    "max_in_flight": "a whole number from 1 to 10000",
+    "max_attempts": "a whole number from 1 to 20",
+    "max_candidates": "a whole number >= 1",
+    "max_connections": "a whole number >= 1",
+    "service_port": "a port number from 0 to 65535",
+    "service_max_batch": "a whole number >= 1",
+    "service_max_body": "a number of bytes >= 1000",
+    "connect_timeout": "seconds, a number > 0",
+    "read_timeout": "seconds, a number > 0",
+    "total_timeout": "seconds, a number > 0",
+    "cache_ttl": "seconds, a number >= 0",
+    "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "log_format": "text or json",
+    "api_method": "GET or POST",
+    "adaptive": "true or false",
+    "audit_full_numbers": "true or false",
+}
+_OPTIONS: Final[dict[str, str]] = {
+    "api_url": "--api", "api_plugin": "--api-plugin", "api_headers": "--header",
+    "hit_field": "--hit-field", "api_method": "--method", "batch_url": "--batch-url",
+    "sql": "--sql", "sql_table": "--sql-table", "sql_column": "--sql-column",
+    "max_in_flight": "--max-in-flight", "rate": "--rate", "total_timeout": "--timeout",
+    "max_candidates": "--max-candidates", "audit_full_numbers": "--audit-full-numbers",
+    "audit_file": "--audit-file", "log_level": "--log-level", "log_format": "--log-format",
+    "service_host": "--host", "service_port": "--port",
+}  # fmt: skip
+
+
+def _split_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _parse_tokens(value: object) -> object:
+    """``LOOKUP_SERVICE_TOKENS``: a token, ``t1,t2``, or a JSON list."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith(("[", "{", '"')):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            raise ValueError(f"starts with {text[0]!r} but is not valid JSON") from None
+        return [parsed] if isinstance(parsed, str) else parsed
+    return _split_list(text)
+
+
+def _parse_headers(value: object) -> object:
+    """``LOOKUP_API_HEADERS``: ``Name: value``, ``A: 1, B: 2``, or a JSON object."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("{"):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            raise ValueError("starts with '{' but is not a JSON object") from None
+        return parsed
+    headers: dict[str, str] = {}
+    for i, item in enumerate(_split_list(text), 1):
+        name, sep, header_value = item.partition(":")
+        if not sep or not name.strip():  # not echoed: it may be the secret itself
+            raise ValueError(f"item {i} is not a 'Name: value' pair")
+        headers[name.strip()] = header_value.strip()
+    return headers
 
 
 class Settings(BaseSettings):
@@ -38,9 +118,16 @@ class Settings(BaseSettings):
     api_method: Literal["GET", "POST"] = "GET"
     api_plugin: str | None = Field(None, description="an OrderApi plug-in as package.module:attr")
     api_token: SecretStr | None = Field(None, description="sent as Authorization: Bearer <token>")
-    api_headers: dict[str, SecretStr] = Field(default_factory=dict, description="extra headers")
+    api_headers: Annotated[dict[str, SecretStr], NoDecode] = Field(
+        default_factory=dict, description="extra headers"
+    )
     hit_field: str = Field("total", description="dotted path to a count (> 0 = orders) or a bool")
     batch_url: str | None = None
+    sql: str | None = Field(
+        None, description="PostgreSQL: a query taking $1 (text[]) that returns (phone[, count])"
+    )
+    sql_table: str = Field("orders", description="PostgreSQL: the orders table (default query)")
+    sql_column: str = Field("phone", description="PostgreSQL: its phone column (default query)")
     connect_timeout: float = Field(5.0, gt=0)
     read_timeout: float = Field(10.0, gt=0)
     total_timeout: float = Field(20.0, gt=0)
@@ -58,13 +145,26 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     log_format: Literal["text", "json"] = "text"
     audit_full_numbers: bool = Field(False, description="put the full matched number in audit")
+    audit_file: str | None = Field(None, description="append audit lines here (0600), not stderr")
 
     # the service
     service_host: str = "127.0.0.1"
     service_port: int = Field(8000, ge=0, le=65535)
-    service_tokens: list[SecretStr] = Field(default_factory=list)
+    service_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     service_max_batch: int = Field(100, ge=1)
     service_max_body: int = Field(1_000_000, ge=1_000)
+    service_max_queued: int = Field(
+        32, ge=1, description="lookups one caller may have running or queued (else 429)"
+    )
+    service_read_timeout: float = Field(
+        15.0, gt=0, le=30, description="seconds to receive a request's headers, and its body"
+    )
+    service_jobs_dir: Path | None = Field(
+        None, description="batch jobs of the desk page (default: $XDG_STATE_HOME/lookup/jobs)"
+    )
+    service_job_retention: float = Field(
+        86_400.0, gt=0, description="seconds a finished job's files are kept"
+    )
 
     @field_validator("api_method", mode="before")
     @classmethod
@@ -79,9 +179,27 @@ class Settings(BaseSettings):
     @field_validator("rate", mode="before")
     @classmethod
     def _no_rate(cls, value: object) -> object:
-        if isinstance(value, str) and value.strip().lower() in ("", "none", "0", "off"):
+        # "0" is not "no limit": it fails the > 0 check like any other bad rate.
+        if isinstance(value, str) and value.strip().lower() in _NO_CEILING:
             return None
         return value
+
+    @field_validator(*_OPTIONAL_TEXT, mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("service_tokens", mode="before")
+    @classmethod
+    def _tokens(cls, value: object) -> object:
+        return _parse_tokens(value)
+
+    @field_validator("api_headers", mode="before")
+    @classmethod
+    def _headers(cls, value: object) -> object:
+        return _parse_headers(value)
 
     @classmethod
     def settings_customise_sources(
@@ -115,12 +233,56 @@ class Settings(BaseSettings):
         return out
 
     def redacted(self) -> dict[str, Any]:
-        """The effective settings with every secret replaced by ``'***'``."""
+        """The effective settings with every secret (and URL credential) replaced by ``'***'``."""
         data = self.model_dump(mode="json")
         data["api_token"] = "***" if self.api_token is not None else None
         data["api_headers"] = dict.fromkeys(self.api_headers, "***")
         data["service_tokens"] = ["***" for _ in self.service_tokens]
+        for name in ("api_url", "batch_url"):  # postgresql://user:PASSWORD@host/db too
+            if data[name]:
+                data[name] = redact_url(data[name])
         return data
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret, for the redactor of logs and messages."""
+        found = [v.get_secret_value() for v in self.api_headers.values()]
+        found += [t.get_secret_value() for t in self.service_tokens]
+        if self.api_token is not None:
+            found.append(self.api_token.get_secret_value())
+        for url in (self.api_url, self.batch_url):
+            found += url_secrets(url or "")
+        return [s for s in found if s]
+
+    def as_env(self) -> str:
+        """The settings as ``LOOKUP_*=value`` lines a POSIX shell can source back.
+
+        Secrets are not printed: each set one is a comment saying so. ``None`` is an empty
+        value (read back as unset), except ``rate``, whose ``None`` is ``none``.
+        """
+        import shlex
+
+        lines = []
+        for name, value in self.redacted().items():
+            key = f"LOOKUP_{name.upper()}"
+            if name in ("api_url", "batch_url") and value != getattr(self, name):
+                # credentials in the URL: shown redacted, as a comment (not sourced as is)
+                lines.append(f"# {key}={shlex.quote(value)}  (holds credentials: set it yourself)\n")
+                continue
+            if name in SECRET_FIELDS:
+                if value:
+                    shown = value if isinstance(value, str) else json.dumps(value)
+                    lines.append(f"# {key}={shlex.quote(shown)}  (a secret: set it yourself)\n")
+                continue
+            if value is None:
+                text = "none" if name == "rate" else ""
+            elif isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, int | float | str):
+                text = str(value)
+            else:
+                text = json.dumps(value, ensure_ascii=False)
+            lines.append(f"{key}={shlex.quote(text) if text else ''}\n")
+        return "".join(lines)
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
@@ -145,12 +307,21 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     try:
         return cls(**given)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigError(
-            f"invalid settings: {problems} (env LOOKUP_<NAME>, --config file or options)"
-        ) from None
-    except ValueError as exc:  # a TOML syntax error, an env value that is not JSON
+        raise ConfigError(f"invalid settings: {_problems(exc)}") from None
+    except ValueError as exc:  # a TOML syntax error
         raise ConfigError(f"invalid settings: {exc}") from None
+
+
+def _problems(exc: ValidationError) -> str:
+    """Each error as ``LOOKUP_NAME (--option): what is wrong; expected ...``."""
+    parts = []
+    for err in exc.errors():
+        name = str(err["loc"][0]) if err["loc"] else ""
+        if not name:
+            parts.append(err["msg"])
+            continue
+        option = f" / {_OPTIONS[name]}" if name in _OPTIONS else ""
+        msg = err["msg"].removeprefix("Value error, ")
+        expected = f"; expected {_EXPECTED[name]}" if name in _EXPECTED else ""
+        parts.append(f"LOOKUP_{name.upper()} ({name}{option}): {msg}{expected}")
+    return "; ".join(parts)

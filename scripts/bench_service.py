@@ -2,7 +2,7 @@
 
 Three processes: the mock order API (``python -m lookup.mockapi --port 0``), the service
 (``python -m lookup serve --api <mock> --port 0 --rate none --max-in-flight 100``, with a
-bearer token) and this one, whose 50 client tasks each POST ``/v1/lookups`` one after the
+bearer token and a per-caller queue cap of 50) and this one, whose 50 client tasks each POST ``/v1/lookups`` one after the
 other with the cheap demo masks (city hit: 102 candidates; area-code city hit: 22), for
 N lookups or a time cap (after one warm-up lookup per client). Two service variants: the
 default result cache (steady state: repeated masks are answered from the cache, so this is
@@ -62,6 +62,9 @@ class ServiceProcess:
             **os.environ,
             "PYTHONPATH": str(ROOT),
             "LOOKUP_SERVICE_TOKENS": json.dumps([TOKEN]),
+            # one token for all clients: let each of them have a lookup queued (the
+            # default per-caller cap, 32, would answer the rest 429)
+            "LOOKUP_SERVICE_MAX_QUEUED": str(CLIENTS),
             **(env or {}),
         }
         self.command = shown_command(self.argv)

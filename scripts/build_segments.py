@@ -13,7 +13,15 @@ Known defects of phone.dat fixed here:
 * zips stored as integers lose their leading 0 (保定 ``71000`` is ``071000``);
 * 锡林郭勒's area code is stored as ``00479`` (it is ``0479``);
 * one stray segment is labelled ``锡林郭勒盟`` instead of ``锡林郭勒``; the other 493 say
-  zip ``152500`` (a 黑龙江 zip): 锡林郭勒 is ``026000``.
+  zip ``152500`` (a 黑龙江 zip): 锡林郭勒 is ``026000``;
+* 439 segments are typed 移动虚拟运营商 (6) though they are 联通's or 电信's resellers'
+  (1704, 1707-1709, parts of 171, 167, 155: phonenumbers' carrier data names 中国联通;
+  162, which phonenumbers leaves unnamed, is 电信's virtual-operator block).
+
+Every located segment is also marked standard or not: ``is_valid_number`` on
+``+86 SEGMENT 0000`` (the same test that admits unlocated segments). The 22,452 it rejects
+(data-only/IoT ranges 141, 146, 148, 149, 174, stray rows in unassigned ranges) stay in the
+database but are not candidates by default. The mark is bit 7 of the carrier byte (format 2).
 
 Run: ``python scripts/build_segments.py`` (writes into ``data/``).
 """
@@ -34,8 +42,9 @@ FIRST = 1_300_000
 LAST = 1_999_999
 SIZE = LAST - FIRST + 1
 MAGIC = b"LKSG"
-FORMAT = 1
+FORMAT = 2
 UNLOCATED = 0xFFFF
+NONSTANDARD = 0x80  # bit 7 of the carrier byte: outside the numbering plan
 
 CARRIERS = {
     1: "移动",
@@ -48,6 +57,11 @@ CARRIERS = {
     8: "广电虚拟运营商",
 }
 PHONENUMBERS_CARRIERS = {"中国移动": 1, "中国联通": 2, "中国电信": 3, "中国广电": 7}
+# A reseller (virtual operator) segment belongs to the network phonenumbers names for it.
+VIRTUAL_OF_NETWORK = {1: 6, 2: 5, 3: 4, 7: 8}
+# Blocks that phonenumbers' carrier data leaves unnamed but that are one network's
+# virtual-operator block (MIIT allocation): 162 is 电信's.
+VIRTUAL_BLOCKS = {"162": 4}
 
 # phone.dat labels some segments with a county-level seat or an older unit that belongs to a
 # prefecture; a hint naming the prefecture covers them too. (child label -> parent label)
@@ -198,6 +212,20 @@ def build(out: Path) -> dict[str, object]:
         region_of[seg - FIRST] = index[key] + 1
         carrier_of[seg - FIRST] = kind
 
+    # Located segments: outside the numbering plan? a reseller typed with the wrong network?
+    nonstandard = reseller_fixes = 0
+    for seg, _, kind in records:
+        number = phonenumbers.parse(f"+86{seg}0000")
+        if kind == 6:  # 移动虚拟运营商
+            network = PHONENUMBERS_CARRIERS.get(pn_carrier.name_for_number(number, "zh"))
+            fixed_kind = VIRTUAL_OF_NETWORK.get(network or 0) or VIRTUAL_BLOCKS.get(str(seg)[:3])
+            if fixed_kind is not None and fixed_kind != kind:
+                carrier_of[seg - FIRST] = fixed_kind
+                reseller_fixes += 1
+        if not phonenumbers.is_valid_number(number):
+            carrier_of[seg - FIRST] |= NONSTANDARD
+            nonstandard += 1
+
     unlocated = 0
     for seg in range(FIRST, LAST + 1):
         if region_of[seg - FIRST]:
@@ -245,7 +273,13 @@ def build(out: Path) -> dict[str, object]:
                 "records": unlocated,
             },
         ],
-        "counts": {"located": len(records), "unlocated": unlocated, "regions": len(regions)},
+        "counts": {
+            "located": len(records),
+            "unlocated": unlocated,
+            "regions": len(regions),
+            "nonstandard": nonstandard,
+            "reseller_fixes": reseller_fixes,
+        },
         "carriers": {str(k): v for k, v in CARRIERS.items()},
         "regions": [list(r) for r in regions],
         "children": CHILDREN,

@@ -104,3 +104,12 @@ def returns_nothing_useful() -> int:
 
 
 NOT_AN_API = 42
+
+
+class LeakyApi:
+    """Fails with a message holding the full candidate number and a key (issue 9)."""
+
+    def check(self, phone: str) -> bool:
+        from lookup.errors import FatalApiError
+
+        raise FatalApiError(f"denied for {phone}: bad credentials api_key=sk-live-123456")

@@ -1,4 +1,4 @@
-"""lookup.candidates: tier plans (city / province / national / unlocated)."""
+"""lookup.candidates: tier plans (city / province / national / unlocated, nonstandard opt-in)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lookup.candidates import DEFAULT_MAX_CANDIDATES, TIER_NAMES, Tier, TierPlan, plan
+from lookup.candidates import (
+    DEFAULT_MAX_CANDIDATES,
+    NONSTANDARD,
+    TIER_NAMES,
+    Tier,
+    TierPlan,
+    plan,
+)
 from lookup.errors import InvalidMaskError, TooManyCandidatesError, UnknownRegionError
 from lookup.masks import HIDDEN, parse_mask
 from lookup.segments import FIRST_SEGMENT, UNLOCATED, SegmentDB
@@ -16,6 +23,8 @@ from lookup.segments import FIRST_SEGMENT, UNLOCATED, SegmentDB
 DB = SegmentDB.default()
 # Built once per module: every located and every unlocated segment, in order.
 LOCATED = [i + FIRST_SEGMENT for i, c in enumerate(DB.codes) if 0 < c < UNLOCATED]
+NONSTANDARD_SEGMENTS = [s for s in LOCATED if DB.nonstandard_flags[s - FIRST_SEGMENT]]
+STANDARD = [s for s in LOCATED if not DB.nonstandard_flags[s - FIRST_SEGMENT]]
 UNLOCATED_SEGMENTS = [i + FIRST_SEGMENT for i, c in enumerate(DB.codes) if c == UNLOCATED]
 
 PROPS = settings(max_examples=200, deadline=None, derandomize=True)
@@ -33,9 +42,12 @@ def _check_tier_membership(p: TierPlan) -> None:
             info = DB.segment(str(seg))
             assert info is not None
             if t.name == "unlocated":
-                assert not info.located
+                assert not info.located and info.standard
                 continue
             assert info.located
+            assert info.standard == (t.name != NONSTANDARD)
+            if t.name == NONSTANDARD:
+                continue
             if t.name == "city":
                 assert region is not None and info.city in region.cities
             elif t.name == "province":
@@ -50,7 +62,7 @@ def _check_tier_membership(p: TierPlan) -> None:
 
 @pytest.mark.parametrize(
     "hints",
-    [{}, {"city": "杭州"}, {"province": "浙江"}, {"area_code": "0728"}, {"zip": "71000"}],
+    [{}, {"city": "杭州"}, {"province": "浙江"}, {"area_code": "0728"}, {"zip": "071000"}],
 )
 @pytest.mark.parametrize("mask", ["138****1234", "170****1234", "199****1234", "13805710***"])
 def test_four_tiers_always_in_order(mask: str, hints: dict[str, str]) -> None:
@@ -135,10 +147,76 @@ def test_plan_accepts_a_mask_object_and_default_db() -> None:
     assert p.total == 10_000
 
 
-def test_unknown_segments_give_an_empty_plan() -> None:
-    p = plan("14000**1234", DB)  # 14000xx: no such segments
-    assert p.total == 0
-    assert all(t.count == 0 for t in p.tiers)
+def test_unknown_segments_are_bad_input_not_an_empty_plan() -> None:
+    # issue 9: a mask (or hint) that leaves no candidate is bad input, never not_found
+    with pytest.raises(InvalidMaskError, match=r"no number fits 14000\*\*1234"):
+        plan("14000**1234", DB)  # 14000xx: no such segments
+
+
+def test_a_carrier_that_leaves_no_candidate_is_bad_input() -> None:
+    with pytest.raises(InvalidMaskError, match="no number fits 138\\*\\*\\*\\*2046 with carrier"):
+        plan("138****2046", DB, carrier="电信")  # 138 is 移动's
+    assert plan("138****2046", DB, carrier="移动").total > 0
+
+
+# -- segments outside the numbering plan ------------------------------------------------------------
+
+
+def test_data_only_block_is_excluded_with_a_reason() -> None:
+    p = plan("1*6****1234", DB, max_candidates=10**5)  # 106 ... 196: 146 is data-only
+    assert p.total == 60_000 and p.tier("national").count > 0
+    assert p.excluded == 9_371
+    assert p.excluded_reason == (
+        "9,371 segments outside the numbering plan (data-only/IoT 146), 9,371 numbers: "
+        "not checked unless include_nonstandard (--include-nonstandard)"
+    )
+
+
+def test_a_mask_of_only_nonstandard_segments_is_bad_input() -> None:
+    # shells' rule (issue 9: no candidate = bad input) meets pg's exclusions: say what was
+    # left out and how to put it back, never an empty plan that ends as not_found
+    with pytest.raises(InvalidMaskError) as caught:
+        plan("146****1234", DB)
+    assert str(caught.value) == (
+        "no number fits 146****1234: all 9,371 numbers it allows were left out as outside "
+        "the numbering plan (data-only/IoT 146); --include-nonstandard "
+        "(include_nonstandard=True) puts them back"
+    )
+
+
+def test_include_nonstandard_adds_a_last_tier() -> None:
+    p = plan("146****1234", DB, include_nonstandard=True)
+    assert _names(p) == [*TIER_NAMES, NONSTANDARD]
+    assert p.tier(NONSTANDARD).count == p.total == 9_371 and p.excluded == 0
+    assert p.excluded_reason is None
+    _check_tier_membership(p)
+
+
+def test_stray_rows_in_unassigned_blocks_are_excluded() -> None:
+    # 1541183: a stray 电信 西安 row
+    with pytest.raises(InvalidMaskError, match=r"all 10,000 numbers .* \(unassigned 154\)"):
+        plan("1541183****", DB, city="西安")
+    both = plan("1541183****", DB, city="西安", include_nonstandard=True)
+    assert both.tier(NONSTANDARD).count == 10_000 and both.tier("city").count == 0
+
+
+def test_a_mixed_mask_keeps_standard_segments_in_their_tiers() -> None:
+    p = plan("14*****1234", DB, max_candidates=10**6)
+    both = plan("14*****1234", DB, max_candidates=10**6, include_nonstandard=True)
+    assert p.excluded == 18 + 204 + 30 + 26 + 19 + 9_371 + 8_380 + 3_729  # 140-149
+    assert [t.count for t in both.tiers[:4]] == [t.count for t in p.tiers]
+    assert both.tier(NONSTANDARD).count == p.excluded
+    reason = p.excluded_reason or ""
+    assert "data-only/IoT 141, 146, 148, 149" in reason and "unassigned 140, 142, 143, 144" in reason
+
+
+def test_the_cap_counts_only_what_is_checked() -> None:
+    p = plan("14*****1234", DB, max_candidates=20_000)
+    assert p.total == 20_000 and p.excluded == 21_777
+    with pytest.raises(TooManyCandidatesError, match="nonstandard 21,777"):
+        plan("14*****1234", DB, max_candidates=20_000, include_nonstandard=True)
+    with pytest.raises(TooManyCandidatesError, match="outside the numbering plan left out"):
+        plan("14*****1234", DB)
 
 
 # -- the cap -------------------------------------------------------------------------------------
@@ -275,7 +353,7 @@ def _tiers_holding(p: TierPlan, number: str) -> list[str]:
 
 
 @PROPS
-@given(_real_case(LOCATED))
+@given(_real_case(STANDARD))
 def test_property_true_number_lands_in_the_right_tier(case: tuple[str, str]) -> None:
     number, mask = case
     info = DB.segment(number)
@@ -295,6 +373,31 @@ def test_property_true_number_lands_in_the_right_tier(case: tuple[str, str]) -> 
     assert no_hint.tier_of(number) == "national"
 
     assert by_city.total == by_province.total == no_hint.total
+    assert by_city.excluded == by_province.excluded == no_hint.excluded
+
+
+@PROPS
+@given(_real_case(NONSTANDARD_SEGMENTS), st.sampled_from([None, "city", "province"]))
+def test_property_nonstandard_number_is_excluded_or_last(
+    case: tuple[str, str], hint: str | None
+) -> None:
+    number, mask = case
+    info = DB.segment(number)
+    assert info is not None and info.located and not info.standard
+    hints = {hint: getattr(info, hint)} if hint else {}
+    both = plan(mask, DB, max_candidates=10**6, include_nonstandard=True, **hints)
+    assert _tiers_holding(both, number) == [NONSTANDARD] and both.excluded == 0
+    left_out = both.tier(NONSTANDARD).count
+    if both.total == left_out:  # only nonstandard numbers fit: bad input that says why
+        with pytest.raises(InvalidMaskError, match=rf"all {left_out:,} numbers it allows were "
+                           rf"left out .*{number[:3]}.*--include-nonstandard"):  # fmt: skip
+            plan(mask, DB, max_candidates=10**6, **hints)
+        return
+    p = plan(mask, DB, max_candidates=10**6, **hints)
+    assert p.tier_of(number) is None and _tiers_holding(p, number) == []
+    assert p.excluded > 0 and p.excluded_reason is not None
+    assert str(number)[:3] in p.excluded_reason
+    assert both.total == p.total + p.excluded
 
 
 @PROPS
@@ -312,8 +415,9 @@ def test_property_unlocated_number_lands_in_unlocated(
 
 @st.composite
 def _small_case(draw: st.DrawFn) -> tuple[str, str]:
-    """A real number with 2-3 hidden digits anywhere after the first."""
-    seg = LOCATED[draw(st.integers(0, len(LOCATED) - 1))]
+    """A real number with 2-3 hidden digits anywhere after the first (1 in 3 nonstandard)."""
+    pool = NONSTANDARD_SEGMENTS if draw(st.integers(0, 2)) == 0 else LOCATED
+    seg = pool[draw(st.integers(0, len(pool) - 1))]
     suffix = draw(st.integers(0, 9999))
     hidden = draw(st.sets(st.integers(1, 10), min_size=2, max_size=3))
     number = f"{seg}{suffix:04d}"
@@ -327,7 +431,6 @@ def test_property_union_of_tiers_is_brute_force(case: tuple[str, str], hint: str
     info = DB.segment(number)
     assert info is not None
     hints = {hint: getattr(info, hint)} if hint else {}
-    p = plan(mask, DB, **hints)
 
     positions = [i for i, c in enumerate(mask) if c == HIDDEN]
     brute = set()
@@ -336,8 +439,19 @@ def test_property_union_of_tiers_is_brute_force(case: tuple[str, str], hint: str
         for pos, d in zip(positions, digits, strict=True):
             chars[pos] = d
         n = "".join(chars)
-        if DB.segment(n[:7]) is not None:
+        info_n = DB.segment(n[:7])
+        if info_n is not None and info_n.standard:
             brute.add(n)
+    everything = plan(mask, DB, include_nonstandard=True, max_candidates=10**6, **hints)
+    assert number in {n for t in everything.tiers for n in t}
+    if not brute:  # nothing to check: bad input (issue 9), saying what was left out if any
+        left_out = everything.tier(NONSTANDARD).count
+        assert left_out == everything.total
+        why = rf"all {left_out:,} numbers it allows were left out" if left_out else "no number"
+        with pytest.raises(InvalidMaskError, match=why):
+            plan(mask, DB, **hints)
+        return
+    p = plan(mask, DB, **hints)
 
     union: set[str] = set()
     for t in p.tiers:
@@ -347,4 +461,26 @@ def test_property_union_of_tiers_is_brute_force(case: tuple[str, str], hint: str
         union.update(numbers)
     assert union == brute
     assert p.total == len(brute)
-    assert number in union
+    assert (number in union) == info.standard
+    assert everything.total == p.total + p.excluded
+
+
+# -- through find ----------------------------------------------------------------------------------
+
+
+async def test_find_skips_excluded_numbers_unless_asked() -> None:
+    from lookup.matcher import find
+    from lookup.models import Limits
+    from lookup.orders import FakeOrderApi
+
+    planted = "14857152046"  # 1485715: a data-only block, outside the numbering plan
+    limits = Limits(max_per_second=None)
+    api = FakeOrderApi.from_orders({planted: 1})
+    result = await find("1**5715204*", api=api, city="杭州", limits=limits)
+    assert result.status == "not_found" and planted not in api.calls
+    assert len(api.calls) == 520
+    api = FakeOrderApi.from_orders({planted: 1})
+    result = await find("1**5715204*", api=api, city="杭州", limits=limits,
+                        include_nonstandard=True)  # fmt: skip
+    assert (result.status, result.phone, result.tier) == ("matched", planted, "nonstandard")
+    assert [t.name for t in result.tiers][-1] == "nonstandard"

@@ -60,6 +60,7 @@ def test_segment_json() -> None:
         "area_code": "0571",
         "zip": "310000",
         "located": True,
+        "standard": True,
     }
 
 
@@ -209,3 +210,35 @@ def test_in_process_contradicting_hints() -> None:
     assert code == 2
     assert out == ""
     assert "disagree" in err
+
+
+def test_plan_shows_what_it_leaves_out_and_why() -> None:
+    out = io.StringIO()
+    assert main(["plan", "1**5715204*", "--city", "杭州"], stdout=out) == 0
+    text = out.getvalue()
+    assert "  national       140\n" in text
+    assert "  excluded        20  2 segments outside the numbering plan (data-only/IoT 146, 148)" in (
+        text
+    )
+    out = io.StringIO()
+    assert main(["plan", "1**5715204*", "--city", "杭州", "--json"], stdout=out) == 0
+    data = json.loads(out.getvalue())
+    assert data["excluded"] == 20 and "146, 148" in data["excluded_reason"]
+    assert [t["name"] for t in data["tiers"]] == ["city", "province", "national", "unlocated"]
+
+
+def test_plan_include_nonstandard_lists_the_last_tier() -> None:
+    out = io.StringIO()
+    argv = ["plan", "1**5715204*", "--city", "杭州", "--include-nonstandard"]
+    assert main([*argv, "--list", "nonstandard"], stdout=out) == 0
+    assert out.getvalue().split() == [f"14{d}5715204{t}" for d in "68" for t in "0123456789"]
+    err = io.StringIO()
+    assert main(["plan", "1**5715204*", "--list", "nonstandard"], stdout=out, stderr=err) == 2
+    assert "--list nonstandard needs --include-nonstandard" in err.getvalue()
+
+
+def test_segment_outside_the_numbering_plan_says_so() -> None:
+    out = io.StringIO()
+    assert main(["segment", "1541183"], stdout=out) == 0
+    assert "1541183  陕西 西安  carrier 电信" in out.getvalue()
+    assert "outside the numbering plan" in out.getvalue()

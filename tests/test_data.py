@@ -17,6 +17,7 @@ import phone
 import phonenumbers
 import pytest
 from phone import Phone
+from phonenumbers import carrier as pn_carrier
 
 from lookup.segments import FIRST_SEGMENT, LAST_SEGMENT, UNLOCATED, SegmentDB
 
@@ -59,6 +60,18 @@ def _expected(text: str) -> tuple[str, str, str, str]:
     return province, city, zip_code.zfill(6), area_code
 
 
+def _expected_kind(seg: int, kind: int) -> int:
+    """phone.dat's carrier type after the reseller fix data/README.md documents."""
+    if kind != 6:  # only 移动虚拟运营商 rows are re-typed
+        return kind
+    network = pn_carrier.name_for_number(phonenumbers.parse(f"+86{seg}0000"), "zh")
+    if network == "中国联通":
+        return 5  # 联通虚拟运营商
+    if str(seg).startswith("162"):
+        return 4  # 电信虚拟运营商: 162 is 电信's virtual-operator block
+    return kind
+
+
 def test_every_phone_dat_segment_agrees(
     db: SegmentDB, phone_dat: tuple[str, list[tuple[int, str, int]]]
 ) -> None:
@@ -69,6 +82,7 @@ def test_every_phone_dat_segment_agrees(
     mismatches = []
     for seg, text, kind in records:
         info = db.segment(str(seg))
+        kind = _expected_kind(seg, kind)
         province, city, zip_code, area_code = _expected(text)
         if (
             info is None
@@ -92,6 +106,52 @@ def test_the_fixes_are_real(phone_dat: tuple[str, list[tuple[int, str, int]]]) -
     assert any(t.startswith("河北|保定|71000|") for t in texts)
     assert "内蒙古|锡林郭勒|152500|00479" in texts
     assert "内蒙古|锡林郭勒盟|26000|0479" in texts
+
+
+def test_the_reseller_fixes(
+    db: SegmentDB, phone_dat: tuple[str, list[tuple[int, str, int]]]
+) -> None:
+    _, records = phone_dat
+    fixed = {seg: _expected_kind(seg, kind) for seg, _, kind in records if kind == 6}
+    fixed = {seg: kind for seg, kind in fixed.items() if kind != 6}
+    assert len(fixed) == 439 == db.counts["reseller_fixes"]
+    blocks = {str(seg)[:4] for seg in fixed}
+    assert {"1704", "1707", "1708", "1709"} <= blocks
+    assert {str(s)[:3] for s in fixed} == {"155", "162", "167", "170", "171"}
+    for seg, kind in fixed.items():
+        info = db.segment(str(seg))
+        assert info is not None
+        assert info.carrier == ("联通虚拟运营商" if kind == 5 else "电信虚拟运营商"), seg
+    # 移动's own resellers (1703, 1705, 1706, 165 ...) keep their type
+    kept = [seg for seg, _, kind in records if kind == 6 and seg not in fixed]
+    assert {"1703", "1705", "1706", "1650"} <= {str(seg)[:4] for seg in kept}
+    assert {db.segment(str(seg)).carrier for seg in kept} == {"移动虚拟运营商"}  # type: ignore[union-attr]
+
+
+def test_nonstandard_marks_are_the_numbering_plan(db: SegmentDB) -> None:
+    flagged = [i + FIRST_SEGMENT for i, f in enumerate(db.nonstandard_flags) if f]
+    assert len(flagged) == 22_452 == db.counts["nonstandard"]
+    assert all(0 < db.codes[s - FIRST_SEGMENT] < UNLOCATED for s in flagged)  # located only
+    assert [s for s in flagged if _is_valid(s)] == []
+    located = [i + FIRST_SEGMENT for i, c in enumerate(db.codes) if 0 < c < UNLOCATED]
+    standard = [s for s in located if not db.nonstandard_flags[s - FIRST_SEGMENT]]
+    sample = random.Random(20261202).sample(standard, 20_000)
+    assert [s for s in sample if not _is_valid(s)] == []
+    blocks = {str(s)[:3] for s in flagged}
+    assert {"141", "146", "148", "149", "174"} <= blocks
+    assert db.segment("1541183") is not None and not db.segment("1541183").standard  # type: ignore[union-attr]
+
+
+def test_merged_units_laiwu_and_chaohu(db: SegmentDB) -> None:
+    """莱芜 (merged into 济南, 2019) and 巢湖 (split among 合肥/芜湖/马鞍山, 2011)."""
+    assert db.resolve(city="莱芜") == db.resolve(city="济南")
+    jinan = db.resolve(city="济南")
+    assert jinan is not None and set(jinan.cities) == {"济南", "莱芜"}
+    hefei = db.resolve(city="巢湖")
+    assert hefei is not None and hefei.province == "安徽" and set(hefei.cities) == {"合肥", "巢湖"}
+    text = (ROOT / "data" / "README.md").read_text("utf-8")
+    assert "莱芜" in text and "2019" in text and "巢湖" in text and "2011" in text
+    assert "22,452" in text and "439" in text
 
 
 def test_located_count(db: SegmentDB) -> None:

@@ -77,7 +77,7 @@ log = logging.getLogger("lookup.tests")
         ("913812345678", "913812345678"),  # a digit before
         ("1381234567", "1381234567"),  # 10 digits
         ("23812345678", "23812345678"),  # does not start with 1
-        ("138-1234-5678", "138-1234-5678"),  # grouped: not an 11-digit run
+        ("138-1234-5678", "138-****-5678"),  # grouped: still a number (lookup.privacy)
         ("138****5678", "138****5678"),  # already masked
         ("", ""),
         ("电话13812345678谢谢", "电话138****5678谢谢"),

@@ -369,3 +369,16 @@ def test_property_spellings_parse_alike_and_match(
     assert canonical.startswith(m.prefix)
     assert canonical.endswith(m.suffix)
     assert HIDDEN not in m.prefix + (m.suffix if hidden else "")
+
+
+# -- issue 9: ASCII and full-width digits only ------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["①38****2046", "13⁸****2046", "13𝟖****2046", "一38****2046", "١٣٨****2046"])
+def test_other_digit_forms_are_refused(text: str) -> None:
+    with pytest.raises(InvalidMaskError):
+        parse_mask(text)
+
+
+def test_full_width_digits_are_digits() -> None:
+    assert str(parse_mask("１３８＊＊＊＊２０４６")) == "138****2046"

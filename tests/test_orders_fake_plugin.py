@@ -295,3 +295,66 @@ def test_importing_the_package_does_not_import_aiohttp() -> None:
         "assert 'aiohttp' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=TESTS_DIR.parent)
+
+
+@pytest.mark.parametrize("value", [-1, "1", None, 1.5])
+def test_outcome_from_refuses_what_is_not_a_count_or_a_bool(value: object) -> None:
+    from lookup.orders.base import outcome_from
+
+    with pytest.raises(FatalApiError, match="unexpected answer"):
+        outcome_from("13812345678", value)
+
+
+# -- issue 9: a plug-in is an OrderApi, a class or a factory; nothing else is called ------------
+
+
+_TARGETS = '''
+calls = []
+
+
+class Counted:
+    """No check(): must not be instantiated."""
+
+    def __init__(self):
+        calls.append("Counted")
+
+
+async def async_factory():
+    calls.append("async_factory")
+
+
+class CallableThing:
+    def __call__(self):
+        calls.append("CallableThing")
+
+
+callable_thing = CallableThing()
+'''
+
+
+@pytest.mark.parametrize(
+    ("attr", "match"),
+    [
+        ("Counted", "class without a check"),
+        ("async_factory", "is an async function"),
+        ("callable_thing", "not an object with a check"),
+        ("calls", "is a list"),
+    ],
+)
+def test_plugin_targets_that_are_not_apis_are_never_called(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, attr: str, match: str
+) -> None:
+    (tmp_path / "plugin_targets_xyz.py").write_text(_TARGETS, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with pytest.raises(ConfigError, match=match):
+            load_plugin(f"plugin_targets_xyz:{attr}")
+        assert sys.modules["plugin_targets_xyz"].calls == []
+    finally:
+        sys.modules.pop("plugin_targets_xyz", None)
+
+
+@pytest.mark.parametrize("spec", ["os:system", "builtins:print", "time:sleep"])
+def test_builtins_and_library_functions_are_refused(spec: str) -> None:
+    with pytest.raises(ConfigError):
+        load_plugin(spec)

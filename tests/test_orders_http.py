@@ -142,8 +142,8 @@ async def test_retryable_statuses_are_transient(
     ("status", "hint"),
     [
         (400, "check the method"),
-        (401, "check the token / headers configured"),
-        (403, "check the token / headers configured"),
+        (401, "check the token (LOOKUP_API_TOKEN) or headers (--header)"),
+        (403, "check the token (LOOKUP_API_TOKEN) or headers (--header)"),
         (404, "check the URL template"),
         (418, "check the API configuration"),
     ],
@@ -509,3 +509,13 @@ async def test_real_server_pool_limit_and_statuses() -> None:
         assert max_in_flight <= 2
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize("value", ["-1", "-0.5", '"3"', "null", "[1]", '{"n": 1}', "1e400"])
+async def test_an_answer_that_is_not_a_count_or_a_bool_is_fatal(
+    api: HttpOrderApi, mocked: Any, value: str
+) -> None:
+    # issue 9: `total: -1` became not_found
+    mocked.get(URL_1, body='{"total": ' + value + '}', content_type="application/json")
+    with pytest.raises(FatalApiError, match="unexpected answer"):
+        await api.check(PHONE)

@@ -86,7 +86,15 @@ def test_segment_fields(db: SegmentDB) -> None:
         "area_code": "0571",
         "zip": "310000",
         "located": True,
+        "standard": True,
     }
+
+
+def test_a_segment_outside_the_numbering_plan_is_not_standard(db: SegmentDB) -> None:
+    info = db.segment("1541183")
+    assert info is not None and info.located and not info.standard
+    assert (info.province, info.city, info.carrier) == ("陕西", "西安", "电信")
+    assert sum(db.nonstandard_flags) == db.counts["nonstandard"] == 22_452
 
 
 @pytest.mark.parametrize("number", ["13805711234", "138057112", 1380571, 13805711234, " 1380571 "])
@@ -395,12 +403,18 @@ def test_unknown_area_code(db: SegmentDB, code: str) -> None:
         db.resolve(area_code=code)
 
 
-@pytest.mark.parametrize("zip_code", ["71000", "071000"])
-def test_zip_without_leading_zero_is_baoding(db: SegmentDB, zip_code: str) -> None:
-    region = db.resolve(zip=zip_code)
+def test_zip_with_its_leading_zero_is_baoding(db: SegmentDB) -> None:
+    region = db.resolve(zip="071000")
     assert region is not None
     assert region.province == "河北"
     assert set(region.cities) == {"保定", "雄安"}
+
+
+@pytest.mark.parametrize("zip_code", ["71000", "31000", "3100000", "31000a"])
+def test_zip_that_is_not_6_digits_is_refused(db: SegmentDB, zip_code: str) -> None:
+    # issue 9: `--zip 31000` resolved to 山西 太原 (030000 with the zero "dropped")
+    with pytest.raises(UnknownRegionError, match="a zip code is 6 digits"):
+        db.resolve(zip=zip_code)
 
 
 @pytest.mark.parametrize(

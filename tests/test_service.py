@@ -118,19 +118,26 @@ def log_lines() -> Iterator[_Lines]:
 # -- auth ------------------------------------------------------------------------------------
 
 
-async def test_auth_401_403_200_and_open_healthz(
+async def test_auth_401_200_and_open_healthz(
     fake_service: tuple[aiohttp.ClientSession, FakeOrderApi], log_lines: _Lines
 ) -> None:
     session, api = fake_service
     payload = body(AREA_HIT)
     async with session.post("/v1/lookups", json=payload) as resp:
         assert resp.status == 401
-        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
-        assert "Bearer" in (await resp.json())["error"]
+        assert resp.headers["WWW-Authenticate"] == 'Bearer realm="lookup"'
+        assert resp.content_type == "application/problem+json"
+        problem = await resp.json(content_type=None)
+        assert problem["status"] == 401 and problem["type"] == "/docs#problem-unauthorized"
+        assert "Bearer" in problem["detail"]
     async with session.post("/v1/lookups", json=payload, headers={"Authorization": "Basic x"}) as r:
         assert r.status == 401
+        assert "invalid_token" not in r.headers["WWW-Authenticate"]
     async with session.post("/v1/lookups", json=payload, headers=auth("wrong-token")) as resp:
-        assert resp.status == 403
+        assert resp.status == 401  # RFC 6750: an unknown token is 401, not 403
+        assert resp.headers["WWW-Authenticate"] == 'Bearer realm="lookup", error="invalid_token"'
+        problem = await resp.json(content_type=None)
+        assert "invalid token" in problem["detail"] and "wrong-token" not in problem["detail"]
     for path in ("/metrics", "/v1/segments/1380571"):
         async with session.get(path) as resp:
             assert resp.status == 401, path
@@ -145,7 +152,7 @@ async def test_auth_401_403_200_and_open_healthz(
     assert health["status"] == "ok" and health["breaker"] == "closed" and health["data_version"]
 
     audit = [line for line in log_lines.lines if line.startswith("lookup mask=")]
-    assert len(audit) == 1 and audit[0].endswith("caller=token#2")
+    assert len(audit) == 1 and " caller=token#2 request_id=" in audit[0]
     text = "\n".join(log_lines.lines)
     assert all(token not in text for token in TOKENS)
     assert AREA_HIT["expected_phone"] not in text  # masked in audit and access lines alike
@@ -160,7 +167,7 @@ async def test_no_tokens_on_loopback_means_no_auth_and_the_peer_is_the_caller(
             assert resp.status == 200
         async with session.get("/metrics") as resp:
             assert resp.status == 200
-    assert any(line.endswith("caller=127.0.0.1") for line in log_lines.lines)
+    assert any(" caller=127.0.0.1 request_id=" in line for line in log_lines.lines)
 
 
 def test_refuses_a_non_loopback_host_without_tokens() -> None:
@@ -182,51 +189,60 @@ def test_refuses_a_non_loopback_host_without_tokens() -> None:
 # -- validation and limits -------------------------------------------------------------------
 
 
-async def test_validation_errors_are_422_with_pydantic_details(
+async def test_validation_errors_are_422_naming_the_fields(
     fake_service: tuple[aiohttp.ClientSession, FakeOrderApi],
 ) -> None:
     session, api = fake_service
-    cases: list[tuple[Any, list[tuple[str, ...]]]] = [
-        ({"city": "杭州"}, [("mask",)]),
-        ({"mask": 13800138000, "max_candidates": "many"}, [("mask",), ("max_candidates",)]),
-        ({"mask": "138****2046", "mode": "some"}, [("mode",)]),
-        ({"mask": "138****2046", "phone": "x"}, [("phone",)]),
-        ([1, 2], [()]),
+    cases: list[tuple[Any, list[str]]] = [
+        ({"city": "杭州"}, ["mask"]),
+        ({"mask": 13800138000, "max_candidates": "many"}, ["mask", "max_candidates"]),
+        ({"mask": "138****2046", "mode": "some"}, ["mode"]),
+        ({"mask": "138****2046", "phone": "13800138000"}, ["phone"]),
+        ([1, 2], ["body"]),
     ]
-    for payload, locs in cases:
+    for payload, fields in cases:
         async with session.post("/v1/lookups", json=payload, headers=auth()) as resp:
             assert resp.status == 422, payload
-            data = await resp.json()
-        assert data["kind"] == "ValidationError"
-        assert [tuple(d["loc"]) for d in data["details"]] == locs
-        assert all("msg" in d and "type" in d for d in data["details"])
-    async with session.post("/v1/lookups", data=b"{not json", headers=auth()) as resp:
+            assert resp.content_type == "application/problem+json"
+            text = await resp.text()
+        data = json.loads(text)
+        assert data["type"] == "/docs#problem-invalid-body" and data["status"] == 422
+        assert [e["field"] for e in data["errors"]] == fields
+        assert all(e["message"] for e in data["errors"])
+        assert "13800138000" not in text and "杭州" not in text  # the body is not echoed
+    json_headers = {**auth(), "Content-Type": "application/json"}
+    async with session.post("/v1/lookups", data=b"{not json", headers=json_headers) as resp:
         assert resp.status == 422
-        assert (await resp.json())["details"][0]["type"] == "json_invalid"
+        data = await resp.json(content_type=None)
+    assert data["errors"][0]["field"] == "body" and "JSON" in data["errors"][0]["message"]
     assert api.calls == []
 
 
 @pytest.mark.parametrize(
-    ("payload", "kind", "words"),
+    ("payload", "kind", "words", "field"),
     [
-        ({"mask": "138****20467"}, "InvalidMaskError", "11"),
-        ({"mask": "17012345678-1234"}, "InvalidMaskError", "privacy"),
-        ({"mask": "138****2046", "city": "Atlantis"}, "UnknownRegionError", "Atlantis"),
-        ({"mask": "13*****2046"}, "TooManyCandidatesError", "100,000"),
-        ({"mask": "138****2046", "max_candidates": 10**6}, "ConfigError", "cap"),
+        ({"mask": "138****20467"}, "InvalidMaskError", "11", "mask"),
+        ({"mask": "17012345678-1234"}, "InvalidMaskError", "privacy", "mask"),
+        ({"mask": "138****2046", "city": "Atlantis"}, "UnknownRegionError", "Atlantis", "city"),
+        ({"mask": "13*****2046"}, "TooManyCandidatesError", "100,000", "mask"),
+        ({"mask": "138****2046", "max_candidates": 10**6}, "ConfigError", "cap",
+         "max_candidates"),
     ],
-)
+)  # fmt: skip
 async def test_input_errors_are_422_with_a_message(
     fake_service: tuple[aiohttp.ClientSession, FakeOrderApi],
     payload: dict[str, Any],
     kind: str,
     words: str,
+    field: str,
 ) -> None:
     session, api = fake_service
     async with session.post("/v1/lookups", json=payload, headers=auth()) as resp:
         assert resp.status == 422
-        data = await resp.json()
-    assert data["kind"] == kind and words in data["error"], data
+        data = await resp.json(content_type=None)
+    assert data["type"] == "/docs#problem-invalid-input"
+    assert data["kind"] == kind and words in data["detail"], data
+    assert data["errors"][0]["field"] == field
     assert api.calls == []  # input errors are raised before any request
 
 
@@ -236,7 +252,8 @@ async def test_body_over_the_limit_is_413() -> None:
         big = {"mask": "138****2046", "city": "x" * 2_000}
         async with session.post("/v1/lookups", json=big, headers=auth()) as resp:
             assert resp.status == 413
-            assert "1000" in (await resp.json())["error"]
+            problem = await resp.json(content_type=None)
+            assert "1000" in problem["detail"] and problem["type"] == "/docs#problem-too-large"
         async with session.post("/v1/lookups/batch", json={"lookups": [big]}, headers=auth()) as r:
             assert r.status == 413
     assert api.calls == []
@@ -277,7 +294,7 @@ async def test_each_demo_case_gives_the_expected_answer(mock: MockOrderServer) -
 
 
 async def test_50_concurrent_lookups_share_the_limits(mock: MockOrderServer) -> None:
-    settings = make_settings(api_url=mock.orders_url, max_in_flight=10)
+    settings = make_settings(api_url=mock.orders_url, max_in_flight=10, service_max_queued=50)
     mock.config = MockConfig(latency_ms=2)  # a little latency so that requests overlap
     cases = [CITY_HIT, AREA_HIT, PROVINCE_HIT, CASE["not found"]]
     chosen = [cases[i % len(cases)] for i in range(50)]
@@ -304,7 +321,7 @@ async def test_batch_keeps_order_marks_invalid_entries_and_caps_the_size() -> No
     api = FakeOrderApi.from_orders(demo_orders())
     async with running(make_settings(service_max_batch=5), api=api) as (_, session):
         lookups = [
-            body(CITY_HIT),
+            {**body(CITY_HIT), "id": "a"},
             {"mask": "138****20467"},
             body(AREA_HIT),
             {"city": "杭州"},
@@ -314,27 +331,31 @@ async def test_batch_keeps_order_marks_invalid_entries_and_caps_the_size() -> No
             "/v1/lookups/batch", json={"lookups": lookups}, headers=auth()
         ) as resp:
             assert resp.status == 200
-            results = (await resp.json())["results"]
+            answer = await resp.json()
+        results = answer["results"]
         assert [r["status"] for r in results] == [
             "matched", "invalid", "matched", "invalid", "invalid",
         ]  # fmt: skip
+        assert [r["id"] for r in results] == ["a", 2, 3, 4, 5]
         assert results[0]["phone"] == CITY_HIT["expected_phone"]
         assert results[2]["phone"] == AREA_HIT["expected_phone"]
-        assert results[1]["kind"] == "InvalidMaskError" and "11" in results[1]["error"]
-        assert results[3]["kind"] == "ValidationError" and results[3]["details"][0]["loc"] == [
-            "mask"
-        ]
-        assert results[4]["kind"] == "ValidationError"
+        assert "11" in results[1]["reason"] and "errors" not in results[1]
+        assert results[3]["errors"] == [{"field": "lookups.3.mask", "message": "Field required"}]
+        assert results[4]["errors"][0]["field"] == "lookups.4"
+        assert answer["summary"]["rows"] == 5
+        assert answer["summary"]["by_status"]["matched"] == 2
 
         too_many = {"lookups": [body(AREA_HIT)] * 6}
         async with session.post("/v1/lookups/batch", json=too_many, headers=auth()) as resp:
             assert resp.status == 413
-            assert "at most 5" in (await resp.json())["error"]
+            assert "at most 5" in (await resp.json(content_type=None))["detail"]
         async with session.post("/v1/lookups/batch", json={"items": []}, headers=auth()) as resp:
             assert resp.status == 422
+            fields = [e["field"] for e in (await resp.json(content_type=None))["errors"]]
+            assert fields == ["items", "lookups"]
         async with session.post("/v1/lookups/batch", json={"lookups": []}, headers=auth()) as resp:
             assert resp.status == 200
-            assert await resp.json() == {"results": []}
+            assert (await resp.json())["results"] == []
 
 
 async def test_batch_runs_lookups_concurrently_but_bounded() -> None:
@@ -371,13 +392,16 @@ async def test_segments(fake_service: tuple[aiohttp.ClientSession, FakeOrderApi]
     assert info["segment"] == "1380571" and info["city"] == "杭州" and info["located"] is True
     async with session.get("/v1/segments/1000000", headers=auth()) as resp:
         assert resp.status == 404
-        assert "error" in await resp.json()
+        assert "no segment 1000000" in (await resp.json(content_type=None))["detail"]
     for bad in ("138057", "13805711234", "abcdefg"):
         async with session.get(f"/v1/segments/{bad}", headers=auth()) as resp:
             assert resp.status == 422, bad
     async with session.get("/nowhere", headers=auth()) as resp:
         assert resp.status == 404
-        assert resp.content_type == "application/json"
+        assert resp.content_type == "application/problem+json"
+    async with session.get("/v1/lookups", headers=auth()) as resp:
+        assert resp.status == 405 and resp.headers["Allow"] == "POST"
+        assert (await resp.json(content_type=None))["type"] == "/docs#problem-method-not-allowed"
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -460,7 +484,11 @@ async def test_metrics_see_429s_retries_fatal_errors_and_an_open_breaker(
     assert after[("lookup_rate_limited_total", ())] >= 2
     assert after[("lookup_check_retries_total", ())] >= 1
     assert after[("lookup_checks_total", (("outcome", "fatal"),))] == 1
-    assert after[("lookup_checks_total", (("outcome", "transient"),))] >= 25
+    failed = ("timeout", "connect", "reset", "5xx", "other", "throttled")
+    assert sum(after[("lookup_checks_total", (("outcome", k),))] for k in failed) >= 25
+    # the 500s: '5xx' once the checker splits transient errors by kind, 'other' before
+    assert sum(after[("lookup_checks_total", (("outcome", k),))] for k in ("5xx", "other")) >= 20
+    assert after[("lookup_checks_total", (("outcome", "throttled"),))] >= 2
     assert after[("lookup_breaker_opens_total", ())] == 1
     assert after[("lookup_breaker_state", ())] == 2
     assert health["breaker"] == "open"

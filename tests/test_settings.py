@@ -122,7 +122,7 @@ def test_given_fields_are_tracked(monkeypatch: pytest.MonkeyPatch) -> None:
 # -- rate, headers, token -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", ["none", "None", "NONE", " none ", "off", "0", ""])
+@pytest.mark.parametrize("text", ["none", "None", "NONE", " none ", "off", "auto", ""])
 def test_rate_none_from_env(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOOKUP_RATE", text)
     assert load_settings().rate is None
@@ -217,7 +217,9 @@ def test_redacted_without_secrets() -> None:
         ("LOOKUP_TOTAL_TIMEOUT", "0", "total_timeout"),
         ("LOOKUP_AUDIT_FULL_NUMBERS", "maybe", "audit_full_numbers"),
         ("LOOKUP_API_HEADERS", "not json", "api_headers"),
-        ("LOOKUP_SERVICE_TOKENS", "not json", "service_tokens"),
+        ("LOOKUP_SERVICE_TOKENS", '{"not": "a list"}', "service_tokens"),
+        ("LOOKUP_SERVICE_TOKENS", "[unclosed", "service_tokens"),
+        ("LOOKUP_RATE", "0", "rate"),
     ],
 )
 def test_invalid_env_names_the_setting(
@@ -314,3 +316,88 @@ def test_limits_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOOKUP_ADAPTIVE", "true")
     limits = load_settings().limits()
     assert (limits.max_in_flight, limits.max_per_second, limits.adaptive) == (2, None, True)
+
+
+# -- issue 9: formats of env values, errors that say what is expected ---------------------------
+
+
+def test_rate_zero_is_an_error_not_no_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match=r"LOOKUP_RATE \(rate / --rate\).*expected checks per"):
+        load_settings(rate="0")
+    monkeypatch.setenv("LOOKUP_RATE", "0")
+    with pytest.raises(ConfigError, match="LOOKUP_RATE"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("value", "tokens"),
+    [
+        ("tok-aaaaaaaaaaaaaaaa", ["tok-aaaaaaaaaaaaaaaa"]),
+        ("tok-a, tok-b,,", ["tok-a", "tok-b"]),
+        ('["tok-a", "tok-b"]', ["tok-a", "tok-b"]),
+    ],
+)
+def test_service_tokens_plain_list_or_json(
+    value: str, tokens: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOOKUP_SERVICE_TOKENS", value)
+    assert [t.get_secret_value() for t in load_settings().service_tokens] == tokens
+
+
+@pytest.mark.parametrize(
+    ("value", "headers"),
+    [
+        ("X-Key: v1", {"X-Key": "v1"}),
+        ("X-Key: v1, X-Tenant: 7", {"X-Key": "v1", "X-Tenant": "7"}),
+        ('{"X-Key": "v1"}', {"X-Key": "v1"}),
+    ],
+)
+def test_api_headers_plain_list_or_json(
+    value: str, headers: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOOKUP_API_HEADERS", value)
+    assert load_settings().headers() == headers
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "expected"),
+    [
+        ("LOOKUP_SERVICE_TOKENS", "[1, 2", "a JSON list"),
+        ("LOOKUP_API_HEADERS", "abc", "'Name: value'"),
+        ("LOOKUP_MAX_IN_FLIGHT", "many", "a whole number from 1 to 10000"),
+    ],
+)
+def test_settings_errors_name_the_variable_and_the_format(
+    env: str, value: str, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    text = str(info.value)
+    assert env in text and expected in text
+    assert "EnvSettingsSource" not in text and value not in text.split("expected")[1]
+
+
+def test_redacted_hides_url_credentials() -> None:
+    s = load_settings(api_url="https://bob:pw@api.example/o?phone={phone}&api_key=k123")
+    assert s.redacted()["api_url"] == "https://***@api.example/o?phone={phone}&api_key=***"
+    assert {"bob", "pw", "k123"} <= set(s.secret_values())
+
+
+def test_as_env_sources_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    s = load_settings(rate="none", api_url="http://127.0.0.1:9/o?phone={phone}&x=a b",
+                      hit_field="data.total", max_in_flight=3)  # fmt: skip
+    env_file = tmp_path / "env"
+    env_file.write_text(s.as_env(), encoding="utf-8")
+    dump = subprocess.run(
+        ["sh", "-c", f"set -a; . {env_file}; env"], capture_output=True, text=True, check=True,
+        env={"PATH": "/usr/bin:/bin"},
+    ).stdout
+    env = dict(line.split("=", 1) for line in dump.splitlines() if line.startswith("LOOKUP_"))
+    assert env["LOOKUP_RATE"] == "none"  # not the string "null", not an empty "no limit"
+    assert env["LOOKUP_BATCH_URL"] == ""  # None: an empty value, read back as unset
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert load_settings().redacted() == s.redacted()

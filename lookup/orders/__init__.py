@@ -1,7 +1,9 @@
-"""Order-API adapters: the ``OrderApi`` protocol, the HTTP adapter, the fake, plug-ins.
+"""Order-API adapters: the ``OrderApi`` protocol, the HTTP adapter, the fake, plug-ins,
+PostgreSQL.
 
-``HttpOrderApi``, ``Timeouts`` and ``DEFAULT_TIMEOUTS`` are imported on first
-use, so importing this package does not import aiohttp (CLI start-up stays fast).
+``HttpOrderApi``, ``Timeouts``, ``DEFAULT_TIMEOUTS`` and ``PostgresOrderApi`` are imported
+on first use, so importing this package does not import aiohttp (CLI start-up stays fast);
+asyncpg (the ``[postgres]`` extra) is imported only when a ``PostgresOrderApi`` is made.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from lookup.orders.plugin import ThreadedOrderApi, load_plugin
 
 if TYPE_CHECKING:
     from lookup.orders.http import DEFAULT_TIMEOUTS, HttpOrderApi, Timeouts
+    from lookup.orders.postgres import PostgresOrderApi
 
 __all__ = [
     "DEFAULT_TIMEOUTS",
@@ -22,6 +25,7 @@ __all__ = [
     "FakeOrderApi",
     "HttpOrderApi",
     "OrderApi",
+    "PostgresOrderApi",
     "ThreadedOrderApi",
     "Timeouts",
     "load_plugin",
@@ -29,18 +33,23 @@ __all__ = [
     "supports_batch",
 ]
 
-_LAZY = frozenset({"DEFAULT_TIMEOUTS", "HttpOrderApi", "Timeouts"})
+_LAZY = {
+    "DEFAULT_TIMEOUTS": "lookup.orders.http",
+    "HttpOrderApi": "lookup.orders.http",
+    "Timeouts": "lookup.orders.http",
+    "PostgresOrderApi": "lookup.orders.postgres",
+}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from lookup.orders import http
+        import importlib
 
-        value = getattr(http, name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _LAZY)
+    return sorted(set(globals()) | set(_LAZY))

@@ -12,13 +12,13 @@ resources for the lifetime of an ``async with`` block::
 from __future__ import annotations
 
 import abc
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Protocol, Self, TypeGuard, runtime_checkable
 
 from lookup.errors import FatalApiError
 from lookup.models import CheckOutcome
+from lookup.privacy import mask_phone  # re-exported: the old home of the helper
 
 __all__ = [
     "BaseOrderApi",
@@ -104,38 +104,23 @@ def supports_batch(api: OrderApi) -> TypeGuard[BatchOrderApi]:
     return bool(getattr(api, "batch_supported", True))
 
 
-# An 11-digit run not embedded in a longer run of digits.
-_PHONE_RE = re.compile(r"(?<![0-9])([0-9]{3})[0-9]{4}([0-9]{4})(?![0-9])")
-
-
-def mask_phone(s: str) -> str:
-    """Hide the middle four digits of every 11-digit number in ``s``.
-
-    >>> mask_phone("13812341234")
-    '138****1234'
-    >>> mask_phone("phone 13812341234 has no orders")
-    'phone 138****1234 has no orders'
-
-    Text without an 11-digit number comes back unchanged.
-    """
-    return _PHONE_RE.sub(r"\1****\2", s)
-
-
 def outcome_from(phone: str, value: object) -> CheckOutcome:
     """Turn what a handler or plug-in returned into a :class:`CheckOutcome`.
 
-    ``bool`` -> ``has_orders``; ``int`` -> ``order_count`` (``has_orders = n > 0``);
-    a ``CheckOutcome`` passes through. Anything else is a :class:`FatalApiError`.
+    ``bool`` -> ``has_orders``; ``int >= 0`` -> ``order_count`` (``has_orders = n > 0``);
+    a ``CheckOutcome`` passes through. Anything else (a negative count too) is a
+    :class:`FatalApiError` ("unexpected answer"), never "no orders".
     """
     if isinstance(value, CheckOutcome):
         return value
     if isinstance(value, bool):
         return CheckOutcome(phone=phone, has_orders=value)
-    if isinstance(value, int):
+    if isinstance(value, int) and value >= 0:
         return CheckOutcome(phone=phone, has_orders=value > 0, order_count=value)
+    shown = f"the count {value}" if isinstance(value, int) else type(value).__name__
     raise FatalApiError(
-        f"the order API returned {type(value).__name__} for {mask_phone(phone)}; "
-        "expected bool (has orders), int (order count) or CheckOutcome"
+        f"unexpected answer: the order API returned {shown} for {mask_phone(phone)}; "
+        "expected bool (has orders), int >= 0 (order count) or CheckOutcome"
     )
 
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, Self
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,6 +34,8 @@ from lookup.errors import (
 )
 from lookup.models import CheckOutcome
 from lookup.orders.base import BaseOrderApi, mask_phone
+from lookup.privacy import redact_url as _redact_url
+from lookup.privacy import url_secrets as _url_secrets
 
 __all__ = [
     "DEFAULT_TIMEOUTS",
@@ -45,8 +47,6 @@ __all__ = [
 
 _PHONE: Final = "{phone}"
 _METHODS: Final = frozenset({"GET", "POST"})
-# Query keys whose values are credentials: shown as *** in messages and repr.
-_SECRET_KEYS: Final = ("token", "key", "secret", "sig", "auth", "pass", "credential")
 _MISSING: Final = object()
 _BATCH_SHAPE: Final = "a JSON object {'results': {phone: total_or_bool}}: check batch_url"
 
@@ -120,34 +120,6 @@ def _same(value: Any, wanted: str) -> bool:
     if isinstance(value, int | float | str):
         return str(value) == wanted
     return False
-
-
-def _redact_url(url: str) -> str:
-    """``url`` with user info and credential-like query values replaced by ``***``."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rpartition("@")[2]
-    query = parts.query
-    if query:
-        fields = []
-        for field in query.split("&"):
-            name, eq, _value = field.partition("=")
-            if eq and any(k in name.lower() for k in _SECRET_KEYS):
-                field = f"{name}=***"
-            fields.append(field)
-        query = "&".join(fields)
-    return parts._replace(netloc=netloc, query=query).geturl()
-
-
-def _url_secrets(url: str) -> list[str]:
-    """The credential-like values inside ``url`` (user info, token-ish query values)."""
-    parts = urlsplit(url)
-    found = [v for v in (parts.username, parts.password) if v]
-    found += [
-        v for k, v in parse_qsl(parts.query) if v and any(s in k.lower() for s in _SECRET_KEYS)
-    ]
-    return found
 
 
 def _check_url(url: str, what: str) -> None:
@@ -462,7 +434,7 @@ class HttpOrderApi(BaseOrderApi):
                 f"{where}: server error{hint}", status=status, retry_after=seconds
             )
         if status in (401, 403):
-            hint = "not authorised: check the token / headers configured"
+            hint = "not authorised: check the token (LOOKUP_API_TOKEN) or headers (--header)"
         elif status == 404:
             hint = "not found: check the URL template and the method"
         elif status == 400:
@@ -497,10 +469,10 @@ class HttpOrderApi(BaseOrderApi):
         kind = type(value)
         if kind is bool:
             return CheckOutcome(phone=phone, has_orders=value)
-        if kind is int or (kind is float and math.isfinite(value)):
+        if (kind is int or (kind is float and math.isfinite(value))) and value >= 0:
             return CheckOutcome(phone=phone, has_orders=value > 0, order_count=int(value))
         raise FatalApiError(
-            f"field {field or self._hit_field!r} in the answer of {shown} for "
+            f"unexpected answer: field {field or self._hit_field!r} in the answer of {shown} for "
             f"{mask_phone(phone)} is {kind.__name__}; expected a number (order count) "
             "or a boolean (has orders)"
         )

@@ -150,42 +150,59 @@ def _resolve(spec: str) -> object:
     return obj
 
 
+def _is_factory(target: object) -> bool:
+    """A function or method written in Python: the only callables called to make an API."""
+    return inspect.isfunction(target) or inspect.ismethod(target)
+
+
 def load_plugin(spec: str, **kwargs: Any) -> OrderApi:
     """Load an order API from ``"package.module:attr"``.
 
-    ``attr`` (dotted paths such as ``module:Class.create`` work) may be:
+    ``attr`` (dotted paths such as ``module:Class.create`` work) must be one of:
 
-    - an object with a ``check`` method, used as is (``kwargs`` must be empty);
-    - a class, or a factory callable, called with ``kwargs`` to make one.
+    - an object with a ``check`` method (an ``OrderApi``), used as is (``kwargs`` must
+      be empty);
+    - a class that defines ``check``, instantiated with ``kwargs``;
+    - a factory (a Python function or method), called with ``kwargs``; what it returns
+      must have a ``check`` method.
 
-    An async ``check`` on an object that also has ``aclose``, ``__aenter__`` and
-    ``__aexit__`` is returned unchanged (and must return ``CheckOutcome``); an
-    async ``check`` alone gets the lifecycle added; a sync ``check`` is wrapped in
-    :class:`ThreadedOrderApi`. Any problem with the spec raises ``ConfigError``.
+    Anything else (a module, a number, a builtin such as ``os:system``, a class without
+    ``check``, an async factory) is a ``ConfigError``, and is never called. An async
+    ``check`` on an object that also has ``aclose``, ``__aenter__`` and ``__aexit__`` is
+    returned unchanged (and must return ``CheckOutcome``); an async ``check`` alone gets
+    the lifecycle added; a sync ``check`` is wrapped in :class:`ThreadedOrderApi`.
     """
     target = _resolve(spec)
-    has_check = not isinstance(target, type) and callable(getattr(target, "check", None))
-    if has_check:
+    if isinstance(target, type):
+        if not callable(getattr(target, "check", None)):
+            raise ConfigError(
+                f"plug-in {spec!r} is a class without a check(phone) method: not an order "
+                "API (it was not instantiated)"
+            )
+        api = _make(spec, target, kwargs)
+    elif callable(getattr(target, "check", None)):
         if kwargs:
             raise ConfigError(
                 f"plug-in {spec!r} is an object, not a class or factory: it takes no "
                 f"options, got {sorted(kwargs)}"
             )
-        api: object = target
-    elif callable(target):
-        try:
-            api = target(**kwargs)
-        except TypeError as exc:
+        api = target
+    elif _is_factory(target):
+        if inspect.iscoroutinefunction(target):
             raise ConfigError(
-                f"creating the plug-in {spec!r} with options {sorted(kwargs)} failed: {exc}"
-            ) from exc
+                f"plug-in {spec!r} is an async function: name a sync factory, a class, or an "
+                "object with a check(phone) method"
+            )
+        api = _make(spec, target, kwargs)
     else:
         raise ConfigError(
             f"plug-in {spec!r} is a {type(target).__name__}, not an object with a check() "
-            f"method, a class or a factory; {_FORM}"
+            f"method, a class or a factory function; {_FORM} (it was not called)"
         )
     check = getattr(api, "check", None)
     if not callable(check):
+        if inspect.iscoroutine(api):
+            api.close()
         raise ConfigError(
             f"plug-in {spec!r} gave a {type(api).__name__} without a check(phone) method; "
             "an order API needs one"
@@ -195,3 +212,13 @@ def load_plugin(spec: str, **kwargs: Any) -> OrderApi:
     if isinstance(api, OrderApi) and _is_async(getattr(api, "aclose", None)):
         return api
     return _AsyncPluginApi(api)
+
+
+def _make(spec: str, factory: Any, kwargs: dict[str, Any]) -> object:
+    try:
+        made: object = factory(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(
+            f"creating the plug-in {spec!r} with options {sorted(kwargs)} failed: {exc}"
+        ) from exc
+    return made

@@ -1,0 +1,88 @@
+"""``lookup batch IN --out OUT ...``: a thin command over :func:`lookup.batchfile.run_file`.
+
+Exit codes: 0 every row got an answer (matched, not_found or invalid), 2 bad usage or
+input file (before any lookup), 3 some rows ended inconclusive or api_error (run again
+with ``--resume --retry-failed``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, TextIO
+
+from lookup.shell import BatchProgress, ExitStatus, Terminal, configure_logging, settings_from_args
+
+if TYPE_CHECKING:
+    from lookup.batchfile import FileRun
+
+__all__ = ["cmd_batch"]
+
+
+def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
+    """Run the batch; the summary goes to ``out`` (to stderr when the results go to stdout)."""
+    from lookup.batchfile import run_file
+    from lookup.errors import ConfigError
+    from lookup.privacy import Redactor
+    from lookup.runtime import open_engine
+
+    settings = settings_from_args(args)
+    term = Terminal(sys.stderr, live=False if args.quiet else None)
+    configure_logging(settings, stream=term)
+    if args.lookups_in_flight < 1:
+        raise ConfigError("--lookups-in-flight must be at least 1")
+    if not settings.api_url and not settings.api_plugin:
+        raise ConfigError("no order API configured: pass --api URL (a template with {phone}), "
+                          "--api demo or --api-plugin package.module:attr; or set "
+                          "LOOKUP_API_URL")  # fmt: skip
+    progress: BatchProgress | None = None
+    checker: object = None
+
+    def on_start(total: int, done: dict[str, int]) -> None:
+        nonlocal progress
+        if not args.quiet:
+            progress = BatchProgress(term, total, sum(done.values()), counts=done,
+                                     checker=checker)  # fmt: skip
+
+    async def run() -> FileRun:
+        nonlocal checker
+        async with open_engine(settings) as engine:
+            checker = engine.checker
+            return await run_file(
+                args.input, args.out, engine=engine, settings=settings, resume=args.resume,
+                retry_failed=args.retry_failed, journal=args.journal, out_format=args.format,
+                encoding=args.encoding, csv_bom=args.csv_bom, mode=args.mode,
+                lookups_in_flight=args.lookups_in_flight, on_start=on_start,
+                on_result=lambda r: progress.update(r) if progress else None,
+                redact=Redactor(settings.secret_values()),
+            )  # fmt: skip
+
+    from lookup._loop import run as run_loop
+
+    try:
+        done = run_loop(run())
+    except KeyboardInterrupt:
+        term.clear()
+        journal = args.journal or (f"{args.out}.journal" if args.out != "-" else None)
+        where = f"the rows done are in {journal}: run the same command with --resume" if journal else "no journal was kept (--out - without --journal)"  # fmt: skip
+        term.write(f"lookup batch: interrupted; {where}\n")
+        raise
+    finally:
+        term.clear()
+    report = out if done.out is not None else sys.stderr
+    report.write(_summary(done, args.out))
+    report.flush()
+    return ExitStatus.FAILED if done.undecided else ExitStatus.OK
+
+
+def _summary(done: FileRun, out_name: str) -> str:
+    lines = [f"lookup batch: {done.total:,} rows -> {out_name} ({done.fmt})",
+             "  " + ", ".join(f"{s} {n:,}" for s, n in done.by_status.items())]  # fmt: skip
+    before = f" ({done.resumed:,} done before, from the journal)" if done.resumed else ""
+    s = done.summary
+    lines.append(f"  this run: {s.rows:,} rows looked up{before}, {s.checks_sent:,} checks "
+                 f"sent, {s.elapsed_s:.2f} s")  # fmt: skip
+    if done.undecided:
+        lines.append(f"  {done.undecided:,} rows got no definite answer: run again with "
+                     f"--resume --retry-failed (journal {done.journal})")  # fmt: skip
+    return "\n".join(lines) + "\n"
