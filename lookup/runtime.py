@@ -94,6 +94,7 @@ async def open_api(settings: Settings) -> AsyncIterator[OpenedApi]:
                 headers=settings.headers(),
                 hit_field=settings.hit_field,
                 batch_url=batch_url,
+                throttled_when=settings.throttled_when,
                 timeouts=Timeouts(
                     connect=settings.connect_timeout,
                     read=settings.read_timeout,

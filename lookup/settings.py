@@ -53,6 +53,9 @@ _EXPECTED: Final[dict[str, str]] = {
     "log_format": "text or json",
     "api_method": "GET or POST",
     "adaptive": "true or false",
+    "deadline": "seconds, a number > 0",
+    "batch_size": "a whole number from 1 to 10000",
+    "throttled_when": "PATH=VALUE pairs, comma-separated (e.g. code=429,error_response.code=7)",
     "audit_full_numbers": "true or false",
 }
 _OPTIONS: Final[dict[str, str]] = {
@@ -60,6 +63,7 @@ _OPTIONS: Final[dict[str, str]] = {
     "hit_field": "--hit-field", "api_method": "--method", "batch_url": "--batch-url",
     "sql": "--sql", "sql_table": "--sql-table", "sql_column": "--sql-column",
     "max_in_flight": "--max-in-flight", "rate": "--rate", "total_timeout": "--timeout",
+    "throttled_when": "--throttled-when", "deadline": "--deadline", "batch_size": "--batch-size",
     "max_candidates": "--max-candidates", "audit_full_numbers": "--audit-full-numbers",
     "audit_file": "--audit-file", "log_level": "--log-level", "log_format": "--log-format",
     "service_host": "--host", "service_port": "--port",
@@ -123,6 +127,10 @@ class Settings(BaseSettings):
     )
     hit_field: str = Field("total", description="dotted path to a count (> 0 = orders) or a bool")
     batch_url: str | None = None
+    throttled_when: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="throttle signals in a 200 body, PATH=VALUE (e.g. code=429)",
+    )
     sql: str | None = Field(
         None, description="PostgreSQL: a query taking $1 (text[]) that returns (phone[, count])"
     )
@@ -139,6 +147,8 @@ class Settings(BaseSettings):
     max_attempts: int = Field(DEFAULT_LIMITS.max_attempts, ge=1, le=20)
     cache_ttl: float = Field(DEFAULT_LIMITS.cache_ttl, ge=0)
     adaptive: bool = DEFAULT_LIMITS.adaptive
+    deadline: float = Field(DEFAULT_LIMITS.deadline, gt=0, description="seconds per lookup")
+    batch_size: int = Field(DEFAULT_LIMITS.batch_size, ge=1, le=10_000)
     max_candidates: int = Field(10_000, ge=1)
 
     # logging
@@ -165,6 +175,17 @@ class Settings(BaseSettings):
     service_job_retention: float = Field(
         86_400.0, gt=0, description="seconds a finished job's files are kept"
     )
+
+    @field_validator("throttled_when", mode="before")
+    @classmethod
+    def _throttle_rules(cls, value: object) -> object:
+        from lookup.orders.http import parse_throttle_rules
+
+        if isinstance(value, str):
+            value = _split_list(value)
+        if isinstance(value, list):
+            parse_throttle_rules([str(v) for v in value])  # ConfigError -> a settings error
+        return value
 
     @field_validator("api_method", mode="before")
     @classmethod
@@ -222,6 +243,8 @@ class Settings(BaseSettings):
                 "max_attempts": self.max_attempts,
                 "cache_ttl": self.cache_ttl,
                 "adaptive": self.adaptive,
+                "deadline": self.deadline,
+                "batch_size": self.batch_size,
             }
         )
 

@@ -160,6 +160,11 @@ def add_api_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--method", dest="api_method", type=str.upper, choices=["GET", "POST"])
     g.add_argument("--batch-url", dest="batch_url", help="batch endpoint (POST {phones: [...]})")
+    g.add_argument(
+        "--throttled-when", dest="throttled_when", action="append", metavar="PATH=VALUE",
+        help="a 200 answer with this field value means 'quota exceeded' (repeatable), "
+        "e.g. code=429",
+    )  # fmt: skip
     g = p.add_argument_group(
         "PostgreSQL order source (--api postgresql://USER@HOST:PORT/DB; password from the URL, "
         "PGPASSWORD or ~/.pgpass; needs the [postgres] extra)"
@@ -177,6 +182,10 @@ def add_api_options(p: argparse.ArgumentParser) -> None:
                    help="its phone column (default phone)")  # fmt: skip
     g = p.add_argument_group("limits (polite defaults: 16 in flight, 50 checks/s)")
     g.add_argument("--max-in-flight", dest="max_in_flight", type=int, metavar="N")
+    g.add_argument("--deadline", dest="deadline", type=float, metavar="SECONDS",
+                   help="give a lookup this long: failing checks are retried until then (300)")
+    g.add_argument("--batch-size", dest="batch_size", type=int, metavar="N",
+                   help="numbers per batch request, with --batch-url (100)")
     g.add_argument(
         "--rate", type=_rate, metavar="PER_S", help="checks per second (> 0), or 'none'"
     )
@@ -205,6 +214,9 @@ def add_api_options(p: argparse.ArgumentParser) -> None:
 
 
 _OPTION_FIELDS: Final = (
+    "throttled_when",
+    "deadline",
+    "batch_size",
     "api_url",
     "api_plugin",
     "hit_field",
