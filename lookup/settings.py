@@ -182,7 +182,8 @@ class Settings(BaseSettings):
         from lookup.orders.http import parse_throttle_rules
 
         if isinstance(value, str):
-            value = _split_list(value)
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else _split_list(text)
         if isinstance(value, list):
             parse_throttle_rules([str(v) for v in value])  # ConfigError -> a settings error
         return value

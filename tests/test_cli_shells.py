@@ -132,7 +132,7 @@ def test_config_env_sources_back(tmp_path: Path) -> None:
 def test_url_credentials_are_never_printed() -> None:
     url = "http://user:pw9876@127.0.0.1:9/o?phone={phone}&token=tok123456"
     for args in (("config",), ("config", "--format", "json"),
-                 ("find", "1385715204*", "--timeout", "1")):  # fmt: skip
+                 ("find", "1385715204*", "--timeout", "1", "--deadline", "2")):  # fmt: skip
         r = run(*args, "--api", url)
         text = r.stdout + r.stderr
         assert "pw9876" not in text and "tok123456" not in text, text

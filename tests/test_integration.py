@@ -95,6 +95,7 @@ async def test_hanging_server_gives_inconclusive_in_bounded_time() -> None:
         max_attempts=2,
         backoff_base=0.001,
         breaker_threshold=10_000,
+        deadline=2.0,  # v2 retries failing checks until the deadline
     )
     timeouts = Timeouts(total=0.3, read=0.3, connect=0.3)
     async with (
@@ -171,7 +172,9 @@ async def test_early_stop_leaves_the_connection_pool_healthy() -> None:
             result = await find(case["mask"], checker=checker, **case["hints"])
             check_case(result, case)
             if case is early:
-                assert result.checks_sent > sum(t.checked for t in result.tiers)
+                # v2: requests on the wire at the hit land (nothing is cut), so every
+                # request sent got its answer.
+                assert result.checks_sent == sum(t.checked for t in result.tiers)
         assert checker.in_flight == 0
         # A plain check afterwards goes through on the one connection.
         outcome = await api.check(early["expected_phone"])
@@ -186,6 +189,7 @@ async def test_breaker_opens_against_a_failing_server() -> None:
         breaker_threshold=threshold,
         max_attempts=attempts,
         backoff_base=0.001,
+        deadline=1.0,  # v2: lookups wait for the breaker's probe until their deadline
     )
     async with (
         MockOrderServer(config=MockConfig(error_rate=1)) as server,
@@ -195,7 +199,8 @@ async def test_breaker_opens_against_a_failing_server() -> None:
         checker = Checker(api, limits)
         result = await find("13857152***", checker=checker, city="杭州")
         assert result.status == "api_error"
-        assert result.reason is not None and "fail fast" in result.reason
+        assert result.reason is not None and "before the lookup's deadline" in result.reason
+        assert "circuit breaker" in result.reason
         assert result.tiers[0].status == "aborted"
         assert checker.breaker_state == "open"
         requests = server.stats.orders_requests

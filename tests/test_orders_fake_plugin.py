@@ -124,7 +124,8 @@ async def test_fake_counts_in_flight_even_without_latency() -> None:
 
 
 async def test_fake_check_many() -> None:
-    api = FakeOrderApi.from_orders({HIT: 1})
+    assert not supports_batch(FakeOrderApi.from_orders({HIT: 1}))  # single checks by default
+    api = FakeOrderApi.from_orders({HIT: 1}, batch=True)
     assert supports_batch(api)
     outcomes = await api.check_many([HIT, MISS, HIT])
     assert outcomes == {

@@ -243,6 +243,10 @@ class _StopAfter:
         return await self.api.check(phone)
 
     async def check_many(self, phones: Sequence[str]) -> Mapping[str, CheckOutcome]:
+        self.calls += len(phones)  # the matcher sends chunks (issue 10)
+        if self.calls >= self.n and not self.stopped:
+            self.stopped = True
+            await asyncio.to_thread(self.server.stop, "fast")
         return await self.api.check_many(phones)
 
     async def aclose(self) -> None:
@@ -258,7 +262,9 @@ class _StopAfter:
 async def test_server_stopped_mid_lookup_is_never_not_found() -> None:
     server = await asyncio.to_thread(_start, read_orders())
     try:
-        limits = FAST.model_copy(update={"max_attempts": 2, "breaker_threshold": 10})
+        limits = FAST.model_copy(
+            update={"max_attempts": 2, "breaker_threshold": 10, "deadline": 3.0}
+        )
         async with PostgresOrderApi(server.dsn, pool_size=4) as pg_api:
             # the planted hit is in the national tier, far beyond the 200th check
             api = _StopAfter(pg_api, server, n=200)

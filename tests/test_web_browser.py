@@ -107,7 +107,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 @pytest.fixture(scope="module")
 def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """The demo, paced at 200 checks/s: lookups and jobs last long enough to watch."""
-    service = Service(tmp_path_factory.mktemp("jobs"), rate=200, max_in_flight=8).start()
+    service = Service(tmp_path_factory.mktemp("jobs"), rate=200, max_in_flight=8, batch_size=1).start()
     yield service
     service.stop()
 
@@ -290,7 +290,7 @@ def test_cancelling_a_job(page: Page, slow: Service) -> None:
 def test_a_restart_in_the_middle_of_a_job_then_it_finishes(
     page: Page, tmp_path: Path
 ) -> None:
-    service = Service(tmp_path / "jobs", rate=200, max_in_flight=8).start()
+    service = Service(tmp_path / "jobs", rate=200, max_in_flight=8, batch_size=1).start()
     try:
         sign_in(page, service)
         total = 60  # 600 checks at 200/s: ~3 s

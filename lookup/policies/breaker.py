@@ -143,6 +143,6 @@ class Breaker:
         else:
             detail = "; a probe request is testing the API"
         return CircuitOpenError(
-            f"the order API failed {self.failures} times in a row{last}, and it did not "
-            f"recover before the lookup's deadline{detail}"
+            f"circuit breaker open: the order API failed {self.failures} times in a row{last}, "
+            f"and it did not recover before the lookup's deadline{detail}"
         )
