@@ -456,6 +456,22 @@ async def test_retries_slow_down_under_failure_but_never_stop(clock: FakeClock) 
     assert times[5:] == pytest.approx([float(i) for i in range(1, 16)])
 
 
+async def test_retry_budget_take_survives_float_rounding(clock: FakeClock) -> None:
+    # Refilling for exactly the computed wait can leave 0.9999999999999998 tokens; the
+    # next wait (4e-16 s) does not move a clock near 4.0 s. take() must not spin on it.
+    clock.now = 2.0000000000000004
+    budget = RetryBudget(1, per_success=0.0, per_second=0.5, clock=clock)
+    assert budget.try_take()
+
+    async def bounded_sleep(dt: float) -> None:
+        assert len(clock.sleeps) < 100, "take() is spinning on a rounding error"
+        await clock.sleep(dt)
+
+    for _ in range(10):
+        assert await budget.take(float("inf"), bounded_sleep)
+    assert clock.now == pytest.approx(22.0)
+
+
 def test_retry_policy_full_jitter_within_bounds_and_seeded() -> None:
     policy = RetryPolicy(4, base=0.1, cap=1.0, retry_after_cap=30.0, rng=random.Random(42))
     expected = random.Random(42)
