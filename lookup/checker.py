@@ -455,6 +455,10 @@ class Checker:
                         )
                     if stats.halt:
                         raise CheckHalted
+                    if not probe and not breaker.closed:
+                        # The breaker opened while this check queued for its slot or
+                        # its pacing: send nothing, wait for the probe with the others.
+                        continue
                     counters.requests += 1
                     counters.numbers += numbers
                     stats.sent += 1

@@ -1,8 +1,14 @@
-"""Tests of lookup.checker: limits, retries, breaker, cache, dedupe, cancellation.
+"""Tests of lookup.checker (engine v2): the policies composed, at the checker's interface.
+
+Limits, throttling as backpressure (AIMD, Retry-After pause), retries and the refilling
+budget, the waiting breaker, cache, single flight, cancellation, status and counters,
+slow start and the fair share of :meth:`Checker.lookup`. The policies alone are tested in
+``test_policies.py``.
 
 Time is virtual: :class:`FakeTime` parks sleepers on timers and, once every task is
 blocked, jumps the clock to the earliest timer (like trio's autojump clock), so tests
-are instant and deterministic. The API is a tiny local fake, not lookup.orders.
+are instant and deterministic. Most tests use a tiny local fake API that records start
+times; the fair-share tests use ``lookup.orders.FakeOrderApi``.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import inspect
+import math
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -18,9 +25,16 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from lookup.checker import Checker, CheckerCounters, CheckStats
-from lookup.errors import CircuitOpenError, FatalApiError, OrderApiError, TransientApiError
+from lookup.checker import SLOW_START_WINDOW, Checker, CheckerCounters, CheckHalted, CheckStats
+from lookup.errors import (
+    CircuitOpenError,
+    FatalApiError,
+    OrderApiError,
+    ThrottledApiError,
+    TransientApiError,
+)
 from lookup.models import CheckOutcome, Limits
+from lookup.orders import FakeOrderApi
 
 # ---------------------------------------------------------------------------------------
 # fakes
@@ -128,7 +142,7 @@ def phones(n: int, start: int = 0) -> list[str]:
 
 
 def limits(**overrides: Any) -> Limits:
-    """Test limits: no rate limit, no cache, no retries budget trouble unless asked."""
+    """Test limits: no rate ceiling (so slow start), no cache, unless asked."""
     base: dict[str, Any] = {"max_per_second": None, "cache_ttl": 0.0}
     return Limits(**(base | overrides))
 
@@ -173,6 +187,17 @@ def transient(status: int = 503, retry_after: float | None = None) -> TransientA
     return TransientApiError(f"HTTP {status}", status=status, retry_after=retry_after)
 
 
+def throttled(status: int = 429, retry_after: float | None = None) -> ThrottledApiError:
+    """What the HTTP adapter raises for a 429 (bare without ``retry_after``)."""
+    return ThrottledApiError(f"HTTP {status}", status=status, retry_after=retry_after)
+
+
+async def warm_up(checker: Checker, n: int) -> None:
+    """``n`` clean answers: with no ceiling, slow start grows the window by one each."""
+    for p in phones(n, start=90_000):
+        await checker.check(p)
+
+
 def max_per_window(starts: Iterable[float], width: float = 1.0) -> int:
     """The most starts in any closed window ``[t, t + width]``."""
     times = sorted(starts)
@@ -199,9 +224,11 @@ def ft() -> FakeTime:
 
 
 async def test_cap_never_exceeded_with_200_concurrent_checks(ft: FakeTime) -> None:
-    gate = asyncio.Event()
-    api = FakeApi(ft, gate=gate)
+    api = FakeApi(ft)
     checker, _ = make(ft, api, max_in_flight=8)
+    await warm_up(checker, 8 - SLOW_START_WINDOW)  # slow start: window 4 -> 8
+    assert checker.concurrency_limit == 8
+    gate = api.gate = asyncio.Event()
     tasks = [asyncio.create_task(checker.check(p)) for p in phones(200)]
     await until(lambda: api.running == 8)
     await settle()
@@ -212,7 +239,7 @@ async def test_cap_never_exceeded_with_200_concurrent_checks(ft: FakeTime) -> No
     results = await asyncio.gather(*tasks)
     assert [r.phone for r in results] == phones(200)
     assert api.max_running == 8
-    assert len(api.calls) == 200
+    assert len(api.calls) == 204
     assert checker.in_flight == 0
     assert checker.counters.in_flight == 0
 
@@ -331,14 +358,11 @@ def test_property_cap_and_rate_always_hold(
             await ft.sleep(latency)
             if n > 0 or kind == "ok":
                 return answer(phone)
-            return transient(
-                429 if kind.startswith("429") else 503, 0.7 if "after" in kind else None
-            )
+            after = 0.7 if "after" in kind else None
+            return throttled(429, after) if kind.startswith("429") else transient(503)
 
         api = FakeApi(ft, respond)
-        checker, _ = make(
-            ft, api, max_in_flight=cap, max_per_second=rate, breaker_threshold=1000, adaptive=True
-        )
+        checker, _ = make(ft, api, max_in_flight=cap, max_per_second=rate, breaker_threshold=1000)
         tasks = [asyncio.create_task(outcome_or_error(checker.check(p))) for p in numbers]
         await until(lambda: all(t.done() for t in tasks))  # a deadlock fails, not hangs
         results = [t.result() for t in tasks]
@@ -346,7 +370,7 @@ def test_property_cap_and_rate_always_hold(
         assert api.max_running <= cap
         if rate is not None:
             gaps = [b - a for a, b in zip(api.starts, api.starts[1:], strict=False)]
-            assert all(g >= 1 / rate - 1e-9 for g in gaps)
+            assert all(g >= 1 / rate - 1e-9 for g in gaps)  # throttles only slow it down
             assert max_per_window(api.starts) <= rate + 1
         assert checker.in_flight == 0
         await ft.idle()
@@ -418,7 +442,7 @@ async def test_retry_after_is_capped(ft: FakeTime) -> None:
 async def test_429_with_retry_after_pauses_every_caller(ft: FakeTime) -> None:
     a, b = "13800000000", "13800000001"
     api = FakeApi(
-        ft, lambda p, n: transient(429, retry_after=2.0) if p == a and n == 0 else answer(p)
+        ft, lambda p, n: throttled(429, retry_after=2.0) if p == a and n == 0 else answer(p)
     )
     checker, _ = make(ft, api, max_per_second=10.0)
 
@@ -439,7 +463,7 @@ async def test_429_pause_requeues_a_caller_already_waiting_for_its_rate_slot(ft:
     a, b = "13800000000", "13800000001"
     api = FakeApi(
         ft,
-        lambda p, n: transient(429, retry_after=3.0) if p == a and n == 0 else answer(p),
+        lambda p, n: throttled(429, retry_after=3.0) if p == a and n == 0 else answer(p),
         latency=0.5,
     )
     checker, _ = make(ft, api, max_per_second=1.0)
@@ -448,13 +472,22 @@ async def test_429_pause_requeues_a_caller_already_waiting_for_its_rate_slot(ft:
     starts = list(zip(api.calls, api.starts, strict=True))
     assert starts[0] == (a, 0.0)
     assert all(t >= 3.5 for _, t in starts[1:])
-    # then one start per 1/rate, paced 2 % under the rate (headroom for jitter)
-    assert sorted(t for _, t in starts[1:]) == [3.5, pytest.approx(4.52)]
+    # Then spaced at the rate the 429 lowered (x 0.7), paced 2 % under it (headroom).
+    assert sorted(t for _, t in starts[1:]) == [3.5, pytest.approx(3.5 + 1.02 / 0.7)]
+    assert checker.counters.throttled == 1
 
 
-async def test_retry_budget_denies_retries(ft: FakeTime) -> None:
+async def test_retry_budget_denies_retries_when_empty(ft: FakeTime) -> None:
     api = FakeApi(ft, lambda p, n: transient(503))
-    checker, _ = make(ft, api, max_attempts=10, retry_budget_min=2, retry_budget_ratio=0.0)
+    checker, _ = make(
+        ft,
+        api,
+        max_attempts=10,
+        retry_budget_min=2,
+        retry_budget_ratio=0.0,
+        retry_budget_rate=0.0,
+        breaker_threshold=100,
+    )
     with pytest.raises(TransientApiError):
         await checker.check("13800000000")
     assert len(api.calls) == 3  # 1 + the 2 retries of the budget
@@ -466,44 +499,67 @@ async def test_retry_budget_denies_retries(ft: FakeTime) -> None:
     assert checker.counters.retries == 2
 
 
-async def test_retry_budget_grows_with_first_attempts(ft: FakeTime) -> None:
-    api = FakeApi(ft, lambda p, n: transient(503) if n == 0 else answer(p))
-    checker, _ = make(ft, api, retry_budget_min=0, retry_budget_ratio=0.5)
-    await checker.check("13800000001")  # 0 retries < 0.5 * 1: allowed
+async def test_retry_budget_refills_per_success(ft: FakeTime) -> None:
+    api = FakeApi(ft, lambda p, n: transient(503) if p.endswith("1") and n == 0 else answer(p))
+    checker, _ = make(ft, api, retry_budget_min=1, retry_budget_ratio=0.5, retry_budget_rate=0.0)
+    await checker.check("13800000001")  # the one token: retried
     with pytest.raises(TransientApiError):
-        await checker.check("13800000002")  # 1 retry, not < 0.5 * 2: denied
-    await checker.check("13800000003")  # 1 < 0.5 * 3: allowed
+        await checker.check("13800000011")  # empty: denied
+    assert checker.counters.retries_denied == 1
+    await checker.check("13800000000")  # a success puts back half a token ...
+    await checker.check("13800000002")  # ... and another half
+    await checker.check("13800000021")  # so this one is retried again
     assert checker.counters.retries == 2
     assert checker.counters.retries_denied == 1
 
 
-async def test_retry_budget_is_a_sliding_window_not_a_lifetime_bank(ft: FakeTime) -> None:
-    failing = False
-
-    def respond(phone: str, n: int) -> CheckOutcome | Exception:
-        return transient(503) if failing else answer(phone)
-
-    api = FakeApi(ft, respond)
-    checker, _ = make(
-        ft, api, max_attempts=10, retry_budget_min=2, retry_budget_ratio=0.5, cache_ttl=0
-    )
-    for p in phones(100):  # a healthy spell: 100 first attempts would allow 52 retries
-        await checker.check(p)
-    await ft.sleep(25.0)  # two budget windows later that allowance has expired
-    failing = True
-    sent = len(api.calls)
+async def test_retry_budget_refills_with_time_so_retries_never_stop(ft: FakeTime) -> None:
+    api = FakeApi(ft, lambda p, n: transient(503) if n == 0 else answer(p))
+    checker, _ = make(ft, api, retry_budget_min=1, retry_budget_ratio=0.0, retry_budget_rate=0.5)
+    await checker.check("13800000001")
     with pytest.raises(TransientApiError):
-        await checker.check("13900000000")
-    # 1 first attempt + retries allowed by min 2 + 0.5 * 1 first attempt -> 3 retries at most
-    assert len(api.calls) - sent <= 4
+        await checker.check("13800000002")  # empty, nothing succeeded meanwhile
     assert checker.counters.retries_denied == 1
+    ft.now += 2.0  # two seconds at 0.5 tokens/s: one token back
+    await checker.check("13800000003")
+    assert checker.counters.retries == 2
+    # The matcher's deferred checks wait for their token at this pace, not for ever.
+    assert not await checker.wait_retry(deadline=ft.now + 1.0)
+    assert await checker.wait_retry()
+    assert checker.counters.retries_denied == 1
+
+
+async def test_retries_count_only_retries_actually_sent(ft: FakeTime) -> None:
+    # A retry whose backoff ends past the deadline is not sent, so not counted.
+    api = FakeApi(ft, lambda p, n: transient(503, retry_after=5.0))
+    checker, _ = make(ft, api)
+    stats = CheckStats()
+    with pytest.raises(TransientApiError):
+        await checker.check("13800000000", stats, deadline=3.0)
+    assert len(api.calls) == 1
+    assert stats == CheckStats(sent=1, retries=0)
+    assert checker.counters.retries == 0
+
+    # A retry scheduled but halted during its backoff is not sent either.
+    halted = CheckStats()
+    task = asyncio.create_task(checker.check("13800000001", halted))
+    await until(lambda: len(api.calls) == 2)
+    halted.halt = True
+    with pytest.raises(CheckHalted):
+        await task
+    assert len(api.calls) == 2
+    assert halted.retries == 0
+    assert checker.counters.retries == 0
+    assert checker.counters.requests == 2
 
 
 # ---------------------------------------------------------------------------------------
 # circuit breaker
 
 
-async def test_breaker_opens_short_circuits_then_probe_closes_it(ft: FakeTime) -> None:
+async def test_breaker_opens_then_callers_wait_for_the_probe_that_closes_it(
+    ft: FakeTime,
+) -> None:
     healthy = False
     probe_gate = asyncio.Event()
 
@@ -521,48 +577,55 @@ async def test_breaker_opens_short_circuits_then_probe_closes_it(ft: FakeTime) -
     assert state(checker) == "open"
     assert checker.counters.breaker_opens == 1
 
+    # A check whose deadline comes before the probe waits until then, then gives up.
     with pytest.raises(CircuitOpenError):
-        await checker.check("13900000000")
+        await checker.check("13900000000", deadline=4.0)
+    assert ft.now == 4.0
     assert len(api.calls) == 3  # no API call while open
     assert checker.counters.short_circuited == 1
 
-    ft.now += 9.9
-    assert state(checker) == "open"
-    ft.now += 0.1
-    assert state(checker) == "half_open"
-
+    # Patient callers wait for the cooldown; one of them is the probe.
     healthy = True
-    probe = asyncio.create_task(checker.check("13900000001"))
+    waiting = [asyncio.create_task(checker.check(p)) for p in phones(3, start=100)]
     await until(lambda: len(api.calls) == 4)
-    # Exactly one probe: a concurrent caller fails fast (a task, so a bug fails, not hangs).
-    other = asyncio.create_task(checker.check("13900000002"))
-    await until(other.done)
-    assert isinstance(other.exception(), CircuitOpenError)
-    assert len(api.calls) == 4
+    await settle()
+    assert ft.now == 10.0
+    assert state(checker) == "half_open"
+    assert len(api.calls) == 4  # exactly one probe; the others wait for its answer
+    assert not any(t.done() for t in waiting)
     probe_gate.set()
-    await probe
+    results = await asyncio.gather(*waiting)
+    assert [r.phone for r in results] == phones(3, start=100)
     assert state(checker) == "closed"
-    await checker.check("13900000003")
-    assert len(api.calls) == 5
+    assert len(api.calls) == 6
+    assert checker.counters.short_circuited == 1
 
 
-async def test_failed_probe_reopens_the_breaker(ft: FakeTime) -> None:
-    api = FakeApi(ft, lambda p, n: transient(503))
+async def test_failed_probe_reopens_the_breaker_and_waiters_keep_waiting(ft: FakeTime) -> None:
+    api = FakeApi(ft, lambda p, n: transient(503) if ft.now < 7.0 else answer(p))
     checker, _ = make(ft, api, max_attempts=1, breaker_threshold=2, breaker_cooldown=5.0)
     for p in phones(2):
         with pytest.raises(TransientApiError):
             await checker.check(p)
     assert state(checker) == "open"
-    ft.now += 5.0
-    with pytest.raises(TransientApiError):
-        await checker.check("13900000000")  # the probe, and it fails
-    assert state(checker) == "open"
+    probe, short, patient = (
+        asyncio.create_task(outcome_or_error(checker.check(p, deadline=d)))
+        for p, d in zip(phones(3, start=100), [math.inf, 8.0, math.inf], strict=True)
+    )
+    # The probe at 5.0 fails and re-opens the breaker until 10.0.
+    assert isinstance(await probe, TransientApiError)
     assert checker.counters.breaker_opens == 2
-    with pytest.raises(CircuitOpenError):
-        await checker.check("13900000001")
-    assert len(api.calls) == 3
-    ft.now += 5.0
-    assert state(checker) == "half_open"
+    # A waiter whose deadline (8.0) comes before the next probe gives up then ...
+    assert isinstance(await short, CircuitOpenError)
+    assert ft.now == 8.0
+    assert state(checker) == "open"
+    # ... a patient one keeps waiting, probes at 10.0, and gets its answer.
+    outcome = await patient
+    assert isinstance(outcome, CheckOutcome)
+    assert ft.now == 10.0
+    assert state(checker) == "closed"
+    assert api.starts == [0.0, 0.0, 5.0, 10.0]
+    assert checker.counters.short_circuited == 1
 
 
 async def test_cancelled_probe_lets_another_probe_through(ft: FakeTime) -> None:
@@ -592,23 +655,28 @@ async def test_cancelled_probe_lets_another_probe_through(ft: FakeTime) -> None:
     assert state(checker) == "closed"
 
 
-async def test_breaker_stops_callers_already_waiting_for_a_slot(ft: FakeTime) -> None:
+async def test_breaker_holds_callers_already_waiting_for_a_slot(ft: FakeTime) -> None:
     gate = asyncio.Event()
     api = FakeApi(ft, lambda p, n: transient(503), gate=gate)
     checker, _ = make(ft, api, max_in_flight=1, max_attempts=1, breaker_threshold=1)
-    first, queued = (asyncio.create_task(outcome_or_error(checker.check(p))) for p in phones(2))
+    first, queued = (
+        asyncio.create_task(outcome_or_error(checker.check(p, deadline=5.0))) for p in phones(2)
+    )
     await until(lambda: api.running == 1)
     await settle()
     gate.set()
     assert isinstance(await first, TransientApiError)
     assert isinstance(await queued, CircuitOpenError)  # admitted while closed, never sent
     assert len(api.calls) == 1
+    assert checker.counters.short_circuited == 1
 
 
-async def test_breaker_stops_callers_sleeping_in_backoff(ft: FakeTime) -> None:
+async def test_breaker_holds_callers_sleeping_in_backoff(ft: FakeTime) -> None:
     api = FakeApi(ft, lambda p, n: transient(503))
     checker, _ = make(ft, api, max_attempts=5, breaker_threshold=2, breaker_cooldown=60.0)
-    results = await asyncio.gather(*(outcome_or_error(checker.check(p)) for p in phones(2)))
+    results = await asyncio.gather(
+        *(outcome_or_error(checker.check(p, deadline=30.0)) for p in phones(2))
+    )
     assert all(isinstance(r, CircuitOpenError) for r in results)
     assert len(api.calls) == 2  # both first attempts failed, then nothing more was sent
     assert checker.counters.short_circuited == 2
@@ -624,58 +692,6 @@ async def test_fatal_errors_do_not_trip_and_success_resets_the_count(ft: FakeTim
         await outcome_or_error(checker.check(p))
     assert state(checker) == "closed"
     assert checker.counters.breaker_opens == 0
-
-
-# ---------------------------------------------------------------------------------------
-# adaptive concurrency
-
-
-async def test_adaptive_limit_halves_on_429_and_grows_back(ft: FakeTime) -> None:
-    api = FakeApi(ft, lambda p, n: transient(429) if p.startswith("199") else answer(p))
-    checker, _ = make(ft, api, max_in_flight=8, adaptive=True, max_attempts=1)
-    assert checker.concurrency_limit == 8
-    seen = []
-    for i in range(4):
-        with pytest.raises(TransientApiError):
-            await checker.check(f"1990000000{i}")
-        seen.append(checker.concurrency_limit)
-    assert seen == [4, 2, 1, 1]
-    assert checker.counters.rate_limited == 4
-
-    grown = []
-    for p in phones(1 + 2 + 3 + 4 + 5 + 6 + 7 + 3):
-        await checker.check(p)
-        grown.append(checker.concurrency_limit)
-    # One success at limit 1 -> 2, two more at 2 -> 3, ... up to max_in_flight.
-    assert grown[0] == 2
-    assert grown[2] == 3
-    assert grown[5] == 4
-    assert grown[27] == 8
-    assert grown[-1] == 8
-
-
-async def test_adaptive_limit_is_enforced_at_runtime(ft: FakeTime) -> None:
-    gates = {p: asyncio.Event() for p in phones(8)}
-    first = phones(1)[0]
-
-    async def respond(phone: str, n: int) -> CheckOutcome | Exception:
-        await gates[phone].wait()
-        return transient(429) if phone == first else answer(phone)
-
-    api = FakeApi(ft, respond)
-    checker, _ = make(ft, api, max_in_flight=4, adaptive=True, max_attempts=1)
-    tasks = [asyncio.create_task(outcome_or_error(checker.check(p))) for p in phones(8)]
-    await until(lambda: api.running == 4)
-    gates[first].set()
-    await until(lambda: checker.concurrency_limit == 2)
-    await settle()
-    assert api.running == 3  # over the new limit: nobody new may start
-    assert len(api.calls) == 4
-    for p in phones(8):
-        gates[p].set()
-    await asyncio.gather(*tasks)
-    assert len(api.calls) == 8
-    assert checker.in_flight == 0
 
 
 # ---------------------------------------------------------------------------------------
@@ -891,10 +907,309 @@ async def test_stats_and_latency_reporting(ft: FakeTime) -> None:
     assert [s for s, _ in latencies] == pytest.approx([0.25] * 5)
     assert checker.counters == CheckerCounters(
         requests=5,
+        numbers=5,
         hits=1,
         misses=2,
         transient_errors=1,
+        server_errors=1,
         fatal_errors=1,
         retries=1,
         cache_hits=1,
     )
+
+
+# ---------------------------------------------------------------------------------------
+# throttling is backpressure (AIMD), never a failure
+
+
+async def test_bare_429_lowers_the_rate_and_the_check_is_resent(ft: FakeTime) -> None:
+    api = FakeApi(ft, lambda p, n: throttled() if n == 0 else answer(p))
+    checker, latencies = make(ft, api, max_per_second=50.0, max_attempts=1)
+    stats = CheckStats()
+    outcome = await checker.check("13800000008", stats)
+    assert outcome.has_orders
+    assert api.calls == ["13800000008"] * 2  # resent although max_attempts=1
+    assert checker.rate == pytest.approx(50.0 * 0.7)
+    assert api.starts[1] >= 1.02 / 50.0 - 1e-9  # resent in its paced slot, not at once
+    assert stats == CheckStats(sent=2, retries=1)
+    counters = checker.counters
+    assert (counters.throttled, counters.rate_limited, counters.transient_errors) == (1, 1, 0)
+    assert counters.retries == 1
+    assert counters.retries_denied == 0
+    assert [o for _, o in latencies] == ["throttled", "hit"]
+
+
+async def test_25_bare_429s_in_a_row_never_open_the_breaker(ft: FakeTime) -> None:
+    api = FakeApi(ft, lambda p, n: throttled() if n < 25 else answer(p))
+    checker, _ = make(ft, api, breaker_threshold=25, max_attempts=1)
+    outcome = await checker.check("13800000000")
+    assert outcome.phone == "13800000000"
+    assert len(api.calls) == 26
+    assert state(checker) == "closed"
+    assert checker.counters.breaker_opens == 0
+    assert checker.counters.throttled == 25
+    assert checker.counters.transient_errors == 0
+    # Then real failures still open it.
+    api.respond = lambda p, n: transient(503)
+    for p in phones(25):
+        await outcome_or_error(checker.check(p))
+    assert state(checker) == "open"
+
+
+async def test_throttle_between_failures_resets_the_breaker_count(ft: FakeTime) -> None:
+    # 503, 503, then a 429 (an answer: the API is up), resent: 503, then 503 once more.
+    script: list[Exception] = [transient(503), transient(503), throttled()]
+    script += [transient(503), transient(503)]
+    replies = iter(script)
+    api = FakeApi(ft, lambda p, n: next(replies))
+    checker, _ = make(ft, api, breaker_threshold=3, max_attempts=1)
+    for p in phones(4):
+        assert isinstance(await outcome_or_error(checker.check(p)), TransientApiError)
+    assert len(api.calls) == 5
+    assert state(checker) == "closed"  # 2 failures, reset by the 429, then 2 more
+    assert checker.counters.breaker_opens == 0
+
+
+async def test_counters_split_transient_outcomes_by_kind(ft: FakeTime) -> None:
+    first: dict[str, Exception] = {
+        "13800000001": TransientApiError("read timeout", kind="timeout"),
+        "13800000002": TransientApiError("connection refused", kind="connect"),
+        "13800000003": TransientApiError("connection reset", kind="reset"),
+        "13800000004": transient(502),
+        "13800000005": throttled(),
+        "13800000006": TransientApiError("odd"),
+    }
+    api = FakeApi(ft, lambda p, n: first[p] if n == 0 else answer(p))
+    checker, _ = make(ft, api)
+    for p in first:
+        await checker.check(p)
+    c = checker.counters
+    assert (c.timeouts, c.connect_errors, c.resets, c.server_errors) == (1, 1, 1, 1)
+    assert (c.throttled, c.rate_limited) == (1, 1)
+    assert c.transient_errors == 5  # throttling excluded
+    assert c.retries == 6
+    assert c.requests == 12
+
+
+# ---------------------------------------------------------------------------------------
+# status
+
+
+async def test_status_text_forms(ft: FakeTime) -> None:
+    unpaced, _ = make(ft, FakeApi(ft))
+    assert unpaced.status().state == "ok"
+    assert unpaced.status().text == "ok"
+
+    api = FakeApi(
+        ft,
+        lambda p, n: (
+            (throttled(retry_after=3.0) if p.endswith("1") else throttled())
+            if n == 0
+            else answer(p)
+        ),
+    )
+    checker, _ = make(ft, api, max_per_second=100.0)
+    assert checker.status().text == "ok, 100/s"
+    await checker.check("13800000000")  # a bare 429: rate x 0.7
+    status = checker.status()
+    assert (status.state, status.text) == ("throttled", "throttled, 70/s")
+    assert status.limit == checker.concurrency_limit
+    assert status.in_flight == 0
+
+    task = asyncio.create_task(checker.check("13800000001"))  # a 429 with Retry-After: 3
+    await until(lambda: checker.counters.throttled == 2)
+    status = checker.status()
+    assert status.state == "paused"
+    assert status.text.startswith("paused 3 s (Retry-After)")
+    await task
+    ft.now += 10.0
+    assert checker.status().text.startswith("ok, ")
+
+    down, _ = make(
+        ft, FakeApi(ft, lambda p, n: transient(503)), max_attempts=1, breaker_threshold=1,
+        breaker_cooldown=10.0,
+    )  # fmt: skip
+    await outcome_or_error(down.check("13800000000"))
+    status = down.status()
+    assert (status.state, status.text) == ("down", "API down, probe in 10 s")
+    assert status.probe_in == pytest.approx(10.0)
+    ft.now += 3.5
+    assert down.status().text == "API down, probe in 7 s"
+    ft.now += 6.5
+    assert down.status().state == "probing"
+    assert down.status().text == "API down, probing"
+
+
+# ---------------------------------------------------------------------------------------
+# per-caller flags: halt and deferred
+
+
+async def test_halt_stops_resends(ft: FakeTime) -> None:
+    stats = CheckStats()
+
+    def respond(phone: str, n: int) -> Exception:
+        stats.halt = True  # the lookup found its hit elsewhere while this was on the wire
+        return throttled()
+
+    api = FakeApi(ft, respond)
+    checker, _ = make(ft, api)
+    with pytest.raises(CheckHalted):
+        await checker.check("13800000000", stats)
+    assert len(api.calls) == 1
+    assert stats.sent == 1
+    assert not stats.on_wire
+    assert checker.in_flight == 0
+
+    with pytest.raises(CheckHalted):
+        await checker.check("13800000001", stats)  # already halted: nothing is sent
+    assert len(api.calls) == 1
+
+
+async def test_on_wire_is_set_only_while_the_request_is_out(ft: FakeTime) -> None:
+    gate = asyncio.Event()
+    api = FakeApi(ft, gate=gate)
+    checker, _ = make(ft, api)
+    stats = CheckStats()
+    task = asyncio.create_task(checker.check("13800000000", stats))
+    await until(lambda: api.running == 1)
+    assert stats.on_wire
+    gate.set()
+    await task
+    assert not stats.on_wire
+
+
+async def test_deferred_stats_count_the_first_request_as_a_retry(ft: FakeTime) -> None:
+    api = FakeApi(ft)
+    checker, _ = make(ft, api)
+    stats = CheckStats(deferred=True)
+    await checker.check("13800000000", stats)
+    assert stats == CheckStats(sent=1, retries=1, deferred=True)
+    assert checker.counters.retries == 1
+    assert checker.counters.requests == 1
+
+
+# ---------------------------------------------------------------------------------------
+# slow start (no ceiling)
+
+
+async def test_slow_start_window_grows_by_one_per_clean_answer(ft: FakeTime) -> None:
+    api = FakeApi(ft)
+    checker, _ = make(ft, api, max_in_flight=7)
+    assert checker.rate is None
+    assert checker.concurrency_limit == SLOW_START_WINDOW == 4
+    gate = api.gate = asyncio.Event()
+    tasks = [asyncio.create_task(checker.check(p)) for p in phones(10)]
+    await until(lambda: api.running == 4)
+    await settle()
+    assert api.running == 4  # the window, not max_in_flight
+    gate.set()
+    await asyncio.gather(*tasks)
+    assert checker.concurrency_limit == 7  # grown by one per answer, capped
+
+    fresh, _ = make(ft, FakeApi(ft), max_in_flight=7)
+    grown = []
+    for p in phones(5):
+        await fresh.check(p)
+        grown.append(fresh.concurrency_limit)
+    assert grown == [5, 6, 7, 7, 7]
+
+
+async def test_first_throttle_ends_slow_start_with_a_paced_rate(ft: FakeTime) -> None:
+    api = FakeApi(ft, lambda p, n: throttled() if p.endswith("9") and n == 0 else answer(p))
+    checker, _ = make(ft, api, max_in_flight=64)
+    for p in phones(10):  # 13800000000 .. 13800000009: the last one is throttled once
+        await checker.check(p)
+    assert checker.rate is not None  # paced from now on, at half the measured rate
+    limit = checker.concurrency_limit
+    for p in phones(3, start=100):
+        await checker.check(p)
+    assert checker.concurrency_limit <= limit + 1  # no more growth by one per answer
+
+
+# ---------------------------------------------------------------------------------------
+# fair share through Checker.lookup()
+
+
+async def test_two_lookups_of_one_checker_each_get_half_the_slots(ft: FakeTime) -> None:
+    events: dict[str, asyncio.Event] = {}
+    running: dict[str, int] = {"a": 0, "b": 0, "warm-up": 0}
+    peak = dict(running)
+
+    async def handler(phone: str) -> bool:
+        owner = {"138": "a", "139": "b"}.get(phone[:3], "warm-up")
+        running[owner] += 1
+        peak[owner] = max(peak[owner], running[owner])
+        try:
+            await events.setdefault(phone, asyncio.Event()).wait()
+        finally:
+            running[owner] -= 1
+        return False
+
+    api = FakeOrderApi(handler)
+    checker = Checker(api, limits(max_in_flight=8), clock=ft.clock, sleep=ft.sleep)
+    warm = [f"177{i:08d}" for i in range(4)]
+    for p in warm:
+        events[p] = asyncio.Event()
+        events[p].set()
+        await checker.check(p)
+    assert checker.concurrency_limit == 8  # slow start grown to max_in_flight
+    a_numbers = [f"138{i:08d}" for i in range(10)]
+    b_numbers = [f"139{i:08d}" for i in range(10)]
+    for p in a_numbers + b_numbers:
+        events[p] = asyncio.Event()
+
+    async def lookup(numbers: list[str]) -> int:
+        async with checker.lookup("token#1") as checks:
+            assert checks.deadline == math.inf
+            results = await asyncio.gather(*(checks.check(p, CheckStats()) for p in numbers))
+        return len(results)
+
+    a = asyncio.create_task(lookup(a_numbers))
+    b = asyncio.create_task(lookup(b_numbers))
+    await until(lambda: api.in_flight == 8)
+    await settle()
+    assert (running["a"], running["b"]) == (4, 4)  # half each, although each has 10 waiting
+    for p in a_numbers:  # lookup a finishes and closes: b's share widens to every slot
+        events[p].set()
+    assert await a == 10
+    await until(lambda: running["b"] == 8)
+    await settle()
+    assert running["b"] == 8
+    assert peak["a"] == 4
+    for p in b_numbers:
+        events[p].set()
+    assert await b == 10
+    assert checker.in_flight == 0
+    assert len(api.calls) == 24
+
+
+async def test_a_lookup_alone_and_a_crowd_split_the_slots_by_group(ft: FakeTime) -> None:
+    gate = asyncio.Event()
+    running: dict[str, int] = {}
+
+    async def handler(phone: str) -> bool:
+        group = "alone" if phone.startswith("138") else "crowd"
+        running[group] = running.get(group, 0) + 1
+        await gate.wait()
+        return False
+
+    api = FakeOrderApi(handler)
+    checker = Checker(api, limits(max_in_flight=12, max_per_second=1e9), clock=ft.clock,
+                      sleep=ft.sleep)  # fmt: skip
+    assert checker.concurrency_limit == 12
+
+    async def lookup(group: str, numbers: list[str]) -> None:
+        async with checker.lookup(group) as checks:
+            await asyncio.gather(*(checks.check(p, CheckStats()) for p in numbers))
+
+    tasks = [asyncio.create_task(lookup("token#1", [f"138{i:08d}" for i in range(12)]))]
+    tasks += [
+        asyncio.create_task(lookup("token#2", [f"13{5 + k}{i:08d}" for i in range(12)]))
+        for k in range(3)
+    ]
+    await until(lambda: api.in_flight == 12)
+    await settle()
+    assert running == {"alone": 6, "crowd": 6}  # groups split first: 50/50
+    gate.set()
+    await asyncio.gather(*tasks)
+    assert checker.in_flight == 0

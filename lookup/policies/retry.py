@@ -7,6 +7,10 @@ from collections.abc import Awaitable, Callable
 
 __all__ = ["RetryBudget", "RetryPolicy"]
 
+_WHOLE = 1.0 - 1e-9
+"""A token, give or take float rounding: refilling for exactly the computed wait can leave
+0.9999999999999998 tokens, and a sleep of 4e-16 s does not move a clock at 4.0 s."""
+
 
 class RetryBudget:
     """A token bucket of retries that refills, as gRPC retry throttling and the AWS retry
@@ -53,15 +57,15 @@ class RetryBudget:
     def try_take(self) -> bool:
         """Take a token if there is one."""
         self._refill()
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        if self._tokens >= _WHOLE:
+            self._tokens = max(0.0, self._tokens - 1.0)
             return True
         return False
 
     def wait_time(self) -> float | None:
         """Seconds until a token is there by time refill alone (``None``: never)."""
         self._refill()
-        if self._tokens >= 1.0:
+        if self._tokens >= _WHOLE:
             return 0.0
         if self.per_second <= 0:
             return None
