@@ -5,6 +5,7 @@
     python scripts/bench.py cli          # cold `lookup demo` / `lookup find --api demo`
     python scripts/bench.py batch        # batch checks/s vs single-lookup engine
     python scripts/bench.py service      # lookups/s, p50/p99 with 50 concurrent clients
+    python scripts/bench.py quota        # nginx limit_req goodput, faults, 24 lookups, throughput
     python scripts/bench.py all
 """
 
@@ -76,9 +77,10 @@ def bench_foundation() -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", nargs="?", default="all",
-                        choices=["foundation", "engine", "cli", "batch", "service", "all"])  # fmt: skip
+                        choices=["foundation", "engine", "cli", "batch", "service", "quota", "all"])  # fmt: skip
     args = parser.parse_args(argv)
-    chosen = ["foundation", "engine", "cli", "batch", "service"] if args.what == "all" else [args.what]
+    every = ["foundation", "engine", "cli", "batch", "service", "quota"]
+    chosen = every if args.what == "all" else [args.what]
     for name in chosen:
         if name == "foundation":
             bench_foundation()
