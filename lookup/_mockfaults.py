@@ -103,6 +103,9 @@ class MockStats(BaseModel):
     concurrent: int = 0
     """Order handlers running now (sleeping for latency or hung included)."""
     max_concurrent: int = 0
+    connections: int = 0
+    """Distinct client connections (peer address and port) that sent order requests: a
+    client that reconnects after every early stop shows here, one with a healthy pool not."""
     statuses: dict[int, int] = Field(default_factory=dict)
     """Responses sent by the order routes, by HTTP status (e.g. ``{200: 40, 429: 10}``)."""
     throttled: int = 0
@@ -119,6 +122,7 @@ class Counters:
     """The live, mutable counters behind :class:`MockStats`."""
 
     __slots__ = (
+        "_peers",
         "batch_requests",
         "concurrent",
         "hangs",
@@ -138,10 +142,22 @@ class Counters:
         self.phones_checked = 0
         self.concurrent = concurrent
         self.max_concurrent = concurrent
+        self._peers: set[object] = set()
         self.statuses: dict[int, int] = {}
         self.throttled = 0
         self.resets = 0
         self.hangs = 0
+
+    @property
+    def connections(self) -> int:
+        return len(self._peers)
+
+    def connected(self, request: web.Request) -> None:
+        """Count the connection ``request`` came on (once per peer address and port)."""
+        transport = request.transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        if peer is not None:
+            self._peers.add(tuple(peer) if isinstance(peer, list) else peer)
 
     def answered(self, status: int, *, throttle_body: bool = False) -> None:
         """Count a response the order routes send."""
@@ -157,6 +173,7 @@ class Counters:
             phones_checked=self.phones_checked,
             concurrent=self.concurrent,
             max_concurrent=self.max_concurrent,
+            connections=self.connections,
             statuses=dict(self.statuses),
             throttled=self.throttled,
             resets=self.resets,

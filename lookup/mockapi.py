@@ -33,8 +33,9 @@ come from ``random.Random(config.seed)``, re-created whenever ``config`` is assi
 sequence of sequential requests sees the same faults for the same seed. The outage and the rate
 window read the injectable ``clock`` (default :func:`time.monotonic`), so tests can move time.
 ``GET /stats`` counts every order request that reached the server (``orders_requests``: the
-faulted, throttled, reset and hung ones too), the answers by status, and ``throttled`` (every
-429 and every throttle body).
+faulted, throttled, reset and hung ones too), the answers by status, ``throttled`` (every
+429 and every throttle body) and ``connections`` (distinct client connections, by peer address
+and port).
 
 Orders live in an in-memory SQLite table ``orders(phone TEXT PRIMARY KEY, total INTEGER)``.
 The access log is off: full phone numbers are never logged.
@@ -296,6 +297,7 @@ class MockOrderServer:
         c.orders_requests += 1
         c.concurrent += 1
         c.max_concurrent = max(c.max_concurrent, c.concurrent)
+        c.connected(request)
         self._notify()
         try:
             response = await self._faults.apply(request, c, self._notify, self._closing)

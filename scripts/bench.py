@@ -7,6 +7,7 @@
     python scripts/bench.py service      # lookups/s, p50/p99 with 50 concurrent clients
     python scripts/bench.py sources      # PostgreSQL source; find on uvloop vs the default loop
     python scripts/bench.py web          # desk page vs CLI: one lookup, a 1,000-row job
+    python scripts/bench.py quota        # nginx limit_req goodput, faults, 24 lookups, throughput
     python scripts/bench.py all
 """
 
@@ -79,9 +80,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", nargs="?", default="all",
                         choices=["foundation", "engine", "cli", "batch", "service", "sources",
-                                 "web", "all"])  # fmt: skip
+                                 "web", "quota", "all"])  # fmt: skip
     args = parser.parse_args(argv)
-    everything = ["foundation", "engine", "cli", "batch", "service", "sources", "web"]
+    everything = ["foundation", "engine", "cli", "batch", "service", "sources", "web", "quota"]
     chosen = everything if args.what == "all" else [args.what]
     for name in chosen:
         if name == "foundation":

@@ -56,6 +56,8 @@ class SyncApi:
         return self.orders.get(phone, 0)
 
     def check_many(self, phones: Sequence[str]) -> dict[str, int]:
+        if FLAKY in phones:
+            raise TransientApiError("flaky upstream")
         return {p: self.orders.get(p, 0) for p in phones}
 
     def close(self) -> None:

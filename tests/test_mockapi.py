@@ -181,6 +181,25 @@ async def test_stats_and_max_concurrent(
     )
 
 
+async def test_connections_counts_distinct_client_connections(server: MockOrderServer) -> None:
+    server.config = MockConfig(latency_ms=20)  # keeps requests overlapping
+    connector = aiohttp.TCPConnector(limit=3)
+    async with aiohttp.ClientSession(connector=connector) as pooled:
+        results = await asyncio.gather(*(get_order(pooled, server) for _ in range(12)))
+        assert all(status == 200 for status, _ in results)
+        assert 1 <= server.stats.connections <= 3  # the pool's connections, reused
+        results = await asyncio.gather(*(get_order(pooled, server) for _ in range(12)))
+        assert server.stats.connections <= 3
+    for _ in range(4):  # a session per request: a new connection each time
+        async with aiohttp.ClientSession() as fresh:
+            assert (await get_order(fresh, server))[0] == 200
+    stats = server.stats
+    assert 5 <= stats.connections <= 7
+    assert stats.orders_requests == 28
+    server.reset_stats()
+    assert server.stats.connections == 0
+
+
 async def test_latency_delays_answers(
     server: MockOrderServer, session: aiohttp.ClientSession
 ) -> None:
