@@ -1,15 +1,21 @@
-"""Order sources benchmark: the PostgreSQL source, and ``find`` on uvloop vs the default loop.
+"""Order sources benchmark: batch checks, the PostgreSQL source, ``find`` on uvloop.
 
-    python scripts/bench.py sources                 # both sections, 3 runs each
-    python scripts/bench_sources.py [--sections postgres,loop] [--runs 3] [--profile]
+    python scripts/bench.py sources                 # every section, 3 runs each
+    python scripts/bench_sources.py [--sections batch,postgres,loop] [--runs 3] [--profile]
+
+batch: ``find`` against the mock order API in its own process at 0 and 20 ms latency, single
+checks (``HttpOrderApi(orders_url)``) vs chunks of 100 through ``check_many``
+(``batch_url=``), side by side in one run: 3 lookups of 10,000 national candidates each on one
+shared checker (100 in flight, no rate ceiling, no cache), the planted hit the last candidate
+of each (so both variants answer every candidate), and the answers compared.
 
 postgres: a throwaway PostgreSQL server (tests/pg_fixture.py: initdb in a temp folder,
 loopback port) seeded with the synthetic demo orders; the lookup is the demo's national-tier
 hit (186****3357, hint 杭州: 121 city + 369 province candidates, the hit 151st of the national
 tier). "one query per candidate" checks in tier order, 16 in flight, and stops at the hit;
 "check_many" sends the same candidates in chunks of 100 (one ``= ANY($1)`` query each), 4
-chunks in flight, and stops at the chunk with the hit; "find" is ``lookup.find`` as it is
-today (one ``check`` per candidate through the checker). Lookups/s = lookups / wall.
+chunks in flight, and stops at the chunk with the hit; "find" is ``lookup.find`` (the engine
+sends chunks of ``Limits.batch_size`` through ``check_many``). Lookups/s = lookups / wall.
 
 loop: ``find`` against the mock order API in its own process (0 ms latency, 10,000 negative
 candidates, 100 in flight, as in ``bench.py engine``), on the default asyncio loop and on
@@ -40,18 +46,79 @@ from bench_engine import IN_FLIGHT, LIMITS, MASK, find_variant, hand_variant
 
 from lookup import _loop
 from lookup.candidates import plan
+from lookup.checker import Checker
 from lookup.matcher import find
 from lookup.models import Limits
+from lookup.orders import HttpOrderApi
 from lookup.orders.postgres import PostgresOrderApi, read_orders, seed
 
 PG_MASK, PG_HINT, PG_HIT = "186****3357", {"city": "杭州"}, "18601503357"
 PG_IN_FLIGHT, CHUNK, CHUNKS_IN_FLIGHT = 16, 100, 4
 PG_LOOKUPS = 10
-SECTIONS = ("postgres", "loop")
+SECTIONS = ("batch", "postgres", "loop")
+BATCH_MASKS = ("138****2046", "139****2046", "186****2046")  # 10,000 national candidates each
+BATCH_LATENCIES = (0.0, 20.0)
 
 
 def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+# -- batch checks --------------------------------------------------------------------------
+
+
+async def _find_all(url: str, batch_url: str | None) -> tuple[int, list[str], int, int]:
+    """``find`` each of BATCH_MASKS on one checker: (answers, phones, requests, numbers)."""
+    async with HttpOrderApi(url, batch_url=batch_url, max_connections=IN_FLIGHT) as api:
+        checker = Checker(api, LIMITS)
+        answers, phones = 0, []
+        for mask in BATCH_MASKS:
+            result = await find(mask, checker=checker)
+            answers += sum(t.checked for t in result.tiers)
+            phones.append(result.phone or result.status)
+    return answers, phones, checker.counters.requests, checker.counters.numbers
+
+
+def section_batch(runs: int) -> None:
+    lasts = {m: list(plan(m).tier("national"))[-1] for m in BATCH_MASKS}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        orders = write_orders(Path(tmp) / "orders.csv", {p: 1 for p in lasts.values()})
+        for latency in BATCH_LATENCIES:
+            with MockServer(orders=orders, latency_ms=latency) as server:
+                urls = {"single checks": None, "chunks of 100": f"{server.url}/orders/batch"}
+                samples: dict[str, list[Sample]] = {name: [] for name in urls}
+                answers: dict[str, set[tuple[str, ...]]] = {name: set() for name in urls}
+                for r, name in interleaved(list(urls), runs):
+                    with Timed() as t:
+                        checks, phones, requests, numbers = _loop.run(
+                            _find_all(server.orders_url, urls[name]), use_uvloop=False
+                        )
+                    answers[name].add(tuple(phones))
+                    samples[name].append(Sample(wall=t.wall, cpu=t.cpu, checks=checks,
+                                                requests=requests))  # fmt: skip
+                    _say(f"    run {r + 1}/{runs} {latency:g} ms {name:<14} {t.wall:6.2f} s  "
+                         f"{checks / t.wall:8.0f}/s  {requests} requests, {numbers} numbers")  # fmt: skip
+            single = median(s.rate for s in samples["single checks"])
+            expected = {tuple(lasts[m] for m in BATCH_MASKS)}
+            same = answers["single checks"] == answers["chunks of 100"] == expected
+            for name, ss in samples.items():
+                rate = median(s.rate for s in ss)
+                target = ""
+                if name == "chunks of 100":
+                    ok = same and (latency < 20 or rate >= 20 * single)
+                    goal = ">= 20x and same answers" if latency >= 20 else "same answers"
+                    target = f"{goal}: {rate / single:.1f}x, {'same' if same else 'DIFFERENT'}  {verdict(ok)}"
+                rows.append([f"{latency:g} ms", name, f"{rate:,.0f}",
+                             f"{median(s.requests for s in ss):,.0f}",
+                             f"{median(s.cpu_us for s in ss):,.1f}", f"{rate / single:.1f}x",
+                             target])  # fmt: skip
+    print("== sources: batch checks vs single checks (find, mock order API in its own process)")
+    print(f"  {len(BATCH_MASKS)} lookups x 10,000 national candidates ({', '.join(BATCH_MASKS)}), "
+          f"the hit the last candidate of each; one checker, {IN_FLIGHT} in flight, no rate "
+          f"ceiling, no cache; median of {runs} interleaved runs, default asyncio loop")  # fmt: skip
+    print(table(["latency", "variant", "checks/s", "requests", "client CPU µs/check",
+                 "vs single", "target"], rows))  # fmt: skip
 
 
 # -- PostgreSQL -------------------------------------------------------------------------------
@@ -127,7 +194,7 @@ def section_postgres(runs: int) -> None:
         variants: dict[str, Callable[[PostgresOrderApi, list[str]], Awaitable[int]]] = {
             "one query per candidate": _pg_per_candidate,
             "check_many (chunks of 100)": _pg_chunks,
-            "find (today: check per candidate)": _pg_find,
+            "find (chunks of 100 via the engine)": _pg_find,
         }
         samples: dict[str, list[Sample]] = {name: [] for name in variants}
 
@@ -246,7 +313,9 @@ def run(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(list(argv) if argv is not None else [])
     started = time.perf_counter()
     for name in args.sections.split(","):
-        if name == "postgres":
+        if name == "batch":
+            section_batch(args.runs)
+        elif name == "postgres":
             section_postgres(args.runs)
         elif name == "loop":
             section_loop(args.runs, args.profile)
