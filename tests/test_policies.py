@@ -303,7 +303,7 @@ async def test_pacer_clean_interval_with_callers_held_back_raises_the_rate(
     p = pacer(clock, 100.0, on_change=lambda rate, why: changes.append((rate, why)))
     p.on_throttle(sent_at=0.0)
     assert p.rate == pytest.approx(70.0)
-    step = 70.0 / 20
+    step = 100.0 / 20  # a twentieth of the rate before the cut
 
     p.on_clean()  # no clean interval yet
     assert p.rate == pytest.approx(70.0)
@@ -349,7 +349,42 @@ async def test_pacer_throttle_during_the_interval_earns_no_increase(clock: FakeC
     await hold_back(p, clock)
     clock.now += pacing.CLEAN_INTERVAL
     p.on_clean()
-    assert p.rate == pytest.approx(73.5)
+    assert p.rate == pytest.approx(75.0)
+
+
+async def test_pacer_decreases_once_per_reaction_window_and_keeps_to_the_accepted_rate(
+    clock: FakeClock,
+) -> None:
+    p = pacer(clock, 150.0)
+    for _ in range(50):  # the API accepted ~100/s over the last half second
+        p.on_clean()
+        clock.now += 0.01
+    assert p.on_throttle(sent_at=clock.now)
+    assert p.rate == pytest.approx(105.0)
+    clock.now += 0.01  # a request sent after the decrease, throttled within the window
+    assert not p.on_throttle(sent_at=clock.now - 0.005)
+    assert p.rate == pytest.approx(105.0)
+    for _ in range(3):
+        clock.now += pacing.REACTION
+        p.on_throttle(sent_at=clock.now)
+    # never below nine tenths of the ~100/s accepted (v1 of this pacer fell to 2/s)
+    assert p.rate is not None and 50.0 <= p.rate <= 105.0  # (the accepted rate ages out)
+
+
+async def test_pacer_far_above_the_accepted_rate_cuts_on_every_new_signal(
+    clock: FakeClock,
+) -> None:
+    p = pacer(clock, 1000.0)
+    for _ in range(50):
+        p.on_clean()
+        clock.now += 0.01
+    rates = []
+    for _ in range(4):  # one millisecond apart: inside the reaction window
+        assert p.on_throttle(sent_at=clock.now)
+        rates.append(p.rate)
+        clock.now += 0.001
+    assert rates == sorted(rates, reverse=True) and rates[-1] is not None
+    assert rates[-1] < 400.0
 
 
 async def test_pacer_without_ceiling_starts_unpaced_then_halves_the_measured_rate(

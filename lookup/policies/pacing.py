@@ -8,10 +8,15 @@ interval in which the pacer held callers back raises it by a fixed step (a twent
 the rate reached after the last decrease), up to the ceiling: additive increase,
 multiplicative decrease, as TCP and gradient limiters do.
 
-Only a throttle of a request *sent after* the last decrease lowers the rate again: the
+Only a throttle of a request *sent after* the last decrease, and at least a reaction
+window (0.1 s, or two request gaps at the new rate) after it, lowers the rate again
+(unless the rate is still over twice what the API accepts: then every such signal cuts): the
 answers to requests already on the wire say nothing about the new rate (TCP's
-one-decrease-per-window rule). Without it, one burst of 429s would divide the rate by
-2**20.
+one-decrease-per-window rule). On loopback a round trip is shorter than a request gap, so
+"sent after" alone let one burst cut 300/s to 2/s in 70 ms. And a decrease never goes below
+nine tenths of the rate the API *accepted* (answers not throttled) over the last second:
+that rate is what the server allows, so the sawtooth stays near it (as BBR keeps to the
+delivery rate).
 """
 
 from __future__ import annotations
@@ -33,6 +38,10 @@ CLEAN_INTERVAL = 0.25
 """Seconds without a throttle signal that earn an increase (at least two request gaps)."""
 MIN_RATE = 0.2
 """Never pace slower than one request per five seconds."""
+REACTION = 0.1
+"""Seconds after a decrease before another throttle may lower the rate again."""
+ACCEPTED_FLOOR = 0.9
+"""A decrease keeps at least this share of the rate the API accepted over the last second."""
 _WINDOW = 1.0  # seconds of sends the measured rate looks at
 _MIN_SAMPLES = 8
 
@@ -72,6 +81,7 @@ class Pacer:
         self._held_back = False  # a caller waited for its slot since the last change
         self._step = 0.0
         self._sent: deque[float] = deque(maxlen=256)
+        self._accepted: deque[float] = deque(maxlen=256)
         self.decreases = 0
 
     # -- state -----------------------------------------------------------------------------
@@ -89,14 +99,20 @@ class Pacer:
 
     def measured_rate(self) -> float | None:
         """Request starts per second over the last second, if enough were seen."""
+        return self._per_second(self._sent)
+
+    def accepted_rate(self) -> float | None:
+        """Answers that were not throttled, per second over the last second."""
+        return self._per_second(self._accepted)
+
+    def _per_second(self, times: deque[float]) -> float | None:
         now = self._clock()
-        sent = self._sent
-        while sent and now - sent[0] > _WINDOW:
-            sent.popleft()
-        if len(sent) < _MIN_SAMPLES:
+        while times and now - times[0] > _WINDOW:
+            times.popleft()
+        if len(times) < _MIN_SAMPLES:
             return None
-        span = max(now - sent[0], 1e-3)
-        return len(sent) / span
+        span = max(now - times[0], 1e-3)
+        return len(times) / span
 
     # -- hooks -----------------------------------------------------------------------------
 
@@ -148,6 +164,14 @@ class Pacer:
         self.last_throttle = now
         if sent_at < self._last_decrease:
             return False
+        accepted = self.accepted_rate()
+        far_above = self._rate is not None and accepted is not None and self._rate > 2 * accepted
+        if (
+            self._rate is not None
+            and not far_above  # far above what the API accepts: keep cutting quickly
+            and now - self._last_decrease < max(REACTION, 2.0 / self._rate)
+        ):
+            return False
         measured = self.measured_rate()
         old = self._rate
         if old is None:
@@ -156,11 +180,13 @@ class Pacer:
         else:
             base = min(old, measured) if measured is not None else old
             new = base * DECREASE
+        if accepted is not None:
+            new = max(new, min(base, accepted * ACCEPTED_FLOOR))
         new = max(new, MIN_RATE)
         self._set(new)
         self._last_decrease = self._last_change = now
         self._held_back = False
-        self._step = max(MIN_RATE, new / 20.0)
+        self._step = max(MIN_RATE, base / 20.0)
         self.decreases += 1
         shown = f"{old:.0f}/s" if old is not None else "unpaced"
         log.info("order API throttled: rate %s -> %.0f/s", shown, new)
@@ -171,10 +197,11 @@ class Pacer:
     def on_clean(self) -> None:
         """An answer that was not throttled: after a clean interval in which the rate held
         callers back, raise it by one step (never above the ceiling)."""
+        now = self._clock()
+        self._accepted.append(now)
         rate = self._rate
         if rate is None or not self._held_back or self._step == 0.0:
             return
-        now = self._clock()
         if now - self._last_change < max(CLEAN_INTERVAL, 2.0 / rate):
             return
         if self.last_throttle > self._last_change:
