@@ -284,6 +284,7 @@ async def run_batch(
     on_result: ResultCallback | None = None,
     caller: str = "batch",
     db: SegmentDB | None = None,
+    group: Hashable = None,
 ) -> BatchSummary:
     """Look up every row, ``lookups_in_flight`` at a time, over one shared ``checker``.
 
@@ -315,7 +316,8 @@ async def run_batch(
     async def worker() -> None:
         while (row := await pull()) is not None:
             result = await _lookup(row, checker, mode=mode, caller=caller,
-                                   max_candidates=max_candidates, db=db, group=caller)  # fmt: skip
+                                   max_candidates=max_candidates, db=db,
+                                   group=caller if group is None else group)  # fmt: skip
             summary.add(result)
             log.debug("row %d %s: %s, %d checks", result.row, mask_phone(result.mask),
                       result.status, result.checks_sent)  # fmt: skip
@@ -328,9 +330,9 @@ async def run_batch(
         async with asyncio.TaskGroup() as tg:
             for _ in range(lookups_in_flight):
                 tg.create_task(worker())
-    except BaseExceptionGroup as group:
+    except BaseExceptionGroup as failures:
         # The first failure stopped the batch (workers failing in the same loop turn may
         # add more, often the same one): raise it, the group kept as its cause.
-        raise group.exceptions[0] from group
+        raise failures.exceptions[0] from failures
     summary.elapsed_s = round(time.perf_counter() - started, 3)
     return summary

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
 import logging
 import math
@@ -46,7 +45,7 @@ from cachetools import LRUCache
 from pydantic import ValidationError
 
 from lookup import __version__
-from lookup.batch import BatchRow, BatchSummary, RowResult, run_batch
+from lookup.batch import BatchRow, RowResult, run_batch
 from lookup.candidates import TierPlan, plan
 from lookup.checker import Checker
 from lookup.errors import ConfigError, InputError, InvalidMaskError, UnknownRegionError
@@ -65,7 +64,6 @@ from lookup.httpd import (
 )
 from lookup.matcher import find
 from lookup.metrics import ServiceMetrics
-from lookup.models import LookupResult
 from lookup.openapi import DOCS_CSP, docs_page, openapi_document
 from lookup.orders.base import OrderApi
 from lookup.problems import FieldProblem, field_problems
@@ -186,26 +184,6 @@ class _State:
 _STATE: Final = web.AppKey("lookup_service_state", _State)
 
 
-# -- the engine, in one place ----------------------------------------------------------------
-# The v2 engine takes group= (the fair-share group) in find and run_batch; until it lands,
-# these adapters call without it (the checker's FIFO then shares between callers).
-
-_FIND_GROUP: Final = "group" in inspect.signature(find).parameters
-_BATCH_GROUP: Final = "group" in inspect.signature(run_batch).parameters
-
-
-async def _find(group: str, **kw: Any) -> LookupResult:
-    if _FIND_GROUP:
-        kw["group"] = group
-    return await find(**kw)
-
-
-async def _run_batch(group: str, rows: list[BatchRow], **kw: Any) -> BatchSummary:
-    if _BATCH_GROUP:
-        kw["group"] = group
-    return await run_batch(rows, **kw)
-
-
 # -- helpers ---------------------------------------------------------------------------------
 
 
@@ -264,9 +242,9 @@ async def _post_lookup(request: web.Request) -> web.Response:
         state.metrics.in_progress.inc()
         try:
             plan_ = state.plan(req.mask, cap, hints)
-            result = await _find(
-                caller, mask=plan_, checker=checker, db=state.db, mode=req.mode,
-                caller=_audit_caller(caller),
+            result = await find(
+                plan_, checker=checker, db=state.db, mode=req.mode,
+                caller=_audit_caller(caller), group=caller,
             )  # fmt: skip
         except InputError as exc:
             state.metrics.lookups.labels("invalid").inc()
@@ -320,10 +298,10 @@ async def _post_batch(request: web.Request) -> web.Response:
     runnable = len(rows) - len(problems)
     at_once = min(BATCH_LOOKUPS_IN_FLIGHT, state.settings.service_max_queued, runnable)
     with state.admit(caller, at_once):
-        summary = await _run_batch(
-            caller, rows, checker=state.ready_checker(), lookups_in_flight=max(at_once, 1),
+        summary = await run_batch(
+            rows, checker=state.ready_checker(), lookups_in_flight=max(at_once, 1),
             mode=batch.mode, max_candidates=cap, on_result=on_result,
-            caller=_audit_caller(caller), db=state.db,
+            caller=_audit_caller(caller), db=state.db, group=caller,
         )  # fmt: skip
     done = [r for r in results if r is not None]
     answer = BatchResponse(results=done, summary=summary)
