@@ -297,8 +297,11 @@ def test_a_restart_in_the_middle_of_a_job_then_it_finishes(
         upload(page, "restart.csv", rows_csv(total))
         job = page.locator("li.job").first
         bar = job.locator("progress")
+        # The job's row appears once the upload's answer is in: wait for it before reading it.
+        expect(bar).to_be_attached()
         page.wait_for_function(
-            "() => Number(document.querySelector('li.job progress').value) >= 8",
+            "() => { const p = document.querySelector('li.job progress');"
+            " return p !== null && Number(p.value) >= 8; }",
             timeout=WAIT_MS)  # fmt: skip
         shot(page, "batch-in-progress", "#batch-section")
         service.stop()
