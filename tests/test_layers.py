@@ -20,7 +20,8 @@ LAYERS: dict[str, int] = {
     # L1 pure domain
     "masks": 1, "segments": 1, "models": 1, "candidates": 1,
     # L2 engine
-    "orders": 2, "policies": 2, "checker": 2, "share": 2, "matcher": 2, "batch": 2, "sync": 2,
+    "orders": 2, "policies": 2, "checkstate": 2, "checker": 2, "share": 2, "shared": 2,
+    "raybatch": 2, "matcher": 2, "batch": 2, "sync": 2,
     # L3 files
     "batchfile": 3, "batchread": 3, "journal": 3,
     # L4 wiring
