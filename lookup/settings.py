@@ -30,6 +30,7 @@ SECRET_FIELDS: Final = frozenset({"api_token", "api_headers", "service_tokens"})
 """Settings whose values are never shown (``lookup config`` prints them as comments)."""
 _OPTIONAL_TEXT: Final = (
     "api_url", "api_plugin", "api_token", "batch_url", "sql", "audit_file", "service_jobs_dir",
+    "shared_url", "shared_fallback_rate",
 )
 _NO_CEILING: Final = frozenset({"", "none", "auto", "off", "unlimited"})
 # What each setting expects, for error messages (the rest: pydantic's own words suffice).
@@ -57,6 +58,9 @@ _EXPECTED: Final[dict[str, str]] = {
     "batch_size": "a whole number from 1 to 10000",
     "throttled_when": "PATH=VALUE pairs, comma-separated (e.g. code=429,error_response.code=7)",
     "audit_full_numbers": "true or false",
+    "shared_url": "redis://HOST:PORT/DB (or rediss://, unix://)",
+    "shared_fallback_rate": "checks per second, a number > 0",
+    "shared_processes": "a whole number from 1 to 10000",
 }
 _OPTIONS: Final[dict[str, str]] = {
     "api_url": "--api", "api_plugin": "--api-plugin", "api_headers": "--header",
@@ -66,7 +70,8 @@ _OPTIONS: Final[dict[str, str]] = {
     "throttled_when": "--throttled-when", "deadline": "--deadline", "batch_size": "--batch-size",
     "max_candidates": "--max-candidates", "audit_full_numbers": "--audit-full-numbers",
     "audit_file": "--audit-file", "log_level": "--log-level", "log_format": "--log-format",
-    "service_host": "--host", "service_port": "--port",
+    "service_host": "--host", "service_port": "--port", "shared_url": "--shared",
+    "shared_fallback_rate": "--shared-fallback-rate", "shared_processes": "--shared-processes",
 }  # fmt: skip
 
 
@@ -150,6 +155,17 @@ class Settings(BaseSettings):
     deadline: float = Field(DEFAULT_LIMITS.deadline, gt=0, description="seconds per lookup")
     batch_size: int = Field(DEFAULT_LIMITS.batch_size, ge=1, le=10_000)
     max_candidates: int = Field(10_000, ge=1)
+
+    # one quota shared by many processes (see lookup.shared; the [redis] extra)
+    shared_url: str | None = Field(
+        None, description="redis://HOST:PORT/DB holding the quota shared by every process"
+    )
+    shared_fallback_rate: float | None = Field(
+        None, gt=0, description="checks/s per process while Redis is away (rate / processes)"
+    )
+    shared_processes: int = Field(
+        2, ge=1, le=10_000, description="processes expected to share the quota (for the fallback)"
+    )
 
     # logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
@@ -262,7 +278,7 @@ class Settings(BaseSettings):
         data["api_token"] = "***" if self.api_token is not None else None
         data["api_headers"] = dict.fromkeys(self.api_headers, "***")
         data["service_tokens"] = ["***" for _ in self.service_tokens]
-        for name in ("api_url", "batch_url"):  # postgresql://user:PASSWORD@host/db too
+        for name in ("api_url", "batch_url", "shared_url"):  # postgresql://u:PASSWORD@h/db too
             if data[name]:
                 data[name] = redact_url(data[name])
         return data
@@ -273,7 +289,7 @@ class Settings(BaseSettings):
         found += [t.get_secret_value() for t in self.service_tokens]
         if self.api_token is not None:
             found.append(self.api_token.get_secret_value())
-        for url in (self.api_url, self.batch_url):
+        for url in (self.api_url, self.batch_url, self.shared_url):
             found += url_secrets(url or "")
         return [s for s in found if s]
 
@@ -288,7 +304,7 @@ class Settings(BaseSettings):
         lines = []
         for name, value in self.redacted().items():
             key = f"LOOKUP_{name.upper()}"
-            if name in ("api_url", "batch_url") and value != getattr(self, name):
+            if name in ("api_url", "batch_url", "shared_url") and value != getattr(self, name):
                 # credentials in the URL: shown redacted, as a comment (not sourced as is)
                 lines.append(f"# {key}={shlex.quote(value)}  (holds credentials: set it yourself)\n")
                 continue

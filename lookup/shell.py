@@ -210,10 +210,23 @@ def add_api_options(p: argparse.ArgumentParser) -> None:
         const=True,
         help="put the full matched number in the audit line",
     )
+    g = p.add_argument_group(
+        "one quota for many processes (needs the [redis] extra; see README, Deployment)"
+    )
+    g.add_argument("--shared", dest="shared_url", metavar="redis://HOST:PORT/DB",
+                   help="share the rate, breaker, cache and in-flight checks through Redis")
+    g.add_argument("--shared-fallback-rate", dest="shared_fallback_rate", type=float,
+                   metavar="PER_S", help="this process's rate while Redis is away "
+                   "(default: rate / --shared-processes)")
+    g.add_argument("--shared-processes", dest="shared_processes", type=int, metavar="N",
+                   help="processes sharing the quota, for the fallback rate (default 2)")
     add_logging_options(p)
 
 
 _OPTION_FIELDS: Final = (
+    "shared_url",
+    "shared_fallback_rate",
+    "shared_processes",
     "throttled_when",
     "deadline",
     "batch_size",
