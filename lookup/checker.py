@@ -65,9 +65,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-SLOW_START_WINDOW = 4
-"""With no rate ceiling, the concurrency window starts here and grows by one per clean
-answer (doubling per round trip, as TCP's slow start) until the first throttle signal."""
 _THROTTLED_FOR = 5.0  # seconds after a throttle signal the status still says "throttled"
 
 
@@ -116,15 +113,17 @@ class Checker:
             getattr(api, "batch_supported", True)
         )
 
-        unpaced = limits.max_per_second is None
-        self._slow_start = unpaced
-        self._slots = ConcurrencyLimit(
-            SLOW_START_WINDOW if unpaced else limits.max_in_flight, ceiling=limits.max_in_flight
-        )
-        self._pacer = Pacer(
-            limits.max_per_second, clock=clock, sleep=sleep, on_change=self._rate_changed
-        )
         self._latency = 0.0  # EWMA of answer times, for sizing the window to the rate
+        self._pacer = Pacer(
+            limits.max_per_second,
+            clock=clock,
+            sleep=sleep,
+            start=limits.start_rate,
+            on_change=self._rate_changed,
+        )
+        # With no ceiling the pacer starts modest and doubles (its slow start): the pacer
+        # spaces the starts; the window follows the rate once the first throttle ends it.
+        self._slots = ConcurrencyLimit(limits.max_in_flight)
         self._retry = RetryPolicy(
             limits.max_attempts,
             base=limits.backoff_base,
@@ -173,7 +172,7 @@ class Checker:
 
     @property
     def rate(self) -> float | None:
-        """The effective rate (checks/s; ``None``: unpaced)."""
+        """The effective rate (checks/s): the ceiling, or what the pacer has learned."""
         return self._pacer.rate
 
     @property
@@ -419,12 +418,7 @@ class Checker:
         self._breaker.on_success(probe)
         if label != "fatal":
             self._budget.on_success()
-            self._pacer.on_clean()
-            if self._slow_start:
-                slots = self._slots
-                if slots.limit < slots.ceiling:
-                    slots.set_limit(slots.limit + 1)
-                    self._fair.wake_all()
+            self._pacer.on_clean(start)
         if self._on_latency is not None:
             self._on_latency(elapsed, label)
 
@@ -453,11 +447,14 @@ class Checker:
 
     def _rate_changed(self, rate: float | None, why: str) -> None:
         """The concurrency window follows the rate: what the rate keeps busy, plus room."""
-        self._slow_start = False
-        if rate is None:
+        if rate is None or self._pacer.slow_start:
             return
         latency = self._latency or 0.05
-        self._slots.set_limit(math.ceil(rate * latency * 2.0) + 2)
+        slots = self._slots
+        before = slots.limit
+        slots.set_limit(math.ceil(rate * latency * 2.0) + 2)
+        if slots.limit > before:
+            self._fair.wake_all()  # wider shares for the lookups waiting on theirs
         self._fair.wake_all()
 
 

@@ -121,7 +121,11 @@ class Limits(BaseModel):
     max_in_flight: int = Field(16, ge=1, le=10_000)
     max_per_second: float | None = Field(50.0, gt=0)
     """A ceiling: throttle signals lower the effective rate below it (AIMD). ``None``: no
-    ceiling; the checker then starts with a small window and probes upward."""
+    ceiling; the checker then starts at ``start_rate`` and probes upward."""
+    start_rate: float | None = Field(50.0, gt=0)
+    """With no ceiling: pacing starts here and doubles while answers come back clean, until
+    the first throttle signal (a paced slow start). ``None``: unpaced until then, for an
+    API you own (the bundled demo mock)."""
     max_attempts: int = Field(4, ge=1, le=20)
     backoff_base: float = Field(0.1, ge=0)
     backoff_cap: float = Field(5.0, ge=0)

@@ -82,11 +82,12 @@ async def open_api(settings: Settings) -> AsyncIterator[OpenedApi]:
                 lifted = {
                     "max_in_flight": DEMO_MAX_IN_FLIGHT,
                     "max_per_second": None,
+                    "start_rate": None,  # no slow start against our own mock
                 }
                 if "max_in_flight" in given:
                     del lifted["max_in_flight"]
                 if "rate" in given:
-                    del lifted["max_per_second"]
+                    del lifted["max_per_second"], lifted["start_rate"]
                 limits = limits.model_copy(update=lifted)
             api = HttpOrderApi(
                 url,

@@ -514,7 +514,7 @@ async def test_checks_on_the_wire_land_and_queued_ones_are_never_sent() -> None:
         return phone.endswith("00")
 
     api = FakeOrderApi(handler)
-    limits = Limits(max_in_flight=4, max_per_second=None, cache_ttl=0)
+    limits = Limits(max_in_flight=4, max_per_second=None, start_rate=None, cache_ttl=0)
     results: list[RowResult] = []
     await run_batch(_rows(2), checker=Checker(api, limits), lookups_in_flight=2,
                     on_result=results.append)  # fmt: skip

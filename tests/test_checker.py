@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from lookup.checker import SLOW_START_WINDOW, Checker, CheckerCounters, CheckHalted, CheckStats
+from lookup.checker import Checker, CheckerCounters, CheckHalted, CheckStats
 from lookup.errors import (
     CircuitOpenError,
     FatalApiError,
@@ -142,8 +142,8 @@ def phones(n: int, start: int = 0) -> list[str]:
 
 
 def limits(**overrides: Any) -> Limits:
-    """Test limits: no rate ceiling (so slow start), no cache, unless asked."""
-    base: dict[str, Any] = {"max_per_second": None, "cache_ttl": 0.0}
+    """Test limits: no rate ceiling, unpaced until a throttle, no cache, unless asked."""
+    base: dict[str, Any] = {"max_per_second": None, "start_rate": None, "cache_ttl": 0.0}
     return Limits(**(base | overrides))
 
 
@@ -226,7 +226,6 @@ def ft() -> FakeTime:
 async def test_cap_never_exceeded_with_200_concurrent_checks(ft: FakeTime) -> None:
     api = FakeApi(ft)
     checker, _ = make(ft, api, max_in_flight=8)
-    await warm_up(checker, 8 - SLOW_START_WINDOW)  # slow start: window 4 -> 8
     assert checker.concurrency_limit == 8
     gate = api.gate = asyncio.Event()
     tasks = [asyncio.create_task(checker.check(p)) for p in phones(200)]
@@ -239,7 +238,7 @@ async def test_cap_never_exceeded_with_200_concurrent_checks(ft: FakeTime) -> No
     results = await asyncio.gather(*tasks)
     assert [r.phone for r in results] == phones(200)
     assert api.max_running == 8
-    assert len(api.calls) == 204
+    assert len(api.calls) == 200
     assert checker.in_flight == 0
     assert checker.counters.in_flight == 0
 
@@ -1092,38 +1091,39 @@ async def test_deferred_stats_count_the_first_request_as_a_retry(ft: FakeTime) -
 # slow start (no ceiling)
 
 
-async def test_slow_start_window_grows_by_one_per_clean_answer(ft: FakeTime) -> None:
-    api = FakeApi(ft)
-    checker, _ = make(ft, api, max_in_flight=7)
-    assert checker.rate is None
-    assert checker.concurrency_limit == SLOW_START_WINDOW == 4
-    gate = api.gate = asyncio.Event()
-    tasks = [asyncio.create_task(checker.check(p)) for p in phones(10)]
-    await until(lambda: api.running == 4)
-    await settle()
-    assert api.running == 4  # the window, not max_in_flight
-    gate.set()
-    await asyncio.gather(*tasks)
-    assert checker.concurrency_limit == 7  # grown by one per answer, capped
+async def test_paced_slow_start_doubles_the_rate_until_the_first_throttle(ft: FakeTime) -> None:
+    calls = {"n": 0}
 
-    fresh, _ = make(ft, FakeApi(ft), max_in_flight=7)
-    grown = []
-    for p in phones(5):
-        await fresh.check(p)
-        grown.append(fresh.concurrency_limit)
-    assert grown == [5, 6, 7, 7, 7]
+    def outcome(p: str, n: int) -> CheckOutcome:
+        calls["n"] += 1
+        return throttled() if calls["n"] == 40 else answer(p)
+
+    api = FakeApi(ft, outcome)
+    checker, _ = make(ft, api, max_in_flight=8, start_rate=50.0)
+    assert checker.rate == 50.0  # paced from the first request: no unpaced burst
+    seen: list[float] = []
+    for chunk in range(6):
+        await asyncio.gather(*(checker.check(p) for p in phones(8, start=chunk * 8)))
+        assert checker.rate is not None
+        seen.append(checker.rate)
+    # Doubled while answers came back clean (50 -> 100 -> ...), then the 40th request was
+    # throttled: the slow start ended with a cut, and the rate no longer doubles.
+    peak = max(seen)
+    assert peak >= 200.0
+    assert seen[-1] < peak
+    assert checker.status().state == "throttled"
+    before = checker.rate
+    await asyncio.gather(*(checker.check(p) for p in phones(8, start=100)))
+    assert checker.rate is not None and checker.rate < 2 * before
 
 
-async def test_first_throttle_ends_slow_start_with_a_paced_rate(ft: FakeTime) -> None:
+async def test_first_throttle_ends_an_unpaced_start_with_a_paced_rate(ft: FakeTime) -> None:
     api = FakeApi(ft, lambda p, n: throttled() if p.endswith("9") and n == 0 else answer(p))
-    checker, _ = make(ft, api, max_in_flight=64)
+    checker, _ = make(ft, api, max_in_flight=64)  # start_rate=None: unpaced
+    assert checker.rate is None
     for p in phones(10):  # 13800000000 .. 13800000009: the last one is throttled once
         await checker.check(p)
     assert checker.rate is not None  # paced from now on, at half the measured rate
-    limit = checker.concurrency_limit
-    for p in phones(3, start=100):
-        await checker.check(p)
-    assert checker.concurrency_limit <= limit + 1  # no more growth by one per answer
 
 
 # ---------------------------------------------------------------------------------------

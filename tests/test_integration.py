@@ -92,6 +92,7 @@ async def test_hanging_server_gives_inconclusive_in_bounded_time() -> None:
     limits = Limits(
         max_in_flight=100,
         max_per_second=None,
+        start_rate=None,  # unpaced: all 100 go at once (a paced start sends ~50/s)
         max_attempts=2,
         backoff_base=0.001,
         breaker_threshold=10_000,

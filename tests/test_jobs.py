@@ -32,7 +32,7 @@ from lookup.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 CASES: list[dict[str, Any]] = json.loads((ROOT / "data" / "demo_cases.json").read_text("utf-8"))
 ORDERS = {c["expected_phone"]: 1 for c in CASES if c["expected_phone"]}
-LIMITS = Limits(max_in_flight=16, max_per_second=None)
+LIMITS = Limits(max_in_flight=16, max_per_second=None, start_rate=None)
 
 
 @pytest.fixture(autouse=True)

@@ -52,7 +52,8 @@ def limits(**overrides: Any) -> Limits:
 
     A 1 s deadline: failing checks are retried until the deadline (v2), so a lookup that
     must end ``inconclusive`` takes that long."""
-    base: dict[str, Any] = {"max_per_second": None, "cache_ttl": 0.0, "deadline": 1.0}
+    base: dict[str, Any] = {"max_per_second": None, "start_rate": None, "cache_ttl": 0.0,
+                            "deadline": 1.0}
     return Limits(**(base | overrides))
 
 

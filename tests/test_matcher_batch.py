@@ -280,7 +280,7 @@ async def test_no_chunk_starts_after_the_hit_and_chunks_on_the_wire_land() -> No
             hit_known.set()
 
     spy.before, spy.after = before, after
-    checker = Checker(spy, limits(max_in_flight=8, batch_size=50))
+    checker = Checker(spy, limits(max_in_flight=4, batch_size=50))
     async with asyncio.timeout(GUARD):
         result = await find(MASK, checker=checker, city=CITY)
         await asyncio.sleep(0)  # one turn: nothing may start even after find returned

@@ -157,9 +157,13 @@ def pacer(
     ceiling: float | None,
     *,
     headroom: float = 0.02,
+    start: float | None = pacing.START_RATE,
     on_change: Callable[[float | None, str], None] | None = None,
 ) -> Pacer:
-    return Pacer(ceiling, clock=clock, sleep=clock.sleep, headroom=headroom, on_change=on_change)
+    return Pacer(
+        ceiling, clock=clock, sleep=clock.sleep, headroom=headroom, start=start,
+        on_change=on_change,
+    )  # fmt: skip
 
 
 async def test_pacer_spaces_starts_and_allows_no_burst_after_idle(clock: FakeClock) -> None:
@@ -371,26 +375,101 @@ async def test_pacer_decreases_once_per_reaction_window_and_keeps_to_the_accepte
     assert p.rate is not None and 50.0 <= p.rate <= 105.0  # (the accepted rate ages out)
 
 
-async def test_pacer_far_above_the_accepted_rate_cuts_on_every_new_signal(
+async def test_pacer_far_above_the_accepted_rate_cuts_by_the_accepted_share(
     clock: FakeClock,
 ) -> None:
     p = pacer(clock, 1000.0)
-    for _ in range(50):
-        p.on_clean()
-        clock.now += 0.01
+    # Since the last change: 2 answers accepted, then refusals, 1 ms apart (inside the
+    # reaction window). Once refusals outnumber acceptances (and are at least 4), each
+    # new one cuts, to the accepted share of the rate.
+    p.on_clean()
+    p.on_clean()
+    assert p.on_throttle(sent_at=clock.now)  # the first signal: an ordinary cut
+    assert p.rate == pytest.approx(700.0)
+    p.on_clean()
     rates = []
-    for _ in range(4):  # one millisecond apart: inside the reaction window
-        assert p.on_throttle(sent_at=clock.now)
-        rates.append(p.rate)
+    for _ in range(4):
         clock.now += 0.001
-    assert rates == sorted(rates, reverse=True) and rates[-1] is not None
-    assert rates[-1] < 400.0
+        rates.append(p.on_throttle(sent_at=clock.now))
+    assert rates == [False, False, False, True]  # 4 refusals against 1 acceptance
+    assert p.rate == pytest.approx(700.0 * max(pacing.DEEPEST_CUT, 1 / 5))
+
+
+async def test_pacer_decrease_respaces_callers_already_waiting(clock: FakeClock) -> None:
+    p = pacer(clock, 100.0, headroom=0.0)
+    assert p.try_start()  # t=0; the next slot is 0.01
+    wake = asyncio.Event()
+
+    async def sleep(dt: float) -> None:  # sleepers wait here; time stands still
+        await wake.wait()
+
+    p._sleep = sleep
+    waiters = [asyncio.create_task(p.wait()) for _ in range(3)]
+    await settle()  # they reserved 0.01, 0.02 and 0.03 at 100/s and sleep
+    assert p.on_throttle(sent_at=0.0)
+    assert p.rate == pytest.approx(70.0)
+    wake.set()
+    assert await asyncio.gather(*waiters) == [True, True, True]
+    # Slots reserved at the old rate are not kept: the three queued again behind the cut
+    # at the new spacing, so no burst at the old rate follows a throttle.
+    assert list(p._sent) == pytest.approx([0.0, 1 / 70, 2 / 70, 3 / 70])
+
+
+async def test_pacer_accepted_rate_counts_from_the_first_refusal(clock: FakeClock) -> None:
+    p = pacer(clock, 1000.0)
+    for _ in range(20):  # a burst allowance: 20 accepted at once, then 100/s
+        p.on_clean()
+    assert p.accepted_rate() is None  # no refusal yet: the burst says nothing
+    clock.now += 0.001
+    p.on_throttle(sent_at=clock.now)
+    for _ in range(20):
+        clock.now += 0.01
+        p.on_clean()
+    accepted = p.accepted_rate()
+    assert accepted is not None
+    assert accepted == pytest.approx(100.0, rel=0.05)  # not inflated by the burst
+
+
+async def test_pacer_without_ceiling_starts_modest_and_doubles(clock: FakeClock) -> None:
+    changes: list[tuple[float | None, str]] = []
+    p = pacer(clock, None, on_change=lambda rate, why: changes.append((rate, why)))
+    assert p.rate == pacing.START_RATE and p.slow_start
+    rates = []
+    for _ in range(4):
+        for _ in range(pacing.SLOW_START_ANSWERS):
+            await hold_back(p, clock)
+            sent = clock.now
+            p.on_clean(sent_at=sent)
+        rates.append(p.rate)
+    assert rates == [100.0, 200.0, 400.0, 800.0]
+    # An answer to a request sent before the last doubling does not count for the next.
+    for _ in range(pacing.SLOW_START_ANSWERS):
+        p.on_clean(sent_at=-1.0)
+    assert p.rate == 800.0
+    assert changes[-1] == (800.0, "clean")
+
+
+async def test_pacer_slow_start_ends_at_the_first_throttle(clock: FakeClock) -> None:
+    p = pacer(clock, None)
+    for _ in range(20):
+        await hold_back(p, clock)
+        p.on_clean(sent_at=clock.now)
+    fast = p.rate
+    assert fast is not None and fast > pacing.START_RATE
+    assert p.on_throttle(sent_at=clock.now)
+    assert not p.slow_start
+    assert p.rate is not None and p.rate <= fast * pacing.SLOW_START_DECREASE
+    low = p.rate
+    for _ in range(20):  # from now on: additive steps after clean intervals, no doubling
+        await hold_back(p, clock)
+        p.on_clean(sent_at=clock.now)
+    assert low <= p.rate <= low + fast / 20
 
 
 async def test_pacer_without_ceiling_starts_unpaced_then_halves_the_measured_rate(
     clock: FakeClock,
 ) -> None:
-    p = pacer(clock, None)
+    p = pacer(clock, None, start=None)
     assert p.rate is None
     for _ in range(20):
         assert p.try_start()  # unpaced: no spacing at all
@@ -401,12 +480,13 @@ async def test_pacer_without_ceiling_starts_unpaced_then_halves_the_measured_rat
     assert measured == pytest.approx(20 / 0.19)
     assert p.on_throttle(sent_at=clock.now)
     assert p.rate == pytest.approx(measured * pacing.SLOW_START_DECREASE)
-    assert p.try_start()
-    assert not p.try_start()  # paced from now on
+    assert not p.try_start()  # paced from now on, spaced from the cut
+    assert await p.wait()
+    assert not p.try_start()
 
 
 async def test_pacer_without_ceiling_or_measurements_starts_low(clock: FakeClock) -> None:
-    p = pacer(clock, None)
+    p = pacer(clock, None, start=None)
     p.on_throttle(sent_at=0.0)
     assert p.rate == pytest.approx(10.0 * pacing.SLOW_START_DECREASE)
     for _ in range(10):  # no ceiling: the additive increase is unbounded
@@ -419,7 +499,7 @@ async def test_pacer_without_ceiling_or_measurements_starts_low(clock: FakeClock
 
 async def test_pacer_clean_answers_change_nothing_while_unpaced(clock: FakeClock) -> None:
     changes: list[tuple[float | None, str]] = []
-    p = pacer(clock, None, on_change=lambda rate, why: changes.append((rate, why)))
+    p = pacer(clock, None, start=None, on_change=lambda rate, why: changes.append((rate, why)))
     clock.now += 10.0
     p.on_clean()
     assert p.rate is None
