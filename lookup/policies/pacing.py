@@ -47,6 +47,8 @@ START_RATE = 50.0
 """With no ceiling, pacing starts here (the polite default rate) and probes upward."""
 SLOW_START_ANSWERS = 4
 """Clean answers to requests sent at the current rate before the slow start doubles it."""
+SLOW_START_NAP = 0.02
+"""Longest sleep of a queued caller in the slow start, so doublings reach it promptly."""
 MAX_RATE = 1_000_000.0
 """The slow start stops doubling here (a pacing interval of one microsecond)."""
 CLEAN_INTERVAL = 0.25
@@ -108,6 +110,7 @@ class Pacer:
         self._sent: deque[float] = deque(maxlen=256)
         self._accepted: deque[float] = deque(maxlen=256)
         self.decreases = 0
+        self._changes = 0  # rate changes that re-space queued callers (see wait())
 
     # -- state -----------------------------------------------------------------------------
 
@@ -167,8 +170,10 @@ class Pacer:
     async def wait(self, deadline: float = math.inf) -> bool:
         """Wait for this caller's start slot; ``False`` when it would fall after ``deadline``.
 
-        A decrease while the caller sleeps re-spaces it at the new rate (slots reserved at
-        the old rate would all be sent, and refused, before the cut showed)."""
+        A rate change while the caller sleeps re-spaces it at the new rate: slots reserved
+        at the old rate would all be sent (and refused) before a cut showed, or hold the
+        slow start to its old pace. In the slow start, sleeps are cut into naps of at most
+        :data:`SLOW_START_NAP` so a doubling reaches callers queued far ahead."""
         while True:
             now = self._clock()
             if self.paused_until > now:
@@ -182,15 +187,28 @@ class Pacer:
             self._next_slot = slot + self._interval
             if slot > now:
                 self._held_back = True
-                decreases = self.decreases
-                await self._sleep(slot - now)
-                if self.decreases != decreases:
-                    continue  # the rate was cut meanwhile: queue again at the new spacing
+                if not await self._sleep_until(slot, now):
+                    continue  # the rate changed meanwhile: queue again at the new spacing
             if self.paused_until <= slot:
                 self._sent.append(slot)
                 return True
             # A pause began while we waited and our slot fell inside it: queue again behind
             # it (the lost slot only spaces starts more).
+
+    async def _sleep_until(self, slot: float, now: float) -> bool:
+        """Sleep to ``slot``; ``False`` (early) when the rate changed meanwhile."""
+        changes = self._changes
+        while True:
+            nap = slot - now
+            short = self.slow_start and nap > SLOW_START_NAP
+            await self._sleep(SLOW_START_NAP if short else nap)
+            if self._changes != changes:
+                return False
+            if not short:
+                return True  # trust the sleep (a fake clock may not move)
+            now = self._clock()
+            if now >= slot:
+                return True
 
     def pause(self, seconds: float) -> None:
         """Hold every caller for ``seconds`` (a ``Retry-After``), then resume spaced."""
@@ -245,6 +263,7 @@ class Pacer:
         self._set(new)
         self._last_decrease = self._last_change = now
         self._next_slot = now + self._interval  # re-spaced: see wait()
+        self._changes += 1
         self._held_back = False
         self._since_decrease = [0, 0]
         self._step = max(MIN_RATE, base / 20.0)
@@ -284,7 +303,10 @@ class Pacer:
 
     def _raise(self, new: float, old: float, why: str) -> None:
         self._set(new)
-        self._last_change = self._clock()
+        now = self._last_change = self._clock()
+        if self.slow_start:  # a doubling: callers queued at the old spacing re-queue
+            self._next_slot = min(self._next_slot, now + self._interval)
+            self._changes += 1
         self._held_back = False
         self._clean_at_rate = 0
         log.debug("%s: rate %.0f/s -> %.0f/s", why, old, self._rate or 0)
