@@ -184,6 +184,7 @@ class RedisQuota:
         self._clean = 0
         self._local: LocalQuota | None = None  # pacing alone (away, or in the rejoin grace)
         self._grace_until = -math.inf
+        self._last_slot = -math.inf  # local clock time of the latest slot granted by Redis
         self._breaker = RedisBreaker(self, breaker_cooldown)
         self._outcomes = RedisOutcomes(
             self, secret=secret, cache_ttl=cache_ttl, clock=clock, sleep=sleep
@@ -263,6 +264,7 @@ class RedisQuota:
         if max_wait < 0 or not status:
             return False
         self.granted += 1
+        self._last_slot = max(self._last_slot, now + wait)
         if wait > 0:
             await self._sleep(wait)
         return True
@@ -302,9 +304,13 @@ class RedisQuota:
         return f"this process paces alone at {self.fallback_rate():.4g}/s until it returns"
 
     def _away(self) -> None:
-        self._local = LocalQuota(
+        local = LocalQuota(
             self.fallback_rate(), clock=self._clock, sleep=self._sleep, headroom=self._headroom
         )
+        # Slots Redis granted are still to come (callers sleep until them): start after.
+        rate = local.rate or 1.0
+        local.pacer.defer(self._last_slot + (1.0 + self._headroom) / rate)
+        self._local = local
         self._grace_until = math.inf
 
     def _back(self) -> None:
