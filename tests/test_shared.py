@@ -316,12 +316,7 @@ async def test_a_missing_redis_package_names_the_extra(monkeypatch: pytest.Monke
 
 def test_the_cli_exits_2_with_one_line_when_redis_is_unreachable() -> None:
     url = f"redis://:s3cretpass@127.0.0.1:{free_port()}/0"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKUP_")}
-    env["PYTHONPATH"] = str(ROOT)
-    r = subprocess.run(
-        [sys.executable, "-m", "lookup", "find", "138****2046", "--api", "demo", "--shared", url],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    r = run_cli("find", "138****2046", "--api", "demo", "--shared", url)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot reach the shared quota at redis://***@127.0.0.1" in lines[0]
@@ -339,3 +334,25 @@ async def test_outcomes_of_other_identities_are_not_shared(redis_server: RedisSe
         await b.check("13800000008")
         assert len(apis[1].calls) == 1 and q1.key != q2.key
         assert isinstance(await b.check("13800000008"), CheckOutcome)
+
+
+def run_cli(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKUP_")}
+    env |= {"PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8", **extra}
+    return subprocess.run(
+        [sys.executable, "-m", "lookup", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_lookup_shared_url_from_the_environment_paces_a_find(redis_server: RedisServer) -> None:
+    r = run_cli("find", "138****2046", "--city", "杭州", "--api", "demo",
+                LOOKUP_SHARED_URL=redis_server.url)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert f"quota shared through {redis_server.url}" in r.stdout + r.stderr
+
+
+def test_config_shows_the_shared_url_redacted() -> None:
+    r = run_cli("config", "--shared", "redis://:pa55word99@127.0.0.1:6390/0")
+    assert r.returncode == 0, r.stderr
+    assert "redis://***@127.0.0.1:6390/0" in r.stdout and "pa55word99" not in r.stdout

@@ -92,8 +92,20 @@ async def open_quota(
         raise ConfigError(f"--shared {shown} is not a valid Redis URL ({exc})") from None
     client = Redis(connection_pool=pool)
     try:
+        quota = RedisQuota(
+            client,
+            url,
+            namespace=namespace_of(identity),
+            secret=secret_of(identity, credentials),
+            ceiling=limits.max_per_second,
+            fallback_rate=fallback_rate,
+            processes=processes,
+            cache_ttl=limits.cache_ttl,
+            breaker_cooldown=limits.breaker_cooldown,
+        )
         try:
             await client.ping()
+            await quota.start()
         except AuthenticationError:
             raise ConfigError(
                 f"the shared quota at {shown} refused the credentials: check the password "
@@ -106,20 +118,9 @@ async def open_quota(
             ) from None
         except RedisError as exc:
             raise ConfigError(
-                f"the shared quota at {shown} answered an error ({down_reason(exc)})"
+                f"the shared quota at {shown} cannot serve the quota ({down_reason(exc)}): "
+                "it needs Redis 5 or later, writable"
             ) from None
-        quota = RedisQuota(
-            client,
-            url,
-            namespace=namespace_of(identity),
-            secret=secret_of(identity, credentials),
-            ceiling=limits.max_per_second,
-            fallback_rate=fallback_rate,
-            processes=processes,
-            cache_ttl=limits.cache_ttl,
-            breaker_cooldown=limits.breaker_cooldown,
-        )
-        await quota.read()
         yield quota
     finally:
         await client.aclose()

@@ -28,6 +28,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from lookup.policies.quota import LocalQuota
@@ -56,6 +57,9 @@ DOWN: tuple[type[BaseException], ...] = (
     asyncio.TimeoutError,
 )
 """What "Redis is away" looks like to the client."""
+UNUSABLE: tuple[type[BaseException], ...] = (*DOWN, RedisError)
+"""What makes this process decide alone during a run: Redis away, or refusing the scripts
+(out of memory, a read-only replica): pacing alone is safe, failing every check is not."""
 
 
 def down_reason(exc: BaseException) -> str:
@@ -117,7 +121,7 @@ class Link:
             self._last_try = now  # one try a second, whoever makes it
         try:
             result = await self.script(source)(keys=keys, args=args)
-        except DOWN as exc:
+        except UNUSABLE as exc:
             self._went_away(exc)
             return None
         if self.away:
@@ -224,6 +228,13 @@ class RedisQuota:
     def args(self, *first: object) -> list[Any]:
         """Script arguments: ``first`` then the ceiling, headroom, start rate, expiry."""
         return [*first, self.ceiling or 0, self._headroom, START_RATE, IDLE_EXPIRY_MS]
+
+    async def start(self) -> None:
+        """The first read, raising what the client raised (so that a Redis that cannot
+        serve the quota is an error at start, not a fallback)."""
+        script = self.link.script(scripts.ADMIT)
+        result = await script(keys=[self.key], args=self.args(-1.0, 0))
+        self._rate = _f(result[2])
 
     async def read(self) -> bool:
         """Refresh the shared rate, pause and breaker without reserving (``False``: away)."""
