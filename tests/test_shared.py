@@ -221,13 +221,13 @@ async def test_identical_checks_in_two_checkers_send_one_request(
         return True
 
     apis = [FakeOrderApi(slow), FakeOrderApi(slow)]
-    async with quotas(redis_server.url, cache_ttl=0.0) as qs, asyncio.timeout(GUARD):
-        a, b = two_checkers(qs, apis, cache_ttl=0.0)
+    async with quotas(redis_server.url) as qs, asyncio.timeout(GUARD):
+        a, b = two_checkers(qs, apis)
         first = asyncio.create_task(a.check("13800000005"))
         await entered.wait()
         second = asyncio.create_task(b.check("13800000005"))
         for _ in range(1000):  # bounded polling of a readiness condition: B found A's flight
-            if qs[1].outcomes.waited:
+            if (outcomes := qs[1].outcomes) is not None and outcomes.waited:
                 break
             await asyncio.sleep(0.01)
         else:
@@ -321,6 +321,20 @@ def test_the_cli_exits_2_with_one_line_when_redis_is_unreachable() -> None:
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot reach the shared quota at redis://***@127.0.0.1" in lines[0]
     assert "s3cretpass" not in r.stderr + r.stdout and "Traceback" not in r.stderr
+
+
+async def test_without_a_cache_no_outcome_is_shared_and_a_check_is_one_round_trip(
+    redis_server: RedisServer,
+) -> None:
+    apis = [FakeOrderApi.from_orders({"13800000008": 1}) for _ in range(2)]
+    async with quotas(redis_server.url, cache_ttl=0.0) as qs:
+        a, b = two_checkers(qs, apis, cache_ttl=0.0)
+        assert qs[0].outcomes is None
+        before = qs[0].link.calls
+        await a.check("13800000008")
+        await b.check("13800000008")
+        assert len(apis[0].calls) == len(apis[1].calls) == 1
+        assert qs[0].link.calls - before == 1  # ADMIT only
 
 
 async def test_outcomes_of_other_identities_are_not_shared(redis_server: RedisServer) -> None:

@@ -58,7 +58,7 @@ async def open_quota(
     connect_timeout: float = 1.0,
 ) -> AsyncIterator[RedisQuota]:
     """Connect to the Redis at ``url`` and yield the quota of ``identity`` under ``limits``
-    (``max_per_second`` is the shared ceiling; ``cache_ttl`` the shared cache's).
+    (``max_per_second`` is the shared ceiling; ``cache_ttl`` the shared cache's, 0: none).
 
     :raises ConfigError: the ``redis`` package is missing, the URL is not a Redis URL, or
         Redis does not answer now (at start, an unreachable Redis is an error, not a

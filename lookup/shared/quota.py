@@ -105,6 +105,7 @@ class Link:
         self.away = False
         self._last_try = -math.inf
         self.outages = 0
+        self.calls = 0  # round trips made (for tests and the bench)
         self._scripts: dict[str, AsyncScript] = {}
 
     def script(self, source: str) -> AsyncScript:
@@ -119,6 +120,7 @@ class Link:
             if now - self._last_try < RETRY_EVERY:
                 return None
             self._last_try = now  # one try a second, whoever makes it
+        self.calls += 1
         try:
             result = await self.script(source)(keys=keys, args=args)
         except UNUSABLE as exc:
@@ -152,7 +154,8 @@ class RedisQuota:
     :param ceiling: the shared rate ceiling (``None``: start at :data:`START_RATE`, probe up).
     :param fallback_rate: this process's rate while Redis is away (``None``: the last shared
         rate, at most ``ceiling``, divided by ``processes``).
-    :param cache_ttl: seconds a shared outcome is kept (``0``: only while a flight lands).
+    :param cache_ttl: seconds a shared outcome is kept. ``0`` (no cache) shares no outcomes
+        and no flights either: one round trip per request, the ADMIT call.
     """
 
     def __init__(
@@ -190,8 +193,10 @@ class RedisQuota:
         self._grace_until = -math.inf
         self._last_slot = -math.inf  # local clock time of the latest slot granted by Redis
         self._breaker = RedisBreaker(self, breaker_cooldown)
-        self._outcomes = RedisOutcomes(
-            self, secret=secret, cache_ttl=cache_ttl, clock=clock, sleep=sleep
+        self._outcomes = (
+            RedisOutcomes(self, secret=secret, cache_ttl=cache_ttl, clock=clock, sleep=sleep)
+            if cache_ttl > 0
+            else None
         )
         self.granted = 0  # requests admitted through the shared budget (for tests, metrics)
 
@@ -214,7 +219,7 @@ class RedisQuota:
         return self._breaker
 
     @property
-    def outcomes(self) -> RedisOutcomes:
+    def outcomes(self) -> RedisOutcomes | None:
         return self._outcomes
 
     def clock(self) -> float:

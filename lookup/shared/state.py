@@ -27,7 +27,7 @@ from lookup.shared import scripts
 if TYPE_CHECKING:
     from lookup.shared.quota import RedisQuota
 
-__all__ = ["CLAIM_TTL", "FLIGHT_WAIT", "LANDING_TTL", "PROBE_TTL", "RedisBreaker", "RedisOutcomes"]
+__all__ = ["CLAIM_TTL", "FLIGHT_WAIT", "PROBE_TTL", "RedisBreaker", "RedisOutcomes"]
 
 PROBE_TTL = 15.0
 """Seconds a half-open probe's claim lasts if its process dies before the answer."""
@@ -37,8 +37,6 @@ FLIGHT_WAIT = 30.0
 """Seconds a process waits for another's flight before checking the number itself."""
 FLIGHT_POLL = 0.05
 """Seconds between looks at another process's flight (bounded by ``FLIGHT_WAIT``)."""
-LANDING_TTL = 2.0
-"""With the cache off (``cache_ttl = 0``), an answer stays this long for waiting processes."""
 
 
 class RedisBreaker:
@@ -94,7 +92,7 @@ class RedisOutcomes:
     ) -> None:
         self._quota = quota
         self._secret = secret
-        self._ttl_ms = max(1, round((cache_ttl if cache_ttl > 0 else LANDING_TTL) * 1000))
+        self._ttl_ms = max(1, round(cache_ttl * 1000))
         self._clock = clock
         self._sleep = sleep
         self._token = os.urandom(8).hex()
