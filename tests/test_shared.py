@@ -142,6 +142,22 @@ async def test_retry_after_reported_by_one_pauses_the_other(redis_server: RedisS
         assert time.monotonic() - began >= 0.45
 
 
+async def test_a_caller_waiting_for_its_slot_queues_again_behind_a_new_pause(
+    redis_server: RedisServer,
+) -> None:
+    async with quotas(redis_server.url, 1, max_per_second=5.0) as (a,), asyncio.timeout(GUARD):
+        assert await a.admit()
+        began = time.monotonic()
+        waiting = asyncio.create_task(a.admit())  # its slot is ~0.2 s away
+        for _ in range(500):  # bounded polling: until the slot is reserved
+            if a.granted == 2:
+                break
+            await asyncio.sleep(0.002)
+        await a.on_throttle(0.0, 0.6)
+        assert await waiting
+        assert time.monotonic() - began >= 0.55 and a.granted == 3
+
+
 async def test_without_a_ceiling_the_rate_starts_modest_and_probes_up(
     redis_server: RedisServer,
 ) -> None:

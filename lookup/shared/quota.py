@@ -280,9 +280,14 @@ class RedisQuota:
         if max_wait < 0 or not status:
             return False
         self.granted += 1
-        self._last_slot = max(self._last_slot, now + wait)
+        slot = now + wait
+        self._last_slot = max(self._last_slot, slot)
         if wait > 0:
             await self._sleep(wait)
+            if self._paused_until > slot:
+                # A Retry-After came (to this process) while we waited and our slot fell
+                # inside the pause: queue again behind it, as the Pacer does.
+                return await self._admit_shared(max(0.0, max_wait - (self._clock() - now)))
         return True
 
     async def on_throttle(self, sent_ago: float, retry_after: float | None) -> None:
