@@ -113,21 +113,16 @@ def _ray_runner(settings: Settings, args: argparse.Namespace) -> AbstractAsyncCo
     identity = settings.api_plugin or redact_url(settings.api_url or "")
     return open_ray_runner(
         partial(actor_engine, settings), address=args.ray_address, actors=args.ray_actors,
-        lookups_in_flight=args.lookups_in_flight, ceiling=settings.rate,
-        shared_quota=bool(settings.shared_url), identity=identity,
+        lookups_in_flight=args.lookups_in_flight, shared_quota=bool(settings.shared_url), identity=identity,
     )  # fmt: skip
 
 
 def actor_engine(settings: Settings, quota: RayQuota | None) -> AbstractAsyncContextManager[Engine]:  # fmt: skip
     """One Ray lookup actor's engine (run in the actor): its log lines go through
     :mod:`lookup.privacy` like the driver's (to the actor's Ray log file, not the terminal).
-
-    ``quota`` (the token actor's client) stands for the rate: until the checker takes a
-    shared quota, each actor paces alone at its share of the ceiling (``rate / actors``).
+    ``quota``: the token actor's client (``None``: the settings' Redis quota).
     """
     from lookup.runtime import open_engine
 
     configure_logging(settings)
-    if quota is not None and settings.rate is not None:
-        settings = settings.model_copy(update={"rate": quota.fallback_rate})
-    return open_engine(settings)
+    return open_engine(settings, quota=quota)

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
     from lookup.checker import Checker
     from lookup.matcher import Mode
+    from lookup.models import Limits
 
 __all__ = [
     "RAY_MISSING",
@@ -71,6 +72,8 @@ class _Engine(Protocol):
     @property
     def checker(self) -> Checker: ...
     @property
+    def limits(self) -> Limits: ...
+    @property
     def description(self) -> str: ...
 
 
@@ -92,11 +95,10 @@ def import_ray() -> ModuleType:
 class LookupActor:
     """A Ray actor (async): one engine, opened on first use, for every row sent to it."""
 
-    def __init__(self, engine_factory: EngineFactory, tokens: Any,
-                 fallback_rate: float | None) -> None:  # fmt: skip
+    def __init__(self, engine_factory: EngineFactory, tokens: Any, actors: int) -> None:
         self._factory = engine_factory
         self._tokens = tokens
-        self._fallback_rate = fallback_rate
+        self._actors = actors
         self._stack = AsyncExitStack()
         self._engine: _Engine | None = None
         self._opening: asyncio.Lock | None = None
@@ -108,13 +110,19 @@ class LookupActor:
                 if self._engine is None:
                     quota = None
                     if self._tokens is not None:
-                        quota = RayQuota(self._tokens, fallback_rate=self._fallback_rate)
-                    self._engine = await self._stack.enter_async_context(self._factory(quota))
+                        quota = RayQuota(self._tokens, fallback_rate=None)
+                    engine = await self._stack.enter_async_context(self._factory(quota))
+                    ceiling = engine.limits.max_per_second
+                    if quota is not None and ceiling is not None:
+                        quota.fallback_rate = ceiling / self._actors  # if the token actor is lost
+                    self._engine = engine
         return self._engine
 
-    async def ready(self) -> str:
-        """Open the engine (errors surface here, before any row) and describe it."""
-        return (await self._open()).description
+    async def ready(self) -> tuple[str, float | None]:
+        """Open the engine (errors surface here, before any row): its description and
+        rate ceiling (the demo API lifts it: the engine, not the driver, knows it)."""
+        engine = await self._open()
+        return engine.description, engine.limits.max_per_second
 
     async def lookup(self, rows: list[BatchRow], mode: Mode, max_candidates: int) -> list[RowResult]:  # fmt: skip
         """Look up ``rows`` concurrently over this actor's one checker."""
@@ -264,7 +272,7 @@ class RayRunner:
         return summary
 
 
-async def _ready(ray: ModuleType, handles: list[Any]) -> list[str]:
+async def _ready(ray: ModuleType, handles: list[Any]) -> list[tuple[str, float | None]]:
     """Wait for the actors' engines to open; their first error, in one line."""
     try:
         return list(await asyncio.gather(*(h.ready.remote() for h in handles)))
@@ -287,15 +295,14 @@ async def open_ray_runner(
     actors: int | None = None,
     lookups_in_flight: int = 8,
     chunk: int = 1,
-    ceiling: float | None = None,
     shared_quota: bool = False,
     identity: str = "",
     replacements: int | None = None,
 ) -> AsyncIterator[RayRunner]:
     """Connect to Ray (``address``: ``auto``, ``ray://…``, a GCS address; ``None``: start a
     local one), start ``actors`` lookup actors (default: the cluster's CPUs, at least 1)
-    and, unless ``shared_quota`` (the engines share Redis), the token actor for
-    ``ceiling`` checks/s. On exit the actors are closed, and a Ray this started is shut
+    and, unless ``shared_quota`` (the engines share Redis), the token actor for the
+    engines' rate ceiling (``max_per_second``). On exit the actors are closed, and a Ray this started is shut
     down. ``replacements``: lost actors replaced (default: ``actors``).
     """
     ray = import_ray()
@@ -318,24 +325,25 @@ async def open_ray_runner(
             # One per run (killed with it): drivers that share a rate share Redis (--shared).
             tokens = ray.remote(TokenActor).options(
                 name=quota_name(identity), namespace=NAMESPACE, num_cpus=0, max_concurrency=1000,
-            ).remote(ceiling)  # fmt: skip
-        fallback = ceiling / k if ceiling is not None else None
+            ).remote(None)  # fmt: skip
         remote_actor = ray.remote(LookupActor).options(
             num_cpus=min(1.0, cpus / k), max_concurrency=max(64, 4 * lookups_in_flight),
             max_restarts=0,
         )  # fmt: skip
 
         def make_actor() -> Any:
-            return remote_actor.remote(engine_factory, tokens, fallback)
+            return remote_actor.remote(engine_factory, tokens, k)
 
         slots = [_Slot(make_actor()) for _ in range(k)]
         try:
             described = await _ready(ray, [s.handle for s in slots])
+            if tokens is not None:  # before any row: every start is paced under it
+                await tokens.set_ceiling.remote(described[0][1])
             quota = "Redis shared quota" if shared_quota else "a Ray token actor for the rate"
             runner = RayRunner(
                 ray, make_actor, slots, lookups_in_flight=lookups_in_flight, chunk=chunk,
                 replacements=k if replacements is None else replacements,
-                description=f"{described[0]} on {k} Ray actors ({quota})",
+                description=f"{described[0][0]} on {k} Ray actors ({quota})",
             )  # fmt: skip
             yield runner
         finally:

@@ -73,6 +73,11 @@ class RateTokens:
         self._accepted: deque[tuple[float, int]] = deque()
         self.decreases = 0
 
+    def set_ceiling(self, ceiling: float | None) -> None:
+        """A new ceiling (the engines' own, known once they open); the rate restarts at it."""
+        self.ceiling = ceiling
+        self._set(ceiling)
+
     def _set(self, rate: float | None) -> None:
         if rate is not None and self.ceiling is not None:
             rate = min(rate, self.ceiling)
@@ -171,6 +176,9 @@ class TokenActor:
     def __init__(self, ceiling: float | None) -> None:
         self._tokens = RateTokens(ceiling)
 
+    async def set_ceiling(self, ceiling: float | None) -> None:
+        self._tokens.set_ceiling(ceiling)
+
     async def reserve(self, max_wait: float, starts: int, clean: int) -> tuple[float | None, State]:
         self._tokens.note(starts, clean)
         return self._tokens.reserve(max_wait), self._tokens.state()
@@ -202,6 +210,7 @@ class RayQuota:
         self._clock = clock
         self._sleep = sleep
         self._rate: float | None = None
+        self._learned = False  # the shared state was seen at least once
         self._paused_until = -math.inf
         self._refreshed = -math.inf
         self._starts = 0
@@ -221,6 +230,7 @@ class RayQuota:
         rate, paused_for = state
         now = self._clock()
         self._rate = rate
+        self._learned = True
         self._paused_until = now + paused_for if paused_for > 0 else -math.inf
         self._refreshed = now
 
@@ -245,7 +255,8 @@ class RayQuota:
     async def admit(self, max_wait: float = math.inf) -> bool:
         if self._fallback is None:
             now = self._clock()
-            if self._rate is None and self._paused_until <= now:  # unpaced: no round trip
+            if self._learned and self._rate is None and self._paused_until <= now:
+                # Unpaced (no ceiling, no throttle yet): no round trip per start.
                 self._starts += 1
                 if now - self._refreshed >= REFRESH:
                     starts, clean, self._starts, self._clean = self._starts, self._clean, 0, 0
