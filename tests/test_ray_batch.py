@@ -207,7 +207,7 @@ async def test_an_actor_killed_mid_run_loses_no_row_and_repeats_none(
     n = 40
     rows = rows_of(n)
     src = write_csv(tmp_path / "in.csv", rows)
-    factory, settings = engine_factory(mock, rate=None)
+    factory, settings = engine_factory(mock, rate="none")
     seen: list[int] = []
     killed = []
     async with open_ray_runner(factory, actors=2, lookups_in_flight=4) as runner:
@@ -233,8 +233,8 @@ async def test_an_actor_killed_mid_run_loses_no_row_and_repeats_none(
 async def test_the_token_actor_keeps_the_actors_together_under_the_rate(
     ray_cluster: str, mock: ThreadedMock, tmp_path: Path
 ) -> None:
-    rate = 25.0
-    src = write_csv(tmp_path / "in.csv", rows_of(12))
+    rate = 60.0
+    src = write_csv(tmp_path / "in.csv", rows_of(8))
     factory, settings = engine_factory(mock, rate=rate)
     async with open_ray_runner(factory, actors=2, lookups_in_flight=4) as runner:
         before = mock.stats()["orders_requests"]
