@@ -31,15 +31,6 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
     from lookup.privacy import Redactor
     from lookup.runtime import open_engine
 
-    settings = settings_from_args(args)
-    term = Terminal(sys.stderr, live=False if args.quiet else None)
-    configure_logging(settings, stream=term)
-    if args.lookups_in_flight < 1:
-        raise ConfigError("--lookups-in-flight must be at least 1")
-    if not settings.api_url and not settings.api_plugin:
-        raise ConfigError("no order API configured: pass --api URL (a template with {phone}), "
-                          "--api demo or --api-plugin package.module:attr; or set "
-                          "LOOKUP_API_URL")  # fmt: skip
     ray = args.engine == "ray"
     if not ray and (args.ray_address or args.ray_actors is not None):
         raise ConfigError("--ray-address and --ray-actors go with --engine ray")
@@ -49,6 +40,15 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
         import_ray()  # without the [ray] extra: say so before reading anything
         if args.ray_actors is not None and args.ray_actors < 1:
             raise ConfigError("--ray-actors must be at least 1")
+    settings = settings_from_args(args)
+    term = Terminal(sys.stderr, live=False if args.quiet else None)
+    configure_logging(settings, stream=term)
+    if args.lookups_in_flight < 1:
+        raise ConfigError("--lookups-in-flight must be at least 1")
+    if not settings.api_url and not settings.api_plugin:
+        raise ConfigError("no order API configured: pass --api URL (a template with {phone}), "
+                          "--api demo or --api-plugin package.module:attr; or set "
+                          "LOOKUP_API_URL")  # fmt: skip
     progress: BatchProgress | None = None
     checker: object = None
 

@@ -107,7 +107,6 @@ def check_output_path(path: Path, what: str = "--out") -> None:
         )
 
 
-
 # -- writing output ------------------------------------------------------------------------------
 
 
@@ -167,13 +166,10 @@ class EngineLike(Protocol):
 
 
 class RowRunner(Protocol):
-    """What runs a file's pending rows: :class:`LocalRunner` (``run_batch`` over one
-    engine in this process) or another engine, e.g. Ray actors (``lookup.raybatch``).
-
-    ``run(rows, ...)`` looks up every row and calls ``on_result`` once per row, from this
-    process's event loop: :func:`run_file` journals the results there, so a runner that
-    looks up elsewhere keeps the journal's guarantees.
-    """
+    """What runs a file's pending rows: :class:`LocalRunner` or Ray actors
+    (``lookup.raybatch``). ``run`` calls ``on_result`` once per row on this process's
+    loop, where :func:`run_file` journals it: the journal's guarantees hold wherever the
+    lookups run."""
 
     @property
     def description(self) -> str: ...
@@ -184,8 +180,7 @@ class RowRunner(Protocol):
 
 @dataclass(frozen=True)
 class LocalRunner:
-    """Rows through :func:`~lookup.batch.run_batch`, ``lookups_in_flight`` at a time over
-    the engine's one checker."""
+    """Rows through :func:`~lookup.batch.run_batch` over the engine's one checker."""
 
     engine: EngineLike
     lookups_in_flight: int = DEFAULT_LOOKUPS_IN_FLIGHT

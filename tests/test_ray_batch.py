@@ -9,8 +9,10 @@ is the one of ``tests/test_batch.py`` (in-process, a background thread, loopback
 from __future__ import annotations
 
 import io
+import logging
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -64,6 +66,7 @@ def ray_cluster() -> Iterator[str]:
         yield str(info.address_info["gcs_address"])
     finally:
         ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture
@@ -170,6 +173,11 @@ def test_without_ray_engine_ray_is_a_one_line_error(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    for name in ("lookup", "lookup.audit", "aiohttp"):  # in case main() configured them
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "handlers", list(logger.handlers))
+        monkeypatch.setattr(logger, "propagate", logger.propagate)
+        monkeypatch.setattr(logger, "level", logger.level)
     src = write_csv(tmp_path / "in.csv", rows_of(2))
     out, err = io.StringIO(), io.StringIO()
     code = main(["batch", str(src), "--out", str(tmp_path / "o.jsonl"), "--api",
