@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import AbstractAsyncContextManager
+from functools import partial
 from typing import TYPE_CHECKING, TextIO
 
 from lookup.shell import BatchProgress, ExitStatus, Terminal, configure_logging, settings_from_args
 
 if TYPE_CHECKING:
     from lookup.batchfile import FileRun
+    from lookup.raybatch import RayQuota, RayRunner
+    from lookup.runtime import Engine
+    from lookup.settings import Settings
 
 __all__ = ["cmd_batch"]
 
@@ -26,6 +31,15 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
     from lookup.privacy import Redactor
     from lookup.runtime import open_engine
 
+    ray = args.engine == "ray"
+    if not ray and (args.ray_address or args.ray_actors is not None):
+        raise ConfigError("--ray-address and --ray-actors go with --engine ray")
+    if ray:
+        from lookup.raybatch import import_ray
+
+        import_ray()  # without the [ray] extra: say so before reading anything
+        if args.ray_actors is not None and args.ray_actors < 1:
+            raise ConfigError("--ray-actors must be at least 1")
     settings = settings_from_args(args)
     term = Terminal(sys.stderr, live=False if args.quiet else None)
     configure_logging(settings, stream=term)
@@ -46,16 +60,20 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
 
     async def run() -> FileRun:
         nonlocal checker
+        go = partial(
+            run_file, args.input, args.out, settings=settings, resume=args.resume,
+            retry_failed=args.retry_failed, journal=args.journal, out_format=args.format,
+            encoding=args.encoding, csv_bom=args.csv_bom, mode=args.mode,
+            lookups_in_flight=args.lookups_in_flight, on_start=on_start,
+            on_result=lambda r: progress.update(r) if progress else None,
+            redact=Redactor(settings.secret_values()),
+        )  # fmt: skip
+        if ray:
+            async with _ray_runner(settings, args) as runner:
+                return await go(runner=runner)
         async with open_engine(settings) as engine:
             checker = engine.checker
-            return await run_file(
-                args.input, args.out, engine=engine, settings=settings, resume=args.resume,
-                retry_failed=args.retry_failed, journal=args.journal, out_format=args.format,
-                encoding=args.encoding, csv_bom=args.csv_bom, mode=args.mode,
-                lookups_in_flight=args.lookups_in_flight, on_start=on_start,
-                on_result=lambda r: progress.update(r) if progress else None,
-                redact=Redactor(settings.secret_values()),
-            )  # fmt: skip
+            return await go(engine=engine)
 
     from lookup._loop import run as run_loop
 
@@ -86,3 +104,25 @@ def _summary(done: FileRun, out_name: str) -> str:
         lines.append(f"  {done.undecided:,} rows got no definite answer: run again with "
                      f"--resume --retry-failed (journal {done.journal})")  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _ray_runner(settings: Settings, args: argparse.Namespace) -> AbstractAsyncContextManager[RayRunner]:  # fmt: skip
+    from lookup.privacy import redact_url
+    from lookup.raybatch import open_ray_runner
+
+    identity = settings.api_plugin or redact_url(settings.api_url or "")
+    return open_ray_runner(
+        partial(actor_engine, settings), address=args.ray_address, actors=args.ray_actors,
+        lookups_in_flight=args.lookups_in_flight, shared_quota=bool(settings.shared_url), identity=identity,
+    )  # fmt: skip
+
+
+def actor_engine(settings: Settings, quota: RayQuota | None) -> AbstractAsyncContextManager[Engine]:  # fmt: skip
+    """One Ray lookup actor's engine (run in the actor): its log lines go through
+    :mod:`lookup.privacy` like the driver's (to the actor's Ray log file, not the terminal).
+    ``quota``: the token actor's client (``None``: the settings' Redis quota).
+    """
+    from lookup.runtime import open_engine
+
+    configure_logging(settings)
+    return open_engine(settings, quota=quota)

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, BinaryIO, Final, Protocol, TextIO
 from lookup.batch import (
     DEFAULT_LOOKUPS_IN_FLIGHT,
     STATUSES,
+    BatchRow,
     BatchSummary,
     ResultCallback,
     RowResult,
@@ -65,6 +66,8 @@ __all__ = [
     "FileRun",
     "InputFormat",
     "Journal",
+    "LocalRunner",
+    "RowRunner",
     "check_output_path",
     "detect_format",
     "journal_header",
@@ -102,7 +105,6 @@ def check_output_path(path: Path, what: str = "--out") -> None:
         raise ConfigError(
             f"{what} {path} is {kind}: name a regular file or a new path ('-' for stdout)"
         )
-
 
 
 # -- writing output ------------------------------------------------------------------------------
@@ -163,6 +165,37 @@ class EngineLike(Protocol):
     def description(self) -> str: ...
 
 
+class RowRunner(Protocol):
+    """What runs a file's pending rows: :class:`LocalRunner` or Ray actors
+    (``lookup.raybatch``). ``run`` calls ``on_result`` once per row on this process's
+    loop, where :func:`run_file` journals it: the journal's guarantees hold wherever the
+    lookups run."""
+
+    @property
+    def description(self) -> str: ...
+
+    async def run(self, rows: Iterable[BatchRow], *, mode: Mode, max_candidates: int,
+                  on_result: ResultCallback) -> BatchSummary: ...  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LocalRunner:
+    """Rows through :func:`~lookup.batch.run_batch` over the engine's one checker."""
+
+    engine: EngineLike
+    lookups_in_flight: int = DEFAULT_LOOKUPS_IN_FLIGHT
+
+    @property
+    def description(self) -> str:
+        return self.engine.description
+
+    async def run(self, rows: Iterable[BatchRow], *, mode: Mode, max_candidates: int,
+                  on_result: ResultCallback) -> BatchSummary:  # fmt: skip
+        return await run_batch(rows, checker=self.engine.checker, mode=mode,
+                               lookups_in_flight=self.lookups_in_flight,
+                               max_candidates=max_candidates, on_result=on_result)  # fmt: skip
+
+
 @dataclass
 class FileRun:
     """What :func:`run_file` did."""
@@ -197,7 +230,8 @@ async def run_file(
     input: str | Path,
     out: str | Path,
     *,
-    engine: EngineLike,
+    engine: EngineLike | None = None,
+    runner: RowRunner | None = None,
     settings: AnswerSettings,
     resume: bool = False,
     retry_failed: bool = False,
@@ -221,7 +255,14 @@ async def run_file(
     rows are counted; ``on_result(result)`` as each row finishes. Reasons (API error
     texts) go through ``redact`` (default: numbers masked, URL credentials hidden)
     before they reach the journal or the output.
+
+    The rows run on ``runner`` when given (a :class:`RowRunner`), else on ``engine``
+    (``lookups_in_flight`` at a time, :class:`LocalRunner`).
     """
+    if runner is None:
+        if engine is None:
+            raise TypeError("run_file needs engine= or runner=")
+        runner = LocalRunner(engine, lookups_in_flight)
     redact = redact or Redactor()
     to_stdout = str(out) == STDIO
     out_path = None if to_stdout else Path(out)
@@ -244,10 +285,9 @@ async def run_file(
     try:
         fmt = _output_format(out_path, out_format)
         return await _run(
-            in_path, out_path, jpath, fmt, engine=engine, settings=settings, resume=resume,
+            in_path, out_path, jpath, fmt, runner=runner, settings=settings, resume=resume,
             retry_failed=retry_failed, on_result=on_result, on_start=on_start,
-            encoding=encoding, csv_bom=csv_bom, mode=mode, redact=redact,
-            lookups_in_flight=lookups_in_flight, stdout=stdout,
+            encoding=encoding, csv_bom=csv_bom, mode=mode, redact=redact, stdout=stdout,
             shown=STDIO if spooled else None,
         )  # fmt: skip
     finally:
@@ -303,19 +343,19 @@ def _finish(jour: Journal, total: int, out_path: Path | None, fmt: InputFormat, 
 
 
 async def _run(in_path: Path, out_path: Path | None, jpath: Path | None, fmt: InputFormat, *,
-               engine: EngineLike, settings: AnswerSettings, resume: bool, retry_failed: bool,
+               runner: RowRunner, settings: AnswerSettings, resume: bool, retry_failed: bool,
                on_result: ResultCallback | None,
                on_start: Callable[[int, dict[str, int]], None] | None, encoding: str | None,
                csv_bom: bool, mode: Mode, redact: Callable[[str], str],
-               lookups_in_flight: int, stdout: TextIO | None, shown: str | None) -> FileRun:  # fmt: skip
+               stdout: TextIO | None, shown: str | None) -> FileRun:  # fmt: skip
     jour, in_fmt, codec, total = _open_journal(in_path, jpath, settings, mode,
                                                resume or retry_failed, encoding, shown)  # fmt: skip
     try:
         with jour:
             summary, kept = await _run_journaled(
-                jour, in_path, in_fmt, codec, total, engine=engine, retry_failed=retry_failed,
+                jour, in_path, in_fmt, codec, total, runner=runner, retry_failed=retry_failed,
                 on_result=on_result, on_start=on_start, mode=mode, redact=redact,
-                lookups_in_flight=lookups_in_flight, max_candidates=settings.max_candidates,
+                max_candidates=settings.max_candidates,
             )  # fmt: skip
     except BaseException as exc:
         _abandon(jour, exc)
@@ -325,10 +365,10 @@ async def _run(in_path: Path, out_path: Path | None, jpath: Path | None, fmt: In
 
 
 async def _run_journaled(jour: Journal, in_path: Path, in_fmt: InputFormat, codec: str,
-                         total: int, *, engine: EngineLike, retry_failed: bool,
+                         total: int, *, runner: RowRunner, retry_failed: bool,
                          on_result: ResultCallback | None,
                          on_start: Callable[[int, dict[str, int]], None] | None, mode: Mode,
-                         redact: Callable[[str], str], lookups_in_flight: int,
+                         redact: Callable[[str], str],
                          max_candidates: int) -> tuple[BatchSummary, int]:  # fmt: skip
     """Run the rows the journal lacks, recording each; returns the summary and rows kept."""
     if jour.torn_bytes:
@@ -361,7 +401,7 @@ async def _run_journaled(jour: Journal, in_path: Path, in_fmt: InputFormat, code
                 await done
 
     pending = (row for row in read_rows(in_path, in_fmt, encoding=codec) if row.row not in kept)
-    log.info("batch of %d rows against the %s", total - len(kept), engine.description)
-    summary = await run_batch(pending, checker=engine.checker, lookups_in_flight=lookups_in_flight,
-                              mode=mode, max_candidates=max_candidates, on_result=record)  # fmt: skip
+    log.info("batch of %d rows against the %s", total - len(kept), runner.description)
+    summary = await runner.run(pending, mode=mode, max_candidates=max_candidates,
+                               on_result=record)  # fmt: skip
     return summary, len(kept)

@@ -167,6 +167,15 @@ def _build_parser() -> argparse.ArgumentParser:
         help="lookups at once (their checks share one limit; default 8)",
     )
     bt.add_argument("--mode", choices=["first", "all"], default="first")
+    bt.add_argument("--engine", choices=["local", "ray"], default="local",
+                    help="local: this process (default); ray: Ray actors, the journal here "
+                         "(the [ray] extra)")  # fmt: skip
+    bt.add_argument("--ray-address", metavar="ADDR",
+                    help="the Ray cluster: 'auto', ray://HOST:PORT or HOST:PORT (default: "
+                         "start a local Ray)")  # fmt: skip
+    bt.add_argument("--ray-actors", type=int, metavar="N",
+                    help="lookup actors, each one API session and checker (default: the "
+                         "cluster's CPUs); --lookups-in-flight is per actor")  # fmt: skip
     add_api_options(bt)
     bt.set_defaults(func=_lazy("lookup.batch_cli", "cmd_batch"))
 

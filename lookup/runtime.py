@@ -134,25 +134,31 @@ async def open_engine(
     *,
     api: OrderApi | None = None,
     on_latency: Callable[[float, str], None] | None = None,
+    quota: Quota | None = None,
 ) -> AsyncIterator[Engine]:
     """Open the order API of ``settings`` and the :class:`Checker` every lookup shares.
 
     ``api``: use this adapter instead of the one ``settings`` describe (it is neither
     entered nor closed here; the settings' limits apply). ``on_latency(seconds, outcome)``
     is called for every request the checker sends (the service's histogram).
+    ``quota``: pace by this shared budget instead of the settings' (a Ray batch's token
+    actor); ``settings.shared_url`` is then not used.
 
     >>> async with open_engine(settings) as engine:  # doctest: +SKIP
     ...     result = await find("138****1234", checker=engine.checker)
     """
     if api is not None:
         limits = settings.limits()
-        async with _shared_quota(settings, limits) as quota:
-            checker = Checker(api, limits, on_latency=on_latency, quota=quota)
+        async with _shared_quota(settings, limits, quota) as paced_by:
+            checker = Checker(api, limits, on_latency=on_latency, quota=paced_by)
             description = f"injected {type(api).__name__}" + _shared_text(settings)
             yield Engine(api, checker, limits, description)
         return
-    async with open_api(settings) as opened, _shared_quota(settings, opened.limits) as quota:
-        checker = Checker(opened.api, opened.limits, on_latency=on_latency, quota=quota)
+    async with (
+        open_api(settings) as opened,
+        _shared_quota(settings, opened.limits, quota) as paced_by,
+    ):
+        checker = Checker(opened.api, opened.limits, on_latency=on_latency, quota=paced_by)
         description = opened.description + _shared_text(settings)
         yield Engine(opened.api, checker, opened.limits, description)
 
@@ -179,9 +185,10 @@ def api_identity(settings: Settings) -> tuple[str, str]:
 
 
 @asynccontextmanager
-async def _shared_quota(settings: Settings, limits: Limits) -> AsyncIterator[Quota | None]:
-    if not settings.shared_url:
-        yield None
+async def _shared_quota(settings: Settings, limits: Limits,
+                        given: Quota | None = None) -> AsyncIterator[Quota | None]:  # fmt: skip
+    if given is not None or not settings.shared_url:
+        yield given
         return
     from lookup.shared import open_quota
 
