@@ -118,11 +118,16 @@ class MockStats(BaseModel):
         return self.statuses.get(code, 0)
 
 
+ARRIVALS_KEPT: Final = 200_000
+"""Arrival times kept (the latest), so a long-running mock does not grow without bound."""
+
+
 class Counters:
     """The live, mutable counters behind :class:`MockStats`."""
 
     __slots__ = (
         "_peers",
+        "arrivals",
         "batch_requests",
         "concurrent",
         "hangs",
@@ -147,6 +152,9 @@ class Counters:
         self.throttled = 0
         self.resets = 0
         self.hangs = 0
+        self.arrivals: deque[float] = deque(maxlen=ARRIVALS_KEPT)
+        """Server clock times at which the latest order requests arrived (not in the
+        snapshot: tests read them through ``MockOrderServer.arrivals`` for rate windows)."""
 
     @property
     def connections(self) -> int:

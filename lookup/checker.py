@@ -15,6 +15,11 @@ tokens; what still fails is raised for the matcher to defer.
 Each running lookup sees the checker through :meth:`Checker.lookup`, a view that keeps it
 to its fair share of the in-flight slots (:mod:`lookup.policies.fair`).
 
+Given a :class:`~lookup.policies.quota.Quota` (one budget for many processes), the checker
+paces by the quota instead of its own pacer, reports throttles and clean answers to it only,
+and, where the quota shares them, opens and probes its breaker with the other processes and
+asks the shared cache and single flight before sending (see :mod:`lookup.policies.quota`).
+
 The happy path creates no task and awaits nothing but the API call itself.
 """
 
@@ -48,6 +53,7 @@ from lookup.policies import (
     FairScheduler,
     Gate,
     Pacer,
+    Quota,
     RetryBudget,
     RetryPolicy,
     SingleFlight,
@@ -69,6 +75,7 @@ SLOW_START_WINDOW = 4
 """With no rate ceiling, the concurrency window starts here and grows by one per clean
 answer (doubling per round trip, as TCP's slow start) until the first throttle signal."""
 _THROTTLED_FOR = 5.0  # seconds after a throttle signal the status still says "throttled"
+_PROBE_RETRY = 0.5  # seconds before asking again when another process holds the probe
 
 
 class _Api(Protocol):
@@ -86,6 +93,8 @@ class Checker:
     :param rng: source of backoff jitter; seed it for reproducible runs.
     :param on_latency: called after every attempt with its duration in seconds and one of
         ``"hit"``, ``"miss"``, ``"transient"``, ``"throttled"``, ``"fatal"``.
+    :param quota: a rate budget shared with other checkers (processes): it paces instead of
+        this checker's pacer, and ``limits.max_per_second`` is then the shared ceiling.
 
     Example::
 
@@ -105,8 +114,12 @@ class Checker:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         on_latency: Callable[[float, str], None] | None = None,
+        quota: Quota | None = None,
     ) -> None:
         self._api = api
+        self._quota = quota
+        self._quota_rate = quota.rate if quota is not None else None
+        self._last_throttle = -math.inf
         self._limits = limits
         self._clock = clock
         self._sleep = sleep
@@ -116,7 +129,7 @@ class Checker:
             getattr(api, "batch_supported", True)
         )
 
-        unpaced = limits.max_per_second is None
+        unpaced = limits.max_per_second is None and self._quota_rate is None
         self._slow_start = unpaced
         self._slots = ConcurrencyLimit(
             SLOW_START_WINDOW if unpaced else limits.max_in_flight, ceiling=limits.max_in_flight
@@ -148,6 +161,7 @@ class Checker:
         )
         self._flights: SingleFlight[CheckOutcome] = SingleFlight((CheckHalted,))
         self._fair = FairScheduler(lambda: self._slots.limit)
+        self._background: set[asyncio.Future[None]] = set()
 
     # -- public surface ------------------------------------------------------------------
 
@@ -173,8 +187,15 @@ class Checker:
 
     @property
     def rate(self) -> float | None:
-        """The effective rate (checks/s; ``None``: unpaced)."""
+        """The effective rate (checks/s; ``None``: unpaced); with a quota, the shared one."""
+        if self._quota is not None:
+            return self._quota.rate
         return self._pacer.rate
+
+    @property
+    def quota(self) -> Quota | None:
+        """The shared budget this checker paces by, if any."""
+        return self._quota
 
     @property
     def counters(self) -> CheckerCounters:
@@ -196,20 +217,25 @@ class Checker:
         now = self._clock()
         breaker = self._breaker.state
         pacer = self._pacer
+        quota = self._quota
+        if quota is None:
+            pause, throttled = pacer.paused_until - now, pacer.last_throttle
+        else:
+            pause, throttled = quota.paused_for, self._last_throttle
         state: State
         probe_in = paused_for = None
         if breaker == "open":
             state, probe_in = "down", self._breaker.probe_in()
         elif breaker == "half_open":
             state = "probing"
-        elif pacer.paused_until > now:
-            state, paused_for = "paused", pacer.paused_until - now
-        elif now - pacer.last_throttle < _THROTTLED_FOR:
+        elif pause > 0:
+            state, paused_for = "paused", pause
+        elif now - throttled < _THROTTLED_FOR:
             state = "throttled"
         else:
             state = "ok"
         return CheckerStatus(
-            state, pacer.rate, self._slots.limit, self._slots.active, probe_in, paused_for
+            state, self.rate, self._slots.limit, self._slots.active, probe_in, paused_for
         )
 
     @contextlib.asynccontextmanager
@@ -306,9 +332,29 @@ class Checker:
 
     async def _single(self, phone: str, stats: CheckStats, deadline: float) -> CheckOutcome:
         api = self._api
-        outcome: CheckOutcome = await self._attempts(
-            lambda: api.check(phone), 1, stats, deadline
-        )
+        shared = self._quota.outcomes if self._quota is not None else None
+        if shared is None:
+            outcome: CheckOutcome = await self._attempts(
+                lambda: api.check(phone), 1, stats, deadline
+            )
+            return self._record(phone, outcome)
+        known = await shared.claim(phone)
+        if known is not None:  # another process's answer (cached, or its flight landed)
+            self._counters.cache_hits += 1
+            stats.cache_hits += 1
+            if self._cache is not None:
+                self._cache[phone] = known
+            return known
+        try:
+            outcome = await self._attempts(lambda: api.check(phone), 1, stats, deadline)
+        except BaseException:
+            # Release the claim so a waiting process checks it; not awaited here, as a
+            # cancelled task must not wait on the store (the claim also expires by itself).
+            task = asyncio.ensure_future(shared.publish(phone, None))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            raise
+        await shared.publish(phone, outcome)
         return self._record(phone, outcome)
 
     def _record(self, phone: str, outcome: CheckOutcome) -> CheckOutcome:
@@ -332,6 +378,8 @@ class Checker:
         pacer = self._pacer
         slots = self._slots
         clock = self._clock
+        quota = self._quota
+        shared = quota.breaker if quota is not None else None
         attempt = 0
         resend = stats.deferred
         while True:
@@ -344,17 +392,34 @@ class Checker:
                 except Exception:
                     counters.short_circuited += 1
                     raise
+                if probe and shared is not None and not await shared.claim_probe():
+                    # Another process probes (or re-opened it): wait with the others.
+                    breaker.hold(max(shared.open_for(), _PROBE_RETRY))
+                    breaker.probe_cancelled()
+                    probe = False
+                    continue
             try:
                 if not slots.try_acquire():
                     await slots.acquire()
                 counters.in_flight = slots.active
                 try:
-                    if not pacer.try_start() and not await pacer.wait(deadline):
+                    if quota is None:
+                        paced = pacer.try_start() or await pacer.wait(deadline)
+                    else:
+                        paced = await quota.admit(deadline - clock())
+                        if quota.rate != self._quota_rate:
+                            self._quota_rate = quota.rate
+                            self._rate_changed(quota.rate, "shared")
+                    if not paced:
                         raise TransientApiError(
                             "the lookup's deadline came before this check could be sent"
                         )
                     if stats.halt:
                         raise CheckHalted
+                    if not probe and shared is not None and breaker.closed:
+                        open_for = shared.open_for()
+                        if open_for > 0:  # another process's breaker opened: ours too
+                            breaker.hold(open_for)
                     if not probe and not breaker.closed:
                         # The breaker opened while this check queued for its slot or
                         # its pacing: send nothing, wait for the probe with the others.
@@ -371,24 +436,34 @@ class Checker:
                         result = await send()
                     except ThrottledApiError as exc:
                         stats.on_wire = False
-                        self._throttled(exc, probe, start)
+                        retry_after = self._throttled(exc, probe, start)
+                        if probe and shared is not None:
+                            await shared.closed()
                         probe = False
                         resend = True
+                        if quota is not None:
+                            await quota.on_throttle(clock() - start, retry_after)
                         continue  # sent again when the lowered rate allows
                     except TransientApiError as exc:
                         stats.on_wire = False
-                        self._failed(exc, probe, start)
+                        opened = self._failed(exc, probe, start)
                         probe = False
                         error = exc
+                        if opened and shared is not None:
+                            await shared.opened(self._limits.breaker_cooldown, str(exc))
                     except FatalApiError:
                         stats.on_wire = False
                         self._answered(probe, start, "fatal")
                         counters.fatal_errors += 1
+                        if probe and shared is not None:
+                            await shared.closed()
                         probe = False
                         raise
                     else:
                         stats.on_wire = False
                         self._answered(probe, start, _answer_label(result))
+                        if probe and shared is not None:
+                            await shared.closed()
                         probe = False
                         return result
                 finally:
@@ -419,7 +494,10 @@ class Checker:
         self._breaker.on_success(probe)
         if label != "fatal":
             self._budget.on_success()
-            self._pacer.on_clean()
+            if self._quota is not None:
+                self._quota.on_clean()
+            else:
+                self._pacer.on_clean()
             if self._slow_start:
                 slots = self._slots
                 if slots.limit < slots.ceiling:
@@ -428,18 +506,27 @@ class Checker:
         if self._on_latency is not None:
             self._on_latency(elapsed, label)
 
-    def _throttled(self, exc: ThrottledApiError, probe: bool, start: float) -> None:
+    def _throttled(self, exc: ThrottledApiError, probe: bool, start: float) -> float | None:
+        """Count a throttle; without a quota, pause and lower the local rate. Returns the
+        capped ``Retry-After`` (for the quota, which the caller tells)."""
         counters = self._counters
         counters.throttled += 1
         counters.rate_limited += 1
         self._breaker.on_success(probe)  # a throttle is an answer: the API is up
+        retry_after = None
         if exc.retry_after is not None:
-            self._pacer.pause(min(max(exc.retry_after, 0.0), self._limits.retry_after_cap))
-        self._pacer.on_throttle(start)
+            retry_after = min(max(exc.retry_after, 0.0), self._limits.retry_after_cap)
+        self._last_throttle = self._clock()
+        if self._quota is None:
+            if retry_after is not None:
+                self._pacer.pause(retry_after)
+            self._pacer.on_throttle(start)
         if self._on_latency is not None:
             self._on_latency(self._clock() - start, "throttled")
+        return retry_after
 
-    def _failed(self, exc: TransientApiError, probe: bool, start: float) -> None:
+    def _failed(self, exc: TransientApiError, probe: bool, start: float) -> bool:
+        """Count a transient failure; ``True`` when it opened the breaker."""
         counters = self._counters
         counters.transient_errors += 1
         name = KIND_COUNTER.get(exc.kind)
@@ -450,6 +537,7 @@ class Checker:
         counters.breaker_opens += self._breaker.opens - opens
         if self._on_latency is not None:
             self._on_latency(self._clock() - start, "transient")
+        return self._breaker.opens > opens
 
     def _rate_changed(self, rate: float | None, why: str) -> None:
         """The concurrency window follows the rate: what the rate keeps busy, plus room."""

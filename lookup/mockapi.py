@@ -129,6 +129,7 @@ class MockOrderServer:
         self._host = host
         self._port = port
         self._faults = Faults(config, clock)
+        self._clock = clock
         self._counters = Counters()
         self._watchers: list[tuple[Callable[[MockStats], bool], asyncio.Future[MockStats]]] = []
         self._runner: web.AppRunner | None = None
@@ -175,6 +176,11 @@ class MockOrderServer:
     @property
     def stats(self) -> MockStats:
         return self._counters.snapshot()
+
+    @property
+    def arrivals(self) -> list[float]:
+        """When each order request arrived (the server's clock), for rate windows."""
+        return list(self._counters.arrivals)
 
     def reset_stats(self) -> None:
         """Zero every counter; ``concurrent`` stays live and ``max_concurrent`` restarts from it."""
@@ -295,6 +301,7 @@ class MockOrderServer:
         c = self._counters
         c.requests += 1
         c.orders_requests += 1
+        c.arrivals.append(self._clock())
         c.concurrent += 1
         c.max_concurrent = max(c.max_concurrent, c.concurrent)
         c.connected(request)

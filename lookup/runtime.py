@@ -5,10 +5,13 @@ to a :class:`~lookup.checker.Checker`; the CLI, batch runs and the service all u
 ``api_url = "demo"`` starts the bundled mock order API on a free loopback port with the
 synthetic demo orders, for as long as the context lasts. A ``postgresql://`` (or
 ``postgres://``) URL opens the PostgreSQL order source (the ``[postgres]`` extra).
+With ``shared_url`` the checker paces by a quota in Redis shared with every process of
+the same API identity (:mod:`lookup.shared`, the ``[redis]`` extra).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -18,10 +21,11 @@ from lookup.errors import ConfigError
 from lookup.models import Limits
 from lookup.orders.base import OrderApi
 from lookup.orders.postgres import is_postgres_url
-from lookup.privacy import redact_url
+from lookup.policies.quota import Quota
+from lookup.privacy import redact_url, url_secrets
 from lookup.settings import Settings
 
-__all__ = ["DEMO", "Engine", "OpenedApi", "open_api", "open_engine"]
+__all__ = ["DEMO", "Engine", "OpenedApi", "api_identity", "open_api", "open_engine"]
 
 DEMO = "demo"
 # The bundled mock runs on this machine's loopback: no need to be gentle with it.
@@ -141,9 +145,59 @@ async def open_engine(
     """
     if api is not None:
         limits = settings.limits()
-        checker = Checker(api, limits, on_latency=on_latency)
-        yield Engine(api, checker, limits, f"injected {type(api).__name__}")
+        async with _shared_quota(settings, limits) as quota:
+            checker = Checker(api, limits, on_latency=on_latency, quota=quota)
+            description = f"injected {type(api).__name__}" + _shared_text(settings)
+            yield Engine(api, checker, limits, description)
         return
-    async with open_api(settings) as opened:
-        checker = Checker(opened.api, opened.limits, on_latency=on_latency)
-        yield Engine(opened.api, checker, opened.limits, opened.description)
+    async with open_api(settings) as opened, _shared_quota(settings, opened.limits) as quota:
+        checker = Checker(opened.api, opened.limits, on_latency=on_latency, quota=quota)
+        description = opened.description + _shared_text(settings)
+        yield Engine(opened.api, checker, opened.limits, description)
+
+
+def api_identity(settings: Settings) -> tuple[str, str]:
+    """What names the order API for a shared quota, and its credentials, kept apart.
+
+    The identity (method and URL template with credentials redacted, a DSN without its
+    password and the query, a plug-in's name) picks the quota's namespace: processes with
+    the same one share a budget. The credentials only key the hashes of numbers.
+    """
+    if settings.api_plugin:
+        identity = f"plugin {settings.api_plugin}"
+    elif settings.api_url and is_postgres_url(settings.api_url):
+        query = settings.sql or f"{settings.sql_table}.{settings.sql_column}"
+        identity = f"postgresql {redact_url(settings.api_url)} {query}"
+    else:
+        identity = f"http {settings.api_method} {redact_url(settings.api_url or '')}"
+        if settings.batch_url:
+            identity += f" batch {redact_url(settings.batch_url)}"
+    credentials = json.dumps(sorted(set(settings.secret_values()) - set(
+        url_secrets(settings.shared_url or ""))))  # fmt: skip
+    return identity, credentials
+
+
+@asynccontextmanager
+async def _shared_quota(settings: Settings, limits: Limits) -> AsyncIterator[Quota | None]:
+    if not settings.shared_url:
+        yield None
+        return
+    from lookup.shared import open_quota
+
+    identity, credentials = api_identity(settings)
+    async with open_quota(
+        settings.shared_url,
+        identity=identity,
+        credentials=credentials,
+        limits=limits,
+        fallback_rate=settings.shared_fallback_rate,
+        processes=settings.shared_processes,
+        connect_timeout=min(settings.connect_timeout, 2.0),
+    ) as quota:
+        yield quota
+
+
+def _shared_text(settings: Settings) -> str:
+    if not settings.shared_url:
+        return ""
+    return f"; quota shared through {redact_url(settings.shared_url)}"

@@ -214,7 +214,9 @@ def add_api_options(p: argparse.ArgumentParser) -> None:
         "one quota for many processes (needs the [redis] extra; see README, Deployment)"
     )
     g.add_argument("--shared", dest="shared_url", metavar="redis://HOST:PORT/DB",
-                   help="share the rate, breaker, cache and in-flight checks through Redis")
+                   help="share the rate, breaker, cache and in-flight checks through Redis "
+                   "with every process of the same order API; --rate is then the ceiling "
+                   "of all of them together (without one: start at 10/s, probe upward)")
     g.add_argument("--shared-fallback-rate", dest="shared_fallback_rate", type=float,
                    metavar="PER_S", help="this process's rate while Redis is away "
                    "(default: rate / --shared-processes)")

@@ -8,7 +8,8 @@ it is tested alone with a fake clock:
 * :class:`RetryPolicy` and :class:`RetryBudget`: full-jitter backoff, a refilling budget;
 * :class:`Breaker`: opens on runs of transient failures, one probe, callers wait;
 * :class:`SingleFlight`: identical checks share one request;
-* :class:`FairScheduler`: equal shares of the in-flight slots per caller and lookup.
+* :class:`FairScheduler`: equal shares of the in-flight slots per caller and lookup;
+* :class:`Quota` (protocol; :class:`LocalQuota` in process): one budget for many checkers.
 
 The outcome cache is ``cachetools.TTLCache`` (TTL + LRU, with the checker's clock).
 """
@@ -18,6 +19,7 @@ from lookup.policies.concurrency import ConcurrencyLimit
 from lookup.policies.fair import FairScheduler, Gate
 from lookup.policies.flight import SingleFlight
 from lookup.policies.pacing import Pacer
+from lookup.policies.quota import LocalQuota, Quota, SharedBreaker, SharedOutcomes
 from lookup.policies.retry import RetryBudget, RetryPolicy
 
 __all__ = [
@@ -26,8 +28,12 @@ __all__ = [
     "ConcurrencyLimit",
     "FairScheduler",
     "Gate",
+    "LocalQuota",
     "Pacer",
+    "Quota",
     "RetryBudget",
     "RetryPolicy",
+    "SharedBreaker",
+    "SharedOutcomes",
     "SingleFlight",
 ]

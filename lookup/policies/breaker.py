@@ -131,6 +131,17 @@ class Breaker:
         if probe:
             self._end_probe()
 
+    def hold(self, seconds: float) -> None:
+        """Another process's breaker is open (a shared quota said so): be open here too for
+        ``seconds``, without counting a failure; callers wait as for an own open."""
+        if seconds <= 0:
+            return
+        if self._state == "closed":
+            log.warning("circuit breaker open in another process sharing the quota: "
+                        "checks wait, next probe in %.0f s", seconds)  # fmt: skip
+        self._state = "open"
+        self.open_until = max(self.open_until, self._clock() + seconds)
+
     def probe_cancelled(self) -> None:
         """The probe was cancelled before an answer: let another caller probe."""
         self._end_probe()

@@ -157,6 +157,11 @@ class Pacer:
         # Resume spaced at the rate after the pause, not with a burst.
         self._next_slot = max(self._next_slot, until)
 
+    def defer(self, until: float) -> None:
+        """Start nothing before ``until`` (clock time), then resume spaced: slots granted
+        elsewhere (a shared quota's, before this pacer took over) are already taken."""
+        self._next_slot = max(self._next_slot, until)
+
     def on_throttle(self, sent_at: float) -> bool:
         """A request sent at ``sent_at`` was throttled; lower the rate if it says anything
         new. Returns whether the rate was lowered."""
