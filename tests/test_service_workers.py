@@ -87,8 +87,8 @@ def workers_of(pid: int) -> set[int]:
 class Served:
     """A ``lookup serve`` process: its start-up line, URL, and stderr (in a file)."""
 
-    def __init__(self, args: list[str], log: Path) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         self.log = log
         self._err = open(log, "w")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
@@ -125,8 +125,8 @@ class Served:
 
 
 @contextlib.contextmanager
-def served(args: list[str], log: Path) -> Iterator[Served]:
-    server = Served(args, log)
+def served(args: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[Served]:
+    server = Served(args, log, env)
     try:
         yield server
     finally:
@@ -162,8 +162,11 @@ async def healthy(url: str) -> None:
 class Load:
     """``clients`` callers posting lookups in a loop until :meth:`stop`: every answer kept."""
 
-    def __init__(self, url: str, clients: int = 4) -> None:
+    def __init__(
+        self, url: str, clients: int = 4, cases: list[dict[str, Any]] | None = None
+    ) -> None:
         self.url, self.clients = url, clients
+        self.cases = cases or [CITY_HIT]
         self.answers: list[tuple[int, str]] = []
         self.failures: list[str] = []
         self._stop = asyncio.Event()
@@ -172,7 +175,10 @@ class Load:
 
     async def __aenter__(self) -> Self:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
-        self._tasks = [asyncio.create_task(self._client()) for _ in range(self.clients)]
+        self._tasks = [
+            asyncio.create_task(self._client(self.cases[i % len(self.cases)]))
+            for i in range(self.clients)
+        ]
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -180,10 +186,11 @@ class Load:
         await asyncio.gather(*self._tasks)
         await self._session.close()
 
-    async def _client(self) -> None:
+    async def _client(self, case: dict[str, Any]) -> None:
+        body = lookup_body(case)
         while not self._stop.is_set():
             try:
-                async with self._session.post(f"{self.url}/v1/lookups", json=lookup_body()) as resp:
+                async with self._session.post(f"{self.url}/v1/lookups", json=body) as resp:
                     data = await resp.json(content_type=None)
                     self.answers.append((resp.status, str(data.get("status"))))
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
@@ -366,3 +373,48 @@ async def test_sigterm_lets_the_lookups_in_flight_finish(
     assert code == 0
     assert err.count("lookup.audit") == 4
     assert "Traceback" not in err
+
+
+def busiest_window(arrivals: list[float], seconds: float) -> int:
+    """The most arrivals in any ``seconds``-long window (sliding, from each arrival)."""
+    times = sorted(arrivals)
+    best = start = 0
+    for end, t in enumerate(times):
+        while times[start] <= t - seconds:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+async def test_two_workers_share_150_per_s(
+    gunicorn: None, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The issue's test: a server that answers 429 above 200 requests/s, two workers on a
+    shared rate of 150/s: at most 155/s in every 5 s window, and no 429."""
+    config = MockConfig(rate_limit=200, rate_limit_style="429-bare")
+    async with MockOrderServer(config=config) as mock:
+        args = serve_args(mock.orders_url, redis_server.url, "--rate", "150")
+        args[args.index("--log-level") + 1] = "WARNING"  # no access line per lookup
+        env = {"LOOKUP_CACHE_TTL": "0"}
+        with served(args, tmp_path / "err.log", env) as svc:
+            workers = await wait_workers(svc.pid, 2)
+            await healthy(svc.url)
+            mock.reset_stats()
+            started = time.monotonic()
+            # Lookups that need tens to hundreds of checks each, so the quota is the limit.
+            cases = [c for c in CASES if c["name"] in ("province hit", "area code, city hit")]
+            async with Load(svc.url, clients=16, cases=cases) as load:
+                while time.monotonic() - started < 15:  # bounded: ~15 s of load
+                    await load.wait_answers(10)
+            spent = time.monotonic() - started
+            arrivals = mock.arrivals
+            stats = mock.stats
+            assert svc.stop() == 0
+            err = svc.stderr()
+    assert load.failures == [], load.failures[:3]
+    assert all(a == (200, "matched") for a in load.answers), set(load.answers)
+    assert stats.statuses.get(429, 0) == 0 and stats.throttled == 0, stats.statuses
+    assert busiest_window(arrivals, 5.0) <= 155 * 5, busiest_window(arrivals, 5.0)
+    # The quota was the limit, not the clients: the two workers together near 150/s.
+    assert len(arrivals) / spent > 100, (len(arrivals), spent, busiest_window(arrivals, 5.0))
+    assert len(workers) == 2 and "Traceback" not in err
