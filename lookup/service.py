@@ -384,8 +384,9 @@ def create_app(
     injected ``checker`` is used as is (its latencies then miss the histogram).
 
     ``worker`` (a gunicorn worker's pid, ``--workers N``): ``/metrics`` says which worker
-    answered, and a stopping worker still serves the requests it already received (the
-    port stays open on the others, so no client is told to go elsewhere).
+    answered, a stopping worker still serves the requests it already received (the
+    port stays open on the others, so no client is told to go elsewhere), and there are
+    no server-side jobs (``/v1/jobs`` answers 501: see :func:`lookup.webui.setup_web`).
 
     :raises ConfigError: see :func:`check_exposure`.
     """
@@ -432,7 +433,8 @@ def create_app(
     app.router.add_get("/metrics", _get_metrics)
     app.router.add_get("/openapi.json", _get_openapi)
     app.router.add_get("/docs", _get_docs)
-    setup_web(app, settings, checker=lambda: state.checker, caller=_caller, db=state.db)
+    setup_web(app, settings, checker=lambda: state.checker, caller=_caller, db=state.db,
+              jobs=worker is None)  # fmt: skip
     return app
 
 

@@ -20,9 +20,12 @@ Decisions:
   requests in flight on an old worker finish within :data:`~lookup.service.SHUTDOWN_GRACE`);
   ``SIGTERM`` / ``SIGINT`` stop every worker the same way, then the master exits 0.
 * Per worker: the callers' queue caps (``service_max_queued`` is per caller *per worker*),
-  ``/metrics`` (each scrape reads the worker that answered it: every series carries its
-  ``worker`` pid in ``lookup_service_worker_info``) and the desk page's reveals. Batch
-  jobs are shared through their folder on disk (:mod:`lookup.jobs`).
+  ``/metrics`` (each scrape reads the worker that answered it, named by
+  ``lookup_service_worker_info{worker}``), and the desk page's reveals (a reveal that
+  reaches another worker than its lookup is a 404: run the lookup again).
+* No server-side batch jobs: a job's state lives in the process that runs it (another
+  worker would not list it, and every worker would resume it after a restart), so
+  ``/v1/jobs`` answers 501 with ``--workers`` > 1; ``POST /v1/lookups/batch`` works.
 * Every log line of a worker is tagged ``[worker PID]``; gunicorn's own lines go through
   the same redacting handler.
 """

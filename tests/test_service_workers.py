@@ -286,7 +286,10 @@ async def test_two_workers_share_one_bundled_demo_mock(
                 async with session.get(f"{svc.url}/metrics") as resp:
                     text = await resp.text()
                 scraped |= {int(p) for p in _worker_info(text)}
+            async with session.get(f"{svc.url}/v1/jobs") as resp:
+                jobs = resp.status, await resp.json(content_type=None)
         assert all(s == 200 and a["phone"] == CITY_HIT["expected_phone"] for s, a in answers)
+        assert jobs[0] == 501 and "--workers 1" in jobs[1]["detail"], jobs
         assert scraped <= workers and scraped
         assert svc.stop() == 0
         err = svc.stderr()
