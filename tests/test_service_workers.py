@@ -330,7 +330,10 @@ async def test_sighup_replaces_the_workers_without_failing_a_request(
     assert load.failures == [], load.failures[:3]
     assert len(load.answers) >= 40
     assert all(a == (200, "matched") for a in load.answers), set(load.answers)
-    assert all(f"[worker {w}] lookup.audit" in err for w in old | new)
+    # Answers came from the old workers, then from the new ones (not necessarily from
+    # each: the kernel hands connections to whichever worker accepts first).
+    assert any(f"[worker {w}] lookup.audit" in err for w in old)
+    assert any(f"[worker {w}] lookup.audit" in err for w in new)
     assert "Traceback" not in err
 
 
