@@ -182,6 +182,9 @@ def _build_parser() -> argparse.ArgumentParser:
     sv = sub.add_parser("serve", help="run the HTTP service (POST /v1/lookups ...)")
     sv.add_argument("--host", dest="service_host", help="address to bind (default 127.0.0.1)")
     sv.add_argument("--port", dest="service_port", type=int, help="port (default 8000)")
+    sv.add_argument("--workers", type=int, default=1, metavar="N",
+                    help="worker processes behind the port, on gunicorn (needs --shared and "
+                    "the [workers] extra; default 1: one process, no gunicorn)")  # fmt: skip
     add_api_options(sv)
     sv.set_defaults(func=_lazy("lookup.service", "cmd_serve"))
     return parser

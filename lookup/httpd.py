@@ -31,7 +31,7 @@ import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -56,6 +56,7 @@ __all__ = [
     "is_loopback",
     "json_body",
     "listen",
+    "make_runner",
     "problems_middleware",
     "read_body",
     "request_id_middleware",
@@ -64,6 +65,7 @@ __all__ = [
 
 _REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _LINGER: Final = 1.0
+_DRAIN_POLL: Final = 0.05
 _KEEP_HEADERS: Final = ("Allow", "WWW-Authenticate", "Retry-After")
 
 MIN_TOKEN_LENGTH: Final = 16
@@ -313,6 +315,68 @@ class _AccessLogger(AbstractAccessLogger):
 access_logger: Final = _AccessLogger
 
 
+class _DrainingRunner(web.AppRunner):
+    """An :class:`~aiohttp.web.AppRunner` that drains keep-alive connections on cleanup.
+
+    aiohttp closes idle keep-alive connections as soon as it stops; a client that was
+    just writing its next request on one sees a reset. Here, after the listening socket
+    closed, the connections already open are served for up to ``drain`` seconds, every
+    answer closing its connection, before aiohttp's own shutdown closes what is left.
+    """
+
+    def __init__(self, app: web.Application, *, drain: float, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._drain = drain
+        self.draining = False
+
+    async def cleanup(self) -> None:
+        for site in list(self.sites):
+            await site.stop()
+        self.draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._drain
+        # aiohttp signals no "connection closed" to wait on: poll its list, bounded.
+        while self.server is not None and self.server.connections and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(_DRAIN_POLL)
+        await super().cleanup()
+
+    async def close_when_draining(self, request: web.Request, response: web.StreamResponse) -> None:
+        del request
+        if self.draining:
+            # The hook runs after aiohttp computed the headers: say "close" ourselves.
+            response.force_close()
+            response.headers["Connection"] = "close"
+
+
+def make_runner(
+    app: web.Application, *, shutdown_timeout: float, read_timeout: float, drain: float = 0.0
+) -> web.AppRunner:
+    """The runner of the service app (not set up): the access log, cancellation of a
+    lookup whose client left, the header deadline and the shutdown grace.
+
+    :func:`listen` uses it, and so does each gunicorn worker of ``--workers N``, with
+    ``drain`` seconds for the open keep-alive connections (see :class:`_DrainingRunner`).
+    """
+    if drain > 0:
+        runner = _DrainingRunner(
+            app, drain=drain, access_log_class=_AccessLogger, handler_cancellation=True,
+            shutdown_timeout=shutdown_timeout, keepalive_timeout=read_timeout,
+            lingering_time=_LINGER,
+        )  # fmt: skip
+        app.on_response_prepare.append(runner.close_when_draining)
+        return runner
+    return web.AppRunner(
+        app,
+        access_log_class=_AccessLogger,
+        handler_cancellation=True,  # a client that goes away cancels its lookup
+        shutdown_timeout=shutdown_timeout,
+        keepalive_timeout=read_timeout,  # the header deadline: see the module docstring
+        # After an answer to a request whose body did not all arrive (a 408, a 413),
+        # read and drop the rest for at most this long, then close (aiohttp: 10 s).
+        lingering_time=_LINGER,
+    )
+
+
 @contextlib.asynccontextmanager
 async def listen(
     app: web.Application,
@@ -331,16 +395,7 @@ async def listen(
     :raises OSError: the address cannot be bound (busy port, an address not of this host).
     """
     bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    runner = web.AppRunner(
-        app,
-        access_log_class=_AccessLogger,
-        handler_cancellation=True,  # a client that goes away cancels its lookup
-        shutdown_timeout=shutdown_timeout,
-        keepalive_timeout=read_timeout,  # the header deadline: see the module docstring
-        # After an answer to a request whose body did not all arrive (a 408, a 413),
-        # read and drop the rest for at most this long, then close (aiohttp: 10 s).
-        lingering_time=_LINGER,
-    )
+    runner = make_runner(app, shutdown_timeout=shutdown_timeout, read_timeout=read_timeout)
     await runner.setup()
     try:
         await web.TCPSite(runner, bare, port).start()

@@ -28,10 +28,12 @@ mask_numbers = mask_phone
 
 
 class TextFormatter(logging.Formatter):
-    """``time level logger: message`` with numbers masked and secrets redacted."""
+    """``time level logger: message`` with numbers masked and secrets redacted; with
+    ``worker``, ``time level [worker W] logger: message`` (``serve --workers N``)."""
 
-    def __init__(self, redact: Redactor, full_numbers: bool) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    def __init__(self, redact: Redactor, full_numbers: bool, worker: str | None = None) -> None:
+        tag = f" [worker {worker.replace('%', '%%')}]" if worker else ""
+        super().__init__(f"%(asctime)s %(levelname)s{tag} %(name)s: %(message)s")
         self.redact = redact
         self.full_numbers = full_numbers
 
@@ -52,10 +54,11 @@ class JsonFormatter(logging.Formatter):
         "full_phone",
     }
 
-    def __init__(self, redact: Redactor, full_numbers: bool) -> None:
+    def __init__(self, redact: Redactor, full_numbers: bool, worker: str | None = None) -> None:
         super().__init__()
         self.redact = redact
         self.full_numbers = full_numbers
+        self.worker = worker
 
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, Any] = {
@@ -65,6 +68,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self.worker:
+            data["worker"] = self.worker
         for key, value in vars(record).items():
             if key not in self._SKIP:
                 data[key] = value
@@ -109,18 +114,20 @@ def setup_logging(
     audit_full_numbers: bool = False,
     audit_file: str | None = None,
     stream: TextSink | None = None,
+    worker: str | None = None,
 ) -> logging.Handler:
     """Send ``lookup`` (and aiohttp) logs to ``stream`` (stderr) as text or JSON lines.
 
     The audit logger always logs at INFO so that each lookup leaves its line, unless the
     level is above WARNING; with ``audit_file`` its lines go to that file (appended,
-    created 0600) and not to ``stream``. Returns the handler (tests remove it again).
+    created 0600) and not to ``stream``. ``worker`` (a worker process's id) tags every
+    line. Returns the handler (tests remove it again).
     """
     redact = Redactor(secrets)
     formatter: logging.Formatter = (
-        JsonFormatter(redact, audit_full_numbers)
+        JsonFormatter(redact, audit_full_numbers, worker)
         if fmt == "json"
-        else TextFormatter(redact, audit_full_numbers)
+        else TextFormatter(redact, audit_full_numbers, worker)
     )
     handler: logging.StreamHandler[TextSink] = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter)

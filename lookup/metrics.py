@@ -100,6 +100,14 @@ class ServiceMetrics:
         )  # fmt: skip
         r.register(self)  # collect() below
 
+    def worker_info(self, worker: str) -> None:
+        """``lookup_service_worker_info{worker}`` 1: which worker of ``--workers N`` this
+        exposition is from (each worker counts its own answers and checks)."""
+        Gauge(
+            "lookup_service_worker_info", "The worker process that answered this scrape",
+            ["worker"], registry=self.registry,
+        ).labels(worker).set(1)  # fmt: skip
+
     def on_latency(self, seconds: float, outcome: str) -> None:
         """The checker's latency hook (``on_latency=``)."""
         del outcome  # counted by the checker itself; see collect()

@@ -370,7 +370,11 @@ def _json(payload: object) -> web.Response:
 
 
 def create_app(
-    settings: Settings, *, api: OrderApi | None = None, checker: Checker | None = None
+    settings: Settings,
+    *,
+    api: OrderApi | None = None,
+    checker: Checker | None = None,
+    worker: str | None = None,
 ) -> web.Application:
     """The service as an aiohttp application.
 
@@ -378,6 +382,11 @@ def create_app(
     starts (``open_engine``) and closed when it stops. An injected ``api`` (tests: a
     ``FakeOrderApi``) gets a checker with the settings' limits and is not closed; an
     injected ``checker`` is used as is (its latencies then miss the histogram).
+
+    ``worker`` (a gunicorn worker's pid, ``--workers N``): ``/metrics`` says which worker
+    answered, a stopping worker still serves the requests it already received (the
+    port stays open on the others, so no client is told to go elsewhere), and there are
+    no server-side jobs (``/v1/jobs`` answers 501: see :func:`lookup.webui.setup_web`).
 
     :raises ConfigError: see :func:`check_exposure`.
     """
@@ -388,10 +397,13 @@ def create_app(
             "no service tokens configured: authentication is OFF (allowed on loopback only)"
         )
     state = _State(settings=settings, db=SegmentDB.default())
+    if worker is not None:
+        state.metrics.worker_info(worker)
     middlewares: list[Middleware] = [request_id_middleware(state.metrics), problems_middleware]
     if tokens:
         middlewares.append(auth_middleware(tokens, OPEN_PATHS, is_open_path))
-    middlewares.append(_refuse_when_stopping)
+    if worker is None:
+        middlewares.append(_refuse_when_stopping)
     app = web.Application(client_max_size=settings.service_max_body, middlewares=middlewares)
     app[_STATE] = state
     app[_OPENAPI] = openapi_document(
@@ -421,7 +433,8 @@ def create_app(
     app.router.add_get("/metrics", _get_metrics)
     app.router.add_get("/openapi.json", _get_openapi)
     app.router.add_get("/docs", _get_docs)
-    setup_web(app, settings, checker=lambda: state.checker, caller=_caller, db=state.db)
+    setup_web(app, settings, checker=lambda: state.checker, caller=_caller, db=state.db,
+              jobs=worker is None)  # fmt: skip
     return app
 
 
@@ -497,7 +510,10 @@ async def _serve(settings: Settings, out: TextIO) -> None:
 
 
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
-    """``lookup serve``: run the service until SIGINT or SIGTERM; exit 0 after a clean stop."""
+    """``lookup serve``: run the service until SIGINT or SIGTERM; exit 0 after a clean stop.
+
+    ``--workers N`` (N > 1) runs N processes on gunicorn: :mod:`lookup.workers`.
+    """
     from lookup.shell import ExitStatus, configure_logging, settings_from_args
 
     more = {
@@ -507,6 +523,14 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     }
     settings = settings_from_args(args, **more)
     check_exposure(settings)  # before anything starts: exit 2 with the message
+    workers = getattr(args, "workers", None)
+    workers = 1 if workers is None else workers
+    if workers != 1:
+        from lookup.workers import check_workers, serve_workers
+
+        check_workers(settings, workers)  # exit 2 before logging or anything starts
+        configure_logging(settings)
+        return serve_workers(settings, workers, out)
     configure_logging(settings)
     from lookup._loop import run as run_loop
 

@@ -274,9 +274,11 @@ def settings_from_args(args: argparse.Namespace, **more: Any) -> Settings:
     return load_settings(getattr(args, "config", None), **overrides)
 
 
-def configure_logging(settings: Settings, *, stream: TextIO | Terminal | None = None) -> None:
+def configure_logging(
+    settings: Settings, *, stream: TextIO | Terminal | None = None, worker: str | None = None
+) -> None:
     """Log lines to ``stream`` (stderr, or a :class:`Terminal`), secrets of ``settings``
-    redacted; audit lines to ``settings.audit_file`` when set."""
+    redacted; audit lines to ``settings.audit_file`` when set; ``worker`` tags each line."""
     from lookup.logs import setup_logging
 
     setup_logging(
@@ -286,6 +288,7 @@ def configure_logging(settings: Settings, *, stream: TextIO | Terminal | None = 
         audit_full_numbers=settings.audit_full_numbers,
         audit_file=settings.audit_file,
         stream=stream,
+        worker=worker,
     )
 
 

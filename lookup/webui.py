@@ -360,12 +360,15 @@ def setup_web(
     checker: Callable[[], Checker | None],
     caller: Callable[[web.Request], str],
     db: SegmentDB,
+    jobs: bool = True,
 ) -> None:
     """Add the desk page, the streamed lookup, reveals and ``/v1/jobs`` to the service app.
 
     ``checker`` returns the service's checker once it started; ``caller`` names who is
     asking (``token#N``). Call it after the service's own startup hooks: the job store
-    starts once the checker exists, and stops before it closes.
+    starts once the checker exists, and stops before it closes. ``jobs=False`` (a worker
+    of ``serve --workers N``): no job store; ``/v1/jobs`` answers 501, since a job's state
+    lives in the process that runs it and another worker would lose or re-run it.
     """
     html = (_WEB_DIR / "index.html").read_text("utf-8")
     pages = {"zh": html, "en": html.replace('lang="zh-CN"', 'lang="en"', 1)}
@@ -374,7 +377,7 @@ def setup_web(
     app.middlewares.append(_same_origin)
     app.on_response_prepare.append(_security_headers)
 
-    async def jobs(app: web.Application) -> AsyncIterator[None]:
+    async def start_jobs(app: web.Application) -> AsyncIterator[None]:
         store = JobStore(settings.service_jobs_dir or default_jobs_dir(),
                          checker=ui.ready_checker(), settings=settings,
                          retention_s=settings.service_job_retention, db=db)  # fmt: skip
@@ -384,10 +387,24 @@ def setup_web(
         ui.jobs = None
         await store.close()
 
-    app.cleanup_ctx.append(jobs)
+    if jobs:
+        app.cleanup_ctx.append(start_jobs)
     r = app.router
     r.add_get("/", _get_page)
     r.add_get("/assets/{name}", _get_asset)
     r.add_post("/v1/lookups/stream", _post_stream)
     r.add_post("/v1/reveal", _post_reveal)
-    JobRoutes(ui.store, caller).add_to(r)
+    if jobs:
+        JobRoutes(ui.store, caller).add_to(r)
+    else:
+        for method in ("GET", "POST", "DELETE"):
+            r.add_route(method, "/v1/jobs", _no_jobs)
+            r.add_route(method, "/v1/jobs/{tail:.*}", _no_jobs)
+
+
+async def _no_jobs(request: web.Request) -> web.Response:
+    del request
+    return error_answer(
+        "server-side batch jobs need 'lookup serve' on one process (--workers 1): their "
+        "state lives in the process that runs them; use POST /v1/lookups/batch or "
+        "'lookup batch' instead", "NotImplemented", 501)  # fmt: skip
