@@ -14,8 +14,9 @@ clients, the mock and Redis share the cores with the workers: 4 workers cannot b
 
     python scripts/bench.py scale      # or: python scripts/bench_scale.py
 
-More rows (a 1-worker ``--shared`` row for the Redis overhead, a Ray row): append a
-:class:`Variant` to :func:`variants`; :func:`run` measures and prints every one.
+Then the shared limiter's overhead per check against the local one (``bench_shared``) and
+batch checks/s locally against Ray with two workers (``bench_ray``). More service rows:
+append a :class:`Variant` to :func:`variants`.
 """
 
 from __future__ import annotations
@@ -150,6 +151,17 @@ def run() -> None:
     print(table(header, _lines(rows)))
     print("  'vs 1': lookups/s over the first row with the same cache setting; checks/s:")
     print("  order-API requests sent (identical checks of concurrent lookups share one).")
+    import bench_shared
+
+    bench_shared.run()
+    try:
+        import bench_ray
+        import ray  # noqa: F401 - the [ray] extra
+    except ImportError:
+        print("\n== batch on Ray: SKIPPED (pip install 'phone-order-lookup[ray]')")
+    else:
+        print()
+        bench_ray.main()
     if any(r.failed for r in rows):
         raise SystemExit("wrong or failed lookups: see the 'failed' column")
 
