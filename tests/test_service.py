@@ -267,7 +267,7 @@ async def test_api_trouble_is_a_200_result_not_a_server_error() -> None:
         raise FatalApiError("401 from the order API", status=401)
 
     small = {"mask": "1385715204*", "city": "杭州"}  # 10 candidates
-    settings = make_settings(max_attempts=1)
+    settings = make_settings(max_attempts=1, deadline=2.0)  # failing checks: retried until then
     for handler, status in ((failing, "inconclusive"), (fatal, "api_error")):
         async with running(settings, api=FakeOrderApi(handler)) as (_, session):
             async with session.post("/v1/lookups", json=small, headers=auth()) as resp:
