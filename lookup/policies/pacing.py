@@ -167,6 +167,33 @@ class Pacer:
         self._sent.append(now)
         return True
 
+    def reserve(self, max_wait: float = math.inf) -> float | None:
+        """Reserve the next start slot without sleeping: the seconds until it, or ``None``
+        (nothing reserved) when it would come more than ``max_wait`` seconds from now. For
+        a budget that hands slots to callers elsewhere (the Ray token actor)."""
+        now = self._clock()
+        slot = max(now, self.paused_until, self._next_slot)
+        if slot - now > max_wait:
+            return None
+        self._next_slot = slot + self._interval
+        if slot > now:
+            self._held_back = True
+        self._sent.append(slot)
+        return slot - now
+
+    def note_starts(self, count: int) -> None:
+        """``count`` requests started now without a reservation (unpaced, elsewhere)."""
+        now = self._clock()
+        self._sent.extend([now] * count)
+
+    def set_ceiling(self, ceiling: float | None) -> None:
+        """A new ceiling; the rate restarts at it (and a slow start ends: it is for no
+        ceiling only)."""
+        self.ceiling = ceiling
+        if ceiling is not None:
+            self.slow_start = False
+        self._set(ceiling)
+
     async def wait(self, deadline: float = math.inf) -> bool:
         """Wait for this caller's start slot; ``False`` when it would fall after ``deadline``.
 
@@ -267,7 +294,8 @@ class Pacer:
         self.slow_start = False
         self._set(new)
         self._last_decrease = self._last_change = now
-        self._next_slot = now + self._interval  # re-spaced: see wait()
+        if self._next_slot > now:  # callers queued at the old spacing: re-spaced, see wait()
+            self._next_slot = now + self._interval
         self._changes += 1
         self._held_back = False
         self._since_decrease = [0, 0]

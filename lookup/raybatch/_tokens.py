@@ -1,12 +1,10 @@
 """One rate budget for many Ray actors without Redis: a token actor and its client.
 
 :class:`RateTokens` is the budget's state, kept by one named Ray actor (``TokenActor``):
-GCRA start slots (``reserve`` returns the delay before this request may start, so the
-actor never holds a call open), a ``Retry-After`` pause for everyone, and AIMD on the
-throttle reports of every client, by the rules of :class:`~lookup.policies.Pacer`
-(decrease from what was really sent, one decrease per reaction window, never below 0.9x
-what the API accepted; an additive step per clean interval in which callers were held
-back, up to the ceiling). Times crossing processes are relative seconds: each side reads
+a :class:`~lookup.policies.Pacer` whose start slots are reserved for callers elsewhere
+(``reserve`` returns the delay before this request may start, so the actor never holds a
+call open): a ``Retry-After`` pause for everyone, and AIMD on the throttle reports of
+every client by the pacer's own rules. Times crossing processes are relative seconds: each side reads
 its own monotonic clock.
 
 :class:`RayQuota` is the client each lookup actor's checker paces by (the ``Quota``
@@ -24,19 +22,10 @@ import asyncio
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-from lookup.policies.pacing import (
-    ACCEPTED_FLOOR,
-    CLEAN_INTERVAL,
-    DECREASE,
-    MIN_RATE,
-    REACTION,
-    SLOW_START_DECREASE,
-    Pacer,
-)
+from lookup.policies.pacing import Pacer
 
 __all__ = ["REFRESH", "RateTokens", "RayQuota", "TokenActor"]
 
@@ -44,129 +33,64 @@ log = logging.getLogger("lookup.raybatch")
 
 REFRESH: Final = 0.1
 """Seconds an unpaced client goes without asking the token actor for the shared state."""
-_WINDOW: Final = 1.0  # seconds of starts (and accepted answers) the measured rates look at
-_MIN_SAMPLES: Final = 8
 
 State = tuple[float | None, float]
 """``(rate, paused_for)``: the shared rate (``None``: unpaced) and seconds of pause left."""
 
 
 class RateTokens:
-    """The shared budget: GCRA start slots under ``ceiling`` with AIMD (see the module)."""
+    """The shared budget: a :class:`~lookup.policies.Pacer` (GCRA slots under ``ceiling``,
+    the pause, AIMD) whose slots are reserved for callers in other processes (see the
+    module). With no ceiling it is unpaced until the first throttle report."""
 
     def __init__(self, ceiling: float | None, *, clock: Callable[[], float] = time.monotonic,
                  headroom: float = 0.02) -> None:  # fmt: skip
-        self.ceiling = ceiling
         self._clock = clock
-        self._headroom = headroom
-        self.rate: float | None = None
-        self._interval = 0.0
-        self._set(ceiling)
-        self._next_slot = -math.inf
-        self.paused_until = -math.inf
-        self._last_decrease = -math.inf
-        self._last_throttle = -math.inf
-        self._last_change = clock()
-        self._held_back = False
-        self._step = 0.0
-        self._starts: deque[tuple[float, int]] = deque()
-        self._accepted: deque[tuple[float, int]] = deque()
-        self.decreases = 0
+        self._pacer = Pacer(ceiling, clock=clock, sleep=_no_sleep, headroom=headroom,
+                            start=None)  # fmt: skip
+
+    @property
+    def ceiling(self) -> float | None:
+        return self._pacer.ceiling
+
+    @property
+    def rate(self) -> float | None:
+        return self._pacer.rate
+
+    @property
+    def decreases(self) -> int:
+        return self._pacer.decreases
 
     def set_ceiling(self, ceiling: float | None) -> None:
         """A new ceiling (the engines' own, known once they open); the rate restarts at it."""
-        self.ceiling = ceiling
-        self._set(ceiling)
-
-    def _set(self, rate: float | None) -> None:
-        if rate is not None and self.ceiling is not None:
-            rate = min(rate, self.ceiling)
-        self.rate = rate
-        self._interval = (1.0 + self._headroom) / rate if rate else 0.0
-
-    def _per_second(self, times: deque[tuple[float, int]]) -> float | None:
-        now = self._clock()
-        while times and now - times[0][0] > _WINDOW:
-            times.popleft()
-        n = sum(k for _, k in times)
-        if n < _MIN_SAMPLES:
-            return None
-        return n / max(now - times[0][0], 1e-3)
+        self._pacer.set_ceiling(ceiling)
 
     def state(self) -> State:
-        return self.rate, max(0.0, self.paused_until - self._clock())
+        return self._pacer.rate, max(0.0, self._pacer.paused_until - self._clock())
 
     def reserve(self, max_wait: float = math.inf) -> float | None:
         """Reserve the next start slot: the seconds to wait for it, or ``None`` (nothing
         reserved) when it would come more than ``max_wait`` seconds from now."""
-        now = self._clock()
-        slot = max(now, self.paused_until, self._next_slot)
-        if slot - now > max_wait:
-            return None
-        self._next_slot = slot + self._interval
-        if slot > now:
-            self._held_back = True
-        self._starts.append((slot, 1))
-        return slot - now
+        return self._pacer.reserve(max_wait)
 
     def note(self, starts: int = 0, clean: int = 0) -> None:
         """Starts a client made without a reservation (unpaced) and its clean answers."""
-        now = self._clock()
         if starts:
-            self._starts.append((now, starts))
-        if clean:
-            self._accepted.append((now, clean))
-            self._on_clean(now)
+            self._pacer.note_starts(starts)
+        for _ in range(clean):
+            self._pacer.on_clean()
 
     def throttle(self, sent_ago: float, retry_after: float | None) -> bool:
         """A request started ``sent_ago`` seconds ago was throttled; with ``retry_after``,
         pause everyone. Returns whether the rate was lowered."""
-        now = self._clock()
         if retry_after is not None and retry_after > 0:
-            until = now + retry_after
-            self.paused_until = max(self.paused_until, until)
-            self._next_slot = max(self._next_slot, until)  # resume spaced, not in a burst
-        self._last_throttle = now
-        if now - max(sent_ago, 0.0) < self._last_decrease:
-            return False  # sent before the last decrease: says nothing about the new rate
-        accepted = self._per_second(self._accepted)
-        far_above = self.rate is not None and accepted is not None and self.rate > 2 * accepted
-        if (self.rate is not None and not far_above
-                and now - self._last_decrease < max(REACTION, 2.0 / self.rate)):  # fmt: skip
-            return False
-        measured = self._per_second(self._starts)
-        old = self.rate
-        if old is None:
-            base = measured if measured is not None else 10.0
-            new = base * SLOW_START_DECREASE
-        else:
-            base = min(old, measured) if measured is not None else old
-            new = base * DECREASE
-        if accepted is not None:
-            new = max(new, min(base, accepted * ACCEPTED_FLOOR))
-        self._set(max(new, MIN_RATE))
-        self._last_decrease = self._last_change = now
-        self._held_back = False
-        self._step = max(MIN_RATE, base / 20.0)
-        self.decreases += 1
-        shown = f"{old:.0f}/s" if old is not None else "unpaced"
-        log.info("order API throttled: shared rate %s -> %.1f/s", shown, self.rate or 0.0)
-        return True
+            self._pacer.pause(retry_after)
+        return self._pacer.on_throttle(self._clock() - max(sent_ago, 0.0))
 
-    def _on_clean(self, now: float) -> None:
-        rate = self.rate
-        if rate is None or not self._held_back or self._step == 0.0:
-            return
-        if now - self._last_change < max(CLEAN_INTERVAL, 2.0 / rate):
-            return
-        if self._last_throttle > self._last_change:
-            self._last_change = now
-            return
-        if self.ceiling is not None and rate >= self.ceiling:
-            return
-        self._set(rate + self._step)
-        self._last_change = now
-        self._held_back = False
+
+async def _no_sleep(seconds: float) -> None:
+    """The token actor never sleeps: callers sleep for the delays it hands out."""
+    raise AssertionError("the token actor reserves slots; it never waits")
 
 
 class TokenActor:
