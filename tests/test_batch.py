@@ -186,6 +186,21 @@ def journal_lines(path: Path) -> list[str]:
     return lines[:1] + [line.rpartition("\t")[0] for line in lines[1:]]
 
 
+def kill_once_journaled(proc: subprocess.Popen[bytes], journal: Path, rows: int,
+                        timeout: float) -> None:  # fmt: skip
+    """``kill -9`` the batch ``proc`` once its journal holds ``rows`` rows (bounded)."""
+    try:
+        deadline = time.monotonic() + timeout
+        while len(journal_lines(journal)) < 1 + rows:
+            assert proc.poll() is None, "the batch ended before it could be killed"
+            assert time.monotonic() < deadline, "no progress in the journal"
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
 def assert_expected(record: dict[str, Any], case_name: str) -> None:
     case = BY_NAME[case_name]
     assert record["status"] == case["expected_status"], record
@@ -292,16 +307,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_result(
     journal = tmp_path / "out.jsonl.journal"
     proc = subprocess.Popen(batch_argv(mock, src, "--out", out), cwd=ROOT, env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while len(journal_lines(journal)) < 1 + 12:
-            assert proc.poll() is None, "the batch ended before it could be killed"
-            assert time.monotonic() < deadline, "no progress in the journal"
-            time.sleep(0.005)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
+    kill_once_journaled(proc, journal, 12, timeout=30)
     assert proc.returncode == -signal.SIGKILL
     assert not out.exists()
     done_lines = journal_lines(journal)[1:]

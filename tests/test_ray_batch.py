@@ -34,6 +34,7 @@ from tests.test_batch import (
     ThreadedMock,
     _env,
     journal_lines,
+    kill_once_journaled,
     mask_of,
     order_cases,
     read_jsonl,
@@ -268,16 +269,7 @@ def test_kill_9_of_the_driver_then_resume_gives_every_row_once(
     proc = subprocess.Popen(argv(mock, src, "--out", out, *on_ray(ray_cluster)), cwd=ROOT,
                             env=_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while len(journal_lines(journal)) < 1 + 10:
-            assert proc.poll() is None, "the batch ended before it could be killed"
-            assert time.monotonic() < deadline, "no progress in the journal"
-            time.sleep(0.005)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
+    kill_once_journaled(proc, journal, 10, timeout=60)
     assert proc.returncode == -signal.SIGKILL
     assert not out.exists()
     done_lines = journal_lines(journal)[1:]

@@ -28,6 +28,7 @@ from lookup.cli import main as cli_main
 from lookup.mockapi import MockConfig, MockOrderServer
 from tests.conftest import _missing
 from tests.redis_fixture import RedisServer
+from tests.windows import most_in_window
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES: list[dict[str, Any]] = json.loads((ROOT / "data" / "demo_cases.json").read_text("utf-8"))
@@ -381,17 +382,6 @@ async def test_sigterm_lets_the_lookups_in_flight_finish(
     assert "Traceback" not in err
 
 
-def busiest_window(arrivals: list[float], seconds: float) -> int:
-    """The most arrivals in any ``seconds``-long window (sliding, from each arrival)."""
-    times = sorted(arrivals)
-    best = start = 0
-    for end, t in enumerate(times):
-        while times[start] <= t - seconds:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
-
-
 async def test_two_workers_share_150_per_s(
     gunicorn: None, redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -420,7 +410,7 @@ async def test_two_workers_share_150_per_s(
     assert load.failures == [], load.failures[:3]
     assert all(a == (200, "matched") for a in load.answers), set(load.answers)
     assert stats.statuses.get(429, 0) == 0 and stats.throttled == 0, stats.statuses
-    assert busiest_window(arrivals, 5.0) <= 155 * 5, busiest_window(arrivals, 5.0)
+    assert most_in_window(arrivals, 5.0) <= 155 * 5, most_in_window(arrivals, 5.0)
     # The quota was the limit, not the clients: the two workers together near 150/s.
-    assert len(arrivals) / spent > 100, (len(arrivals), spent, busiest_window(arrivals, 5.0))
+    assert len(arrivals) / spent > 100, (len(arrivals), spent, most_in_window(arrivals, 5.0))
     assert len(workers) == 2 and "Traceback" not in err

@@ -31,6 +31,7 @@ from lookup.orders import FakeOrderApi
 from lookup.shared import namespace_of, open_quota
 from lookup.shared.quota import RedisQuota
 from tests.redis_fixture import RedisServer, free_port
+from tests.windows import most_in_window
 
 ROOT = Path(__file__).resolve().parent.parent
 IDENTITY = "http GET http://127.0.0.1:9/orders?phone={phone}"
@@ -50,16 +51,6 @@ async def quotas(
             for _ in range(n)
         ]
         yield opened
-
-
-def most_in_window(times: list[float], window: float) -> int:
-    ordered = sorted(times)
-    best, lo = 0, 0
-    for hi, t in enumerate(ordered):
-        while t - ordered[lo] >= window:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
 
 
 async def admit_all(quota: RedisQuota, n: int, starts: list[float]) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from lookup.candidates import plan
 from lookup.mockapi import MockConfig, MockOrderServer
 from tests.redis_fixture import RedisServer
+from tests.windows import most_in_window
 
 ROOT = Path(__file__).resolve().parent.parent
 RATE = 150
@@ -42,16 +43,6 @@ def workload(prefix: str) -> tuple[str, dict[str, str | None], dict[str, int]]:
         if hit is not None:
             orders[hit] = 1 + i
     return "\n".join(lines) + "\n", expected, orders
-
-
-def most_in_window(times: list[float], window: float) -> int:
-    ordered = sorted(times)
-    best, lo = 0, 0
-    for hi, t in enumerate(ordered):
-        while t - ordered[lo] >= window:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
 
 
 async def run_two(
