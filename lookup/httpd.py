@@ -10,7 +10,15 @@ Middlewares, outermost first:
    a broken request body (400) and anything unexpected (500, logged once).
 3. *auth* (when tokens are configured): ``Authorization: Bearer <token>``; 401 with
    ``WWW-Authenticate: Bearer`` without one, 401 with ``error="invalid_token"`` for an
-   unknown one. ``open_paths`` need no token.
+   unknown one; 400 for two ``Authorization`` headers (a proxy and this service could
+   each read a different one). ``open_paths`` need no token.
+
+A request that cannot be parsed as HTTP (a header line over 8190 bytes, too many headers,
+a bad chunk size, two ``Content-Length`` ...) never reaches the app: aiohttp answers it
+itself, as ``text/plain`` quoting the offending bytes, and logs a traceback at ERROR.
+:func:`make_runner` swaps in a protocol whose answer is a ``bad-request`` problem (the
+parser's reason, without the bytes; ``Content-Encoding`` it cannot decode: 415) and whose
+log line is one DEBUG line.
 
 Timeouts: aiohttp (3.14) starts its keep-alive timer when a connection opens and resets it
 only after an answer; when it fires on a connection still waiting for a complete request,
@@ -35,9 +43,9 @@ from typing import Any, Final, TypeVar
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError, LineTooLong
 from aiohttp.typedefs import Handler, Middleware
-from aiohttp.web_protocol import RequestPayloadError
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 from pydantic import BaseModel, ValidationError
 
 from lookup.errors import ConfigError
@@ -67,6 +75,8 @@ _REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _LINGER: Final = 1.0
 _DRAIN_POLL: Final = 0.05
 _KEEP_HEADERS: Final = ("Allow", "WWW-Authenticate", "Retry-After")
+_DECODED: Final = frozenset({"identity", "gzip", "deflate", "br", "zstd"})
+"""Content-Encodings aiohttp decodes (br and zstd when their packages are installed)."""
 
 MIN_TOKEN_LENGTH: Final = 16
 """Service tokens shorter than this are refused off loopback."""
@@ -181,7 +191,15 @@ def auth_middleware(
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in open_paths or (is_open is not None and is_open(request.path)):
             return await handler(request)
-        scheme, _, credentials = (request.headers.get("Authorization") or "").partition(" ")
+        given_all = request.headers.getall("Authorization", [])
+        if len(given_all) > 1:  # which one counts would differ between proxies and us
+            raise ProblemError(
+                "bad-request",
+                f"{len(given_all)} Authorization headers; send exactly one: "
+                "'Authorization: Bearer <token>'",
+                close=True,
+            )
+        scheme, _, credentials = (given_all[0] if given_all else "").partition(" ")
         given = credentials.strip().encode("utf-8", "backslashreplace")
         if scheme.lower() != "bearer" or not given:
             raise ProblemError(
@@ -232,6 +250,13 @@ async def json_body(request: web.Request, model: type[_M], read_timeout: float) 
                 f"the body is declared as {mime!r}; send JSON with "
                 "'Content-Type: application/json'",
             )
+    coding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if coding not in _DECODED:  # aiohttp passes a coding it does not know through as is
+        raise ProblemError(
+            "unsupported-media-type",
+            "the body's Content-Encoding is not one this service decodes; send it "
+            "uncompressed, or as gzip or deflate",
+        )
     raw = await read_body(request, read_timeout)
     try:
         text = raw.decode("utf-8-sig")
@@ -315,7 +340,80 @@ class _AccessLogger(AbstractAccessLogger):
 access_logger: Final = _AccessLogger
 
 
-class _DrainingRunner(web.AppRunner):
+_QUOTED: Final = re.compile(r":?\s*(b'|b\"|bytearray\().*", re.DOTALL)
+
+
+def _parse_reason(exc: BaseException | None) -> str:
+    """The parser's reason for refusing a request, without the bytes it quotes."""
+    if isinstance(exc, LineTooLong):
+        return "a request line or header field is longer than 8190 bytes"
+    message = getattr(exc, "message", None) or str(exc or "")
+    first = str(message).strip().split("\n", 1)[0]
+    first = _QUOTED.sub("", first).rstrip(" :")
+    return mask_phone(first[:120]) or type(exc).__name__
+
+
+class _ProblemProtocol(RequestHandler):
+    """aiohttp's connection protocol, answering requests it cannot parse with a problem."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:  # too late for an answer: aiohttp closes
+            return super().handle_error(request, status, exc, message)
+        rid = uuid.uuid4().hex
+        if status >= 500:  # outside the app's middlewares (which answer their own)
+            log.error("unexpected error (request_id=%s)", rid, exc_info=exc)
+            response = problem_response(
+                "internal",
+                f"internal error: the service log has the details (request id {rid})",
+                instance=rid,
+            )  # fmt: skip
+            response.headers["X-Request-Id"] = rid
+            response.force_close()
+            return response
+        reason = _parse_reason(exc)
+        log.debug("unreadable request from %s: %s (request_id=%s)", request.remote, reason, rid)
+        if isinstance(exc, ContentEncodingError):
+            response = problem_response(
+                "unsupported-media-type",
+                "this service cannot decode the body's Content-Encoding; send it "
+                "uncompressed, or as gzip or deflate",
+                instance=rid,
+            )  # fmt: skip
+        else:
+            response = problem_response(
+                "bad-request" if status == 400 else status,
+                f"the request could not be read as HTTP/1.1: {reason}",
+                instance=rid,
+            )  # fmt: skip
+        response.headers["X-Request-Id"] = rid
+        response.force_close()
+        return response
+
+
+class _ProblemServer(web.Server):
+    """The protocol factory of :class:`_ProblemProtocol`."""
+
+    def __call__(self) -> RequestHandler:
+        return _ProblemProtocol(self, loop=self._loop, **self._kwargs)
+
+
+class _Runner(web.AppRunner):
+    """An :class:`~aiohttp.web.AppRunner` whose connections answer unparsable requests
+    with a problem (see :class:`_ProblemProtocol`)."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _ProblemServer  # the same object; only its protocol differs
+        return server
+
+
+class _DrainingRunner(_Runner):
     """An :class:`~aiohttp.web.AppRunner` that drains keep-alive connections on cleanup.
 
     aiohttp closes idle keep-alive connections as soon as it stops; a client that was
@@ -365,7 +463,7 @@ def make_runner(
         )  # fmt: skip
         app.on_response_prepare.append(runner.close_when_draining)
         return runner
-    return web.AppRunner(
+    return _Runner(
         app,
         access_log_class=_AccessLogger,
         handler_cancellation=True,  # a client that goes away cancels its lookup

@@ -47,7 +47,8 @@ PROBLEMS: Final[dict[str, ProblemType]] = {
     p.slug: p
     for p in (
         ProblemType(slug="bad-request", status=400, title="Malformed request",
-                    when="the request could not be read as HTTP (e.g. a broken chunked body)"),
+                    when="the request could not be read as HTTP (a broken chunked body, an "
+                         "over-long header, two Content-Length or Authorization headers)"),
         ProblemType(slug="unauthorized", status=401, title="Authentication required",
                     when="no bearer token, or one this service does not know"),
         ProblemType(slug="forbidden", status=403, title="Forbidden",
@@ -65,7 +66,8 @@ PROBLEMS: Final[dict[str, ProblemType]] = {
                     when="a body over the size limit, or a batch over the batch limit"),
         ProblemType(slug="unsupported-media-type", status=415,
                     title="Unsupported media type",
-                    when="a body that is not declared as application/json"),
+                    when="a body that is not declared as application/json, or whose "
+                         "Content-Encoding this service does not decode"),
         ProblemType(slug="invalid-body", status=422, title="Invalid request body",
                     when="a body that is not UTF-8 JSON, or breaks the schema (see errors)"),
         ProblemType(slug="invalid-input", status=422, title="Invalid lookup input",

@@ -4,6 +4,8 @@ request ids, media types and encodings, read timeouts, queue caps and fairness."
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gzip
 import json
 import logging
 import re
@@ -361,3 +363,152 @@ async def test_one_callers_big_batch_does_not_starve_another_callers_lookup() ->
     assert [r["status"] for r in results] == ["not_found"] * 40
     total = 41 * 100
     assert checks_when_done < total / 2, (checks_when_done, total)
+
+
+# -- requests aiohttp cannot parse, encodings, Authorization variants -------------------------
+
+
+async def _exchange(url: str, data: bytes) -> bytes:
+    """Send ``data`` on a new connection; everything the server answers until it closes."""
+    reader, writer = await asyncio.open_connection(*host_port(url))
+    writer.write(data)
+    await writer.drain()
+    try:
+        return await asyncio.wait_for(reader.read(), 20)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+def _split(answer: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    fields = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in fields.items()}, body
+
+
+async def test_requests_that_are_not_http_are_400_problems_without_their_bytes(
+    records: _Records,
+) -> None:
+    """aiohttp answers these itself (text/plain quoting the bytes, a traceback at ERROR):
+    here a bad-request problem naming the reason only, and one DEBUG line."""
+    token, body = TOKENS[0].encode(), json.dumps(CITY_HIT).encode()
+    start = b"POST /v1/lookups HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+    cases = {
+        "longer than 8190": b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + token * 600
+        + b"\r\n\r\n",
+        "Too many headers": b"GET /healthz HTTP/1.1\r\nHost: t\r\n"
+        + b"".join(b"X-H%d: %s\r\n" % (i, token) for i in range(200)) + b"\r\n",
+        "chunk size": start + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n" + body + b"\r\n",
+        "Duplicate Content-Length": start + b"Content-Length: %d\r\nContent-Length: 3\r\n\r\n"
+        % len(body) + body,
+        "Transfer-Encoding can't be present": start + b"Content-Length: 4\r\n"
+        + b"Transfer-Encoding: chunked\r\n\r\n" + body,
+        "Data after": start + b"Connection: close\r\nContent-Length: 5\r\n\r\n"
+        + b'{"mask": "' + PHONE.encode() + b'", "token": "' + token + b'"}',
+        "Invalid method": b"F(O /healthz HTTP/1.1\r\nHost: t\r\nX-T: " + token + b"\r\n\r\n",
+        "Invalid header token": b"GET /healthz HTTP/1.1\r\nHost: t\r\nAuthorization"
+        + token + b"\r\n\r\n",
+        "Unexpected whitespace": b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Request-Id: a\r\n"
+        + b" " + token + b"\r\n\r\n",
+        "Invalid char in url": b"GET /v1/" + PHONE.encode() + b"\x00 HTTP/1.1\r\nHost: t\r\n\r\n",
+    }  # fmt: skip
+    api = FakeOrderApi.from_orders({PHONE: 1})
+    async with running(make_settings(), api) as (url, session):
+        for reason, data in cases.items():
+            status, headers, answer = _split(await _exchange(url, data))
+            assert status == 400, (reason, answer)
+            assert headers["content-type"].startswith("application/problem+json"), reason
+            problem = json.loads(answer)
+            assert problem["type"] == "/docs#problem-bad-request", reason
+            assert reason in problem["detail"], (reason, problem["detail"])
+            assert problem["instance"] == headers["x-request-id"] and HEX32.fullmatch(
+                problem["instance"]
+            )
+            assert TOKENS[0] not in answer.decode() and PHONE not in answer.decode(), reason
+            assert "b'" not in problem["detail"], problem["detail"]
+        async with session.get("/healthz") as resp:  # the service is none the worse
+            assert resp.status == 200
+    assert api.calls == []
+    assert "Traceback" not in records.text
+    assert not [r for r in records.records if r.levelno >= logging.WARNING]
+    assert TOKENS[0] not in records.text and PHONE not in records.text
+
+
+async def test_a_content_encoding_the_service_does_not_decode_is_415(
+    service: tuple[str, aiohttp.ClientSession, FakeOrderApi], records: _Records
+) -> None:
+    url, session, api = service
+    payload = json.dumps(CITY_HIT).encode()
+    for coding in ("bogus", "compress", "gzip, gzip"):
+        headers = auth(**{"Content-Type": "application/json", "Content-Encoding": coding})
+        async with session.post("/v1/lookups", data=payload, headers=headers) as resp:
+            assert resp.status == 415, coding
+            problem = await problem_of(resp)
+        assert "Content-Encoding" in problem["detail"]
+    assert api.calls == []
+    # br without the Brotli package: aiohttp's parser refuses it before the app
+    raw = (
+        b"POST /v1/lookups HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+        + TOKENS[0].encode()
+        + b"\r\nContent-Type: application/json\r\nContent-Encoding: br\r\n"
+        + b"Content-Length: 4\r\n\r\nxxxx"
+    )
+    status, headers, _ = _split(await _exchange(url, raw))
+    assert status in (400, 415) and headers["content-type"].startswith("application/problem")
+    headers = auth(**{"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    async with session.post("/v1/lookups", data=gzip.compress(payload), headers=headers) as resp:
+        assert resp.status == 200  # gzip is decoded
+    async with session.post("/v1/lookups", data=gzip.compress(b" " * 5_000_000 + payload),
+                            headers=headers) as resp:  # fmt: skip
+        assert resp.status == 413  # the size limit is on the decoded body
+        await problem_of(resp)
+    assert "Traceback" not in records.text
+
+
+async def test_authorization_header_variants(
+    service: tuple[str, aiohttp.ClientSession, FakeOrderApi],
+) -> None:
+    url, session, _ = service
+    good, bad = f"Bearer {TOKENS[0]}", "Bearer not-a-token-of-this-service"
+    for value in (f"bearer {TOKENS[0]}", f"BEARER   {TOKENS[0]}  "):
+        async with session.get("/v1/segments/1380571", headers={"Authorization": value}) as r:
+            assert r.status == 200, value
+    for value in ("Basic dXNlcjpwYXNz", f"Bearer\t{TOKENS[0]}", "Bearer", TOKENS[0]):
+        async with session.get("/v1/segments/1380571", headers={"Authorization": value}) as r:
+            assert r.status == 401, value
+            assert r.headers["WWW-Authenticate"] == 'Bearer realm="lookup"'
+            await problem_of(r)
+    for first, second in ((good, bad), (bad, good), (good, good)):
+        raw = (
+            f"GET /v1/segments/1380571 HTTP/1.1\r\nHost: t\r\nAuthorization: {first}\r\n"
+            f"Authorization: {second}\r\n\r\n"
+        ).encode()
+        status, headers, answer = _split(await _exchange(url, raw))
+        assert status == 400, (first, second)
+        problem = json.loads(answer)
+        assert "send exactly one" in problem["detail"]
+        assert TOKENS[0] not in answer.decode()
+        assert headers.get("connection") == "close"
+
+
+async def test_the_batch_endpoint_runs_through_run_batch(
+    service: tuple[str, aiohttp.ClientSession, FakeOrderApi], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lookup.service
+
+    calls: list[int] = []
+    real = lookup.service.run_batch
+
+    async def spy(rows: list[Any], **kw: Any) -> Any:
+        calls.append(len(rows))
+        return await real(rows, **kw)
+
+    monkeypatch.setattr(lookup.service, "run_batch", spy)
+    _, session, _ = service
+    batch = {"lookups": [CITY_HIT, {"mask": "bad"}, CITY_HIT]}
+    async with session.post("/v1/lookups/batch", json=batch, headers=auth()) as resp:
+        assert resp.status == 200
+        statuses = [r["status"] for r in (await resp.json())["results"]]
+    assert calls == [3] and statuses == ["matched", "invalid", "matched"]
