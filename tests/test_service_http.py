@@ -512,3 +512,41 @@ async def test_the_batch_endpoint_runs_through_run_batch(
         assert resp.status == 200
         statuses = [r["status"] for r in (await resp.json())["results"]]
     assert calls == [3] and statuses == ["matched", "invalid", "matched"]
+
+
+async def test_a_paced_checker_gives_another_caller_its_share_during_a_100_lookup_batch() -> None:
+    """The issue's case at a paced rate: caller 1's batch of 100 lookups of 100 checks
+    each (25 s of work at 400/s) keeps the checker busy; caller 2's lookup (100 checks,
+    0.25 s alone) gets about half the checks while it runs and answers well within a 4 s
+    client timeout."""
+    batch_started = asyncio.Event()
+    seen: list[str] = []
+
+    async def check(phone: str) -> bool:
+        seen.append(phone)
+        if len(seen) == 200:
+            batch_started.set()
+        return False
+
+    settings = make_settings(rate=400, max_in_flight=16, cache_ttl=0, service_max_batch=100)
+    api = FakeOrderApi(check)
+    big = {"lookups": [{"mask": f"1385715{n:02d}**"} for n in range(100)]}  # 100 checks each
+    async with running(settings, api) as (_, session):
+        batch = asyncio.create_task(session.post("/v1/lookups/batch", json=big, headers=auth()))
+        await asyncio.wait_for(batch_started.wait(), 10)
+        before = len(seen)
+        timeout = aiohttp.ClientTimeout(total=4)
+        mine = {"mask": "138057199**"}  # 100 candidates
+        async with session.post(
+            "/v1/lookups", json=mine, headers=auth(TOKENS[1]), timeout=timeout
+        ) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["checks_sent"] == 100
+        during = seen[before:]
+        assert not batch.done()  # the batch was under way all along
+        batch.cancel()  # the client goes away: the service cancels the rest of the batch
+        with contextlib.suppress(asyncio.CancelledError):
+            await batch
+    theirs = [p for p in during if not p.startswith("1380571")]
+    assert len(during) - len(theirs) == 100
+    assert len(theirs) < 2 * 100, (len(theirs), "caller 2 got less than a third")
