@@ -393,3 +393,25 @@ async def test_many_streams_at_once(tmp_path: Path) -> None:
     async with running(tmp_path, api, max_in_flight=32) as (session, _):
         answers = await asyncio.gather(*(one(session, CASES[i % len(CASES)]) for i in range(40)))
     assert answers == [("plan", CASES[i % len(CASES)]["expected_status"]) for i in range(40)]
+
+
+async def test_the_services_retention_setting_removes_ended_jobs(tmp_path: Path) -> None:
+    import asyncio
+
+    async with running(tmp_path, service_job_retention=0.5) as (session, app):
+        async with session.post("/v1/jobs", params={"name": "a.csv"},
+                                data=f"mask,city\n{CASES[0]['mask']},杭州\n".encode(),
+                                headers=auth()) as resp:  # fmt: skip
+            job = await resp.json()
+        folder = tmp_path / "jobs" / job["id"]
+        store = job_store(app)
+        assert store is not None and store.retention_s == 0.5
+        await store.wait("token#1", job["id"])
+        assert folder.is_dir()
+        for _ in range(200):  # the sweep runs every second: bounded at 10 s
+            if not folder.exists():
+                break
+            await asyncio.sleep(0.05)
+        assert not folder.exists()
+        async with session.get(f"/v1/jobs/{job['id']}", headers=auth()) as resp:
+            assert resp.status == 404
