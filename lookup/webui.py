@@ -17,14 +17,16 @@ Routes added to the service by :func:`setup_web`:
 
 Every answer carries a strict Content-Security-Policy (no inline script or style),
 ``X-Content-Type-Options: nosniff`` and ``Referrer-Policy: no-referrer``; there are no
-CORS headers, and an API request from another origin (``Origin`` or
-``Sec-Fetch-Site: cross-site``) is refused with 403.
+CORS headers, and an API request from another origin (``Sec-Fetch-Site`` other than
+``same-origin``, or a foreign ``Origin``) is refused with 403; so is one to a service
+without tokens under a name that is not a loopback one (DNS rebinding).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import re
@@ -37,7 +39,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lookup.candidates import plan
@@ -180,6 +182,8 @@ def _field_of(exc: InputError, form: _LookupForm) -> str:
             if value in text or name.replace("_", " ") in text:
                 return name
         return next(iter(given), "city")
+    if form.carrier and "other carriers" in str(exc):
+        return "carrier"  # the mask's segments exist, none of them with this carrier
     return "mask"  # a bad mask, or one with more candidates than the cap
 
 
@@ -324,17 +328,47 @@ async def _post_reveal(request: web.Request) -> web.Response:
 # -- wiring --------------------------------------------------------------------------------
 
 
-@web.middleware
-async def _same_origin(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """No cross-origin use of the API (no CORS)."""
-    if not is_open_path(request.path):
-        origin = request.headers.get("Origin")
-        if (origin is not None and origin != f"{request.scheme}://{request.host}") or (
-            request.headers.get("Sec-Fetch-Site") == "cross-site"
-        ):
-            return error_answer("cross-origin requests are refused: use the page this service "
-                          "serves", "CrossOrigin", 403)  # fmt: skip
-    return await handler(request)
+def _loopback_host(request: web.Request) -> bool:
+    """The request names this service by a loopback address or ``localhost``."""
+    host = (request.url.host or "").strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _same_origin(tokenless: bool) -> Middleware:
+    """No cross-origin use of the API (no CORS); without tokens, no use by another name.
+
+    A browser's ``Sec-Fetch-Site`` (scripts cannot set it) decides when present: only
+    ``same-origin`` (and ``none``, typed by the user) pass, which also holds behind a
+    TLS-terminating proxy where ``Origin`` says ``https`` and the service sees ``http``.
+    Without it, an ``Origin`` must be this service's. A service without tokens answers
+    its API only under a loopback name: a page of another site that re-points its own
+    name at 127.0.0.1 (DNS rebinding) sends that name as ``Host`` and is refused.
+    """
+
+    @web.middleware
+    async def same_origin(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not is_open_path(request.path):
+            site = request.headers.get("Sec-Fetch-Site")
+            origin = request.headers.get("Origin")
+            if (site is not None and site not in ("same-origin", "none")) or (
+                site is None and origin is not None
+                and origin != f"{request.scheme}://{request.host}"
+            ):  # fmt: skip
+                return error_answer("cross-origin requests are refused: use the page this "
+                                    "service serves", "CrossOrigin", 403)  # fmt: skip
+            if tokenless and not _loopback_host(request):
+                return error_answer(
+                    f"this service runs without tokens and answers only on a loopback name: "
+                    f"open http://127.0.0.1:{request.url.port or 80}/ (or configure "
+                    "service_tokens)", "CrossOrigin", 403)  # fmt: skip
+        return await handler(request)
+
+    return same_origin
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -374,7 +408,7 @@ def setup_web(
     pages = {"zh": html, "en": html.replace('lang="zh-CN"', 'lang="en"', 1)}
     ui = _Web(settings=settings, checker=checker, caller=caller, db=db, pages=pages)
     app[_WEB] = ui
-    app.middlewares.append(_same_origin)
+    app.middlewares.append(_same_origin(tokenless=not settings.service_tokens))
     app.on_response_prepare.append(_security_headers)
 
     async def start_jobs(app: web.Application) -> AsyncIterator[None]:

@@ -8,10 +8,12 @@ mock order API). Every wait is on a page condition, never a sleep. Set
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
 import os
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -21,6 +23,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from lookup.mockapi import MockConfig, MockOrderServer
 from lookup.service import create_app, serving
 from lookup.settings import Settings
 
@@ -47,18 +50,20 @@ if (_reason := _missing()) is not None:
         pytest.fail(f"browser tests cannot run in CI: {_reason}", pytrace=False)
     pytest.skip(_reason, allow_module_level=True)
 
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
 
 expect.set_options(timeout=WAIT_MS)
 
 
 class Service:
     """``lookup serve --api demo`` in a thread with its own event loop; restartable on the
-    same port."""
+    same port. With ``mock``: against ``lookup mock-api`` with those faults instead (the
+    demo's orders), on 127.0.0.1 in the same loop."""
 
-    def __init__(self, jobs: Path, **settings: Any) -> None:
+    def __init__(self, jobs: Path, mock: MockConfig | None = None, **settings: Any) -> None:
         self.settings = Settings(api_url="demo", service_tokens=[SecretStr(TOKEN)],
                                  service_jobs_dir=jobs, **settings)  # fmt: skip
+        self.mock = mock
         self.port = 0
         self.url = ""
 
@@ -75,8 +80,14 @@ class Service:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         try:
-            app = create_app(self.settings)
-            async with serving(app, "127.0.0.1", self.port, shutdown_timeout=1) as url:
+            async with contextlib.AsyncExitStack() as stack:
+                settings = self.settings
+                if self.mock is not None:
+                    mock = await stack.enter_async_context(MockOrderServer(config=self.mock))
+                    settings = settings.model_copy(update={"api_url": mock.orders_url})
+                app = create_app(settings)
+                url = await stack.enter_async_context(
+                    serving(app, "127.0.0.1", self.port, shutdown_timeout=1))
                 self.url, self.port = url, int(url.rsplit(":", 1)[1])
                 self._ready.set()
                 await self._stop.wait()
@@ -116,12 +127,23 @@ def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(locale="zh-CN", viewport={"width": 1000, "height": 900},
                                   accept_downloads=True)  # fmt: skip
+    elsewhere: list[str] = []
+
+    def only_loopback(route: Route) -> None:  # works offline: no CDN, no font, no beacon
+        if route.request.url.startswith(("http://127.0.0.1:", "blob:", "data:")):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_loopback)
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
     pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     yield pg
     context.close()
+    assert elsewhere == []
     # A CSP violation or a script error shows up here (a refused fetch while the service
     # restarts is expected and logged by the browser as a failed resource).
     assert [e for e in errors if "Failed to load resource" not in e
@@ -159,9 +181,10 @@ def upload(page: Page, name: str, data: bytes) -> None:
     page.get_by_role("button", name="上传并开始").click()
 
 
-def download_rows(page: Page) -> list[dict[str, str]]:
+def download_rows(page: Page, job: Locator) -> list[dict[str, str]]:
+    """The rows of the CSV download of ``job`` (an ``li.job`` of the page)."""
     with page.expect_download() as info:
-        page.get_by_role("button", name="下载结果 CSV").click()
+        job.get_by_role("button", name="下载结果 CSV").click()
     path = info.value.path()
     return list(csv.DictReader(io.StringIO(Path(path).read_text("utf-8-sig"))))
 
@@ -236,6 +259,29 @@ def test_a_wrong_token_is_said_clearly(page: Page, demo: Service) -> None:
     expect(page.locator("#lookup-result")).to_be_hidden()
 
 
+def test_the_token_is_asked_once_kept_in_the_tab_and_sent_as_bearer(page: Page, demo: Service) -> None:  # fmt: skip
+    sent: list[str | None] = []
+    page.on("request", lambda r: sent.append(r.headers.get("authorization"))
+            if "/v1/" in r.url else None)  # fmt: skip
+    sign_in(page, demo)
+    expect(page.locator("#token-status")).to_have_text("令牌有效，已保存在本标签页。")
+    assert page.evaluate("sessionStorage.getItem('lookup.token')") == TOKEN
+    assert page.evaluate("localStorage.getItem('lookup.token')") is None
+    expect(page.locator("#token")).to_have_value("")  # not left in the field
+    page.reload()  # the same tab: not asked again
+    expect(page.locator("#token-status")).to_have_text("令牌有效，已保存在本标签页。")
+    sent.clear()
+    page.get_by_label("掩码号码（必填）").fill(CASES[0]["mask"])
+    page.get_by_label("城市", exact=True).fill("杭州")
+    page.get_by_role("button", name="查找").click()
+    expect(page.locator("#result-status .label")).to_have_text("已找到")
+    assert sent and set(sent) == {f"Bearer {TOKEN}"}
+    other = page.context.new_page()  # another tab of the same browser: its own session
+    other.goto(demo.url + "/")
+    expect(other.locator("#token-status")).to_have_text("服务要求令牌：请在上方输入访问令牌。")
+    other.close()
+
+
 def test_bad_input_shows_the_services_message_next_to_the_field(page: Page, demo: Service) -> None:  # fmt: skip
     sign_in(page, demo)
     mask = page.get_by_label("掩码号码（必填）")
@@ -250,28 +296,167 @@ def test_bad_input_shows_the_services_message_next_to_the_field(page: Page, demo
     mask.press("Enter")
     expect(page.locator("#city-error")).to_contain_text("unknown city '火星'")
     expect(page.locator("#mask-error")).to_have_text("")
+    page.get_by_label("城市", exact=True).fill("")
+    page.get_by_label("邮编").fill("abc")
+    mask.press("Enter")
+    expect(page.locator("#zip-error")).to_have_text("a zip code is 6 digits (310000, 071000), got 'abc'")
+    expect(page.get_by_label("邮编")).to_be_focused()
+    page.get_by_label("邮编").fill("")
+    page.get_by_label("城市", exact=True).fill("杭州")
+    page.get_by_label("运营商").select_option("电信")  # 138 is 移动's
+    mask.press("Enter")
+    expect(page.locator("#carrier-error")).to_contain_text("belong to other carriers")
+    expect(page.get_by_label("运营商")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#mask-error")).to_have_text("")
     expect(page.locator("#lookup-result")).to_be_hidden()
+
+
+def test_the_api_state_shows_and_a_failed_lookup_says_what_to_do(page: Page, tmp_path: Path) -> None:  # fmt: skip
+    """Against ``lookup mock-api`` with faults: above 50/s it answers 429 without Retry-After
+    (throttled), then an outage (API down); each lookup ends at its deadline."""
+    case = next(c for c in CASES if c["expected_tier"] == "province")  # 526 checks
+    throttling = MockConfig(rate_limit=50, rate_limit_style="429-bare")
+    service = Service(tmp_path / "a", throttling, rate=400, deadline=4).start()
+    try:
+        sign_in(page, service)
+        page.get_by_label("掩码号码（必填）").fill(case["mask"])
+        page.get_by_label("城市", exact=True).fill("杭州")
+        page.get_by_role("button", name="查找").click()
+        expect(page.locator("#lookup-state")).to_contain_text("接口状态：接口限流，已放慢")
+        status = page.locator("#result-status")
+        expect(status.locator(".label")).to_have_text("无法确定")  # the deadline came first
+        expect(status.locator(".icon")).to_have_text("?")
+        expect(status).to_have_css("background-color", "rgb(255, 242, 214)")
+        expect(page.locator("#result-advice")).to_contain_text("请稍后用同样的条件再查一次")
+        expect(page.locator("#result-reason")).to_contain_text("could not be checked")
+    finally:
+        service.stop()
+    down = MockConfig(outage_after=40, outage_seconds=600)
+    service = Service(tmp_path / "b", down, rate=200, deadline=4).start()
+    try:
+        sign_in(page, service)
+        page.get_by_label("掩码号码（必填）").fill(case["mask"])
+        page.get_by_label("城市", exact=True).fill("杭州")
+        page.get_by_role("button", name="查找").click()
+        expect(page.locator("#lookup-state")).to_contain_text("接口状态：接口不可用，等待恢复")
+        status = page.locator("#result-status")
+        expect(status.locator(".label")).to_have_text("接口错误")
+        expect(status.locator(".icon")).to_have_text("✖")
+        expect(status).to_have_css("background-color", "rgb(253, 231, 229)")
+        expect(page.locator("#result-advice")).to_contain_text("请稍后再试")
+        page.get_by_role("button", name="English").click()
+        expect(status.locator(".label")).to_have_text("API error")
+        expect(page.locator("#result-advice")).to_contain_text("Try again later")
+    finally:
+        service.stop()
+
+
+def test_hostile_text_renders_as_text(page: Page, demo: Service) -> None:
+    page.add_init_script("window.__xss = 0;")
+    sign_in(page, demo)
+    expect(page.locator("#token-status")).to_have_text("令牌有效，已保存在本标签页。")
+    img = "<img src=x onerror=window.__xss=1>"
+    mask = page.get_by_label("掩码号码（必填）")
+    mask.fill(img)
+    mask.press("Enter")
+    expect(page.locator("#mask-error")).to_contain_text(f"'{img}' has an unexpected '<'")
+    mask.fill(CASES[0]["mask"])
+    page.get_by_label("城市", exact=True).fill("<script>window.__xss=2</script>")
+    mask.press("Enter")
+    expect(page.locator("#city-error")).to_contain_text("unknown city '<script>window.__xss=2</script>'")
+    cells = f"id,mask,city\n{img},{img},杭州\n<b>x</b>,{CASES[0]['mask']},{img}\n"
+    upload(page, f"{img}.csv", cells.encode())
+    job = page.locator("li.job").first
+    expect(job.locator("h3")).to_have_text(f"{img}.csv")
+    expect(job.locator(".job-state")).to_have_text("已完成")
+    expect(job.locator(".job-counts")).to_have_text("无效行 2")
+    rows = download_rows(page, job)
+    assert [r["id"] for r in rows] == [img, "<b>x</b>"]  # the cells come back as they went
+    assert page.locator("main img, main script, main b").count() == 0
+    assert page.evaluate("window.__xss") == 0
+
+
+def test_keyboard_only_with_labels_and_visible_focus(page: Page, demo: Service) -> None:
+    page.goto(demo.url + "/")
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    token = page.get_by_label("令牌（向管理员索取，只保存在本标签页）")
+    expect(token).to_be_focused()  # the page asks for the token first
+    page.keyboard.type(TOKEN)
+    page.keyboard.press("Enter")
+    expect(page.locator("#token-status")).to_have_text("令牌有效，已保存在本标签页。")
+    order = []
+    for _ in range(13):
+        page.keyboard.press("Tab")
+        order.append(page.evaluate("document.activeElement.id"))
+    assert order == ["token-save", "token-forget", "mask", "city", "province", "area_code", "zip",
+                     "carrier", "mode", "lookup-submit", "batch-file", "batch-mode",
+                     "batch-submit"]  # fmt: skip
+    for _ in range(10):  # back from 上传并开始 to the mask
+        page.keyboard.press("Shift+Tab")
+    expect(page.locator("#mask")).to_be_focused()
+    # Every focused control shows it: the 3 px outline of :focus-visible.
+    expect(page.locator("#mask")).to_have_css("outline-style", "solid")
+    expect(page.locator("#mask")).to_have_css("outline-width", "3px")
+    page.keyboard.type(CASES[0]["mask"])
+    page.keyboard.press("Tab")
+    page.keyboard.type("杭州")
+    page.keyboard.press("Enter")
+    expect(page.locator("#result-h")).to_be_focused()
+    page.keyboard.press("Tab")
+    reveal = page.get_by_role("button", name="显示完整号码")
+    expect(reveal).to_be_focused()
+    expect(reveal).to_have_css("outline-style", "solid")
+    page.keyboard.press("Enter")
+    expect(page.locator("#result-phone")).to_have_text(CASES[0]["expected_phone"])
+    expect(page.locator("#result-phone")).to_be_focused()  # not lost with the button
+    # Every field has a label naming it (a job's progress bar too).
+    upload(page, "one.csv", f"mask,city\n{CASES[0]['mask']},杭州\n".encode())
+    expect(page.locator("li.job .job-state").first).to_have_text("已完成")
+    unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select, progress')]
+        .filter(e => !(e.labels && e.labels.length && e.labels[0].textContent.trim()))
+        .map(e => e.id || e.outerHTML)""")
+    assert unlabelled == []
+    names = [page.get_by_label(n, exact=True).count() for n in
+             ("掩码号码（必填）", "城市", "省份", "区号", "邮编", "运营商")]  # fmt: skip
+    assert names == [1] * 6
 
 
 # -- batch jobs ----------------------------------------------------------------------------
 
 
 def test_a_batch_upload_to_the_download_with_every_row(page: Page, demo: Service) -> None:
-    lines = ["id,mask,city,area_code"]
+    lines_csv = ["id,mask,city,area_code"]
     for i, c in enumerate(CASES, 1):
-        lines.append(f"d{i},{c['mask']},{c['hints'].get('city', '')},{c['hints'].get('area_code', '')}")
-    lines.append("bad,12345,杭州,")
+        lines_csv.append(f"d{i},{c['mask']},{c['hints'].get('city', '')},{c['hints'].get('area_code', '')}")
+    lines_csv.append("bad,12345,杭州,")
     sign_in(page, demo)
-    upload(page, "台账.csv", ("\n".join(lines) + "\n").encode("gb18030"))
+    upload(page, "台账.csv", ("\n".join(lines_csv) + "\n").encode("gb18030"))
     job = page.locator("li.job").first
     expect(job.locator("h3")).to_have_text("台账.csv")
     expect(job.locator(".job-state")).to_have_text("已完成")
     expect(job.locator(".job-rows")).to_have_text(f"{len(CASES) + 1} / {len(CASES) + 1} 行（100%）")
     expect(job.locator(".job-counts")).to_have_text("已找到 5 · 未找到 1 · 无效行 1")
-    rows = download_rows(page)
+    rows = download_rows(page, job)
     assert [r["id"] for r in rows] == [f"d{i}" for i in range(1, len(CASES) + 1)] + ["bad"]
     assert [r["phone"] for r in rows[:-1]] == [c["expected_phone"] or "" for c in CASES]
     assert rows[-1]["status"] == "invalid"
+    with page.expect_download() as info:
+        job.get_by_role("button", name="下载结果 JSONL").click()
+    assert info.value.suggested_filename == "台账-results.jsonl"
+    lines = Path(info.value.path()).read_text("utf-8").splitlines()
+    assert [json.loads(line)["id"] for line in lines] == [r["id"] for r in rows]
+    # The same rows as CSV UTF-8 (Excel's "CSV UTF-8" has a BOM) and as JSONL.
+    jsonl = "".join(json.dumps({"id": f"j{i}", "mask": c["mask"], **c["hints"]},
+                               ensure_ascii=False) + "\n" for i, c in enumerate(CASES, 1))  # fmt: skip
+    for name, data in (("utf8.csv", "\ufeff".encode() + "\n".join(lines_csv).encode() + b"\n"),
+                       ("rows.jsonl", jsonl.encode())):  # fmt: skip
+        upload(page, name, data)
+        job = page.locator("li.job").first
+        expect(job.locator("h3")).to_have_text(name)
+        expect(job.locator(".job-state")).to_have_text("已完成")
+        expect(job.locator(".job-counts")).to_contain_text("已找到 5 · 未找到 1")
+        got = download_rows(page, job)
+        assert [r["phone"] for r in got[: len(CASES)]] == [c["expected_phone"] or "" for c in CASES]
 
 
 def test_cancelling_a_job(page: Page, slow: Service) -> None:
@@ -279,11 +464,13 @@ def test_cancelling_a_job(page: Page, slow: Service) -> None:
     upload(page, "big.csv", rows_csv(200))  # 2,000 checks at 200/s: ~10 s
     job = page.locator("li.job").first
     expect(job.locator(".job-state")).to_have_text("运行中")
+    expect(job.locator(".job-eta")).to_have_text(re.compile(r"^预计剩余 \d+:\d\d$"))
+    expect(job.locator(".job-counts")).to_contain_text("未找到")
     job.get_by_role("button", name="取消任务").click()
     expect(job.locator(".job-state")).to_have_text("已取消")
     done = int(job.locator("progress").get_attribute("value") or "-1")
     assert 0 <= done < 200
-    rows = download_rows(page)
+    rows = download_rows(page, job)
     assert len(rows) == done and {r["status"] for r in rows} <= {"not_found"}
 
 
@@ -311,7 +498,7 @@ def test_a_restart_in_the_middle_of_a_job_then_it_finishes(
         service.start()  # same port, same jobs folder: the job resumes from its journal
         expect(job.locator(".job-state")).to_have_text("已完成")
         expect(job.locator(".job-rows")).to_have_text(f"{total} / {total} 行（100%）")
-        rows = download_rows(page)
+        rows = download_rows(page, job)
         assert [r["id"] for r in rows] == [f"r{i}" for i in range(total)]
         assert {r["status"] for r in rows} == {"not_found"}
     finally:

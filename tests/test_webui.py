@@ -162,6 +162,9 @@ async def test_progress_events_carry_tiers_rate_and_the_checker_state(tmp_path: 
          "UnknownRegionError"),
         ({"city": "杭州"}, "mask", "ValidationError"),
         ({"mask": "1**8***1234"}, "mask", "TooManyCandidatesError"),
+        ({"mask": "138****2046", "city": "杭州", "carrier": "电信"}, "carrier", "InvalidMaskError"),
+        ({"mask": "138****2046", "carrier": "卫星"}, "carrier", "UnknownRegionError"),
+        ({"mask": "138****2046", "city": "杭州", "province": "广东"}, "city", "UnknownRegionError"),
     ],
 )
 async def test_bad_input_names_the_field(
@@ -179,16 +182,65 @@ async def test_bad_input_names_the_field(
 
 
 async def test_cross_origin_api_requests_are_refused(tmp_path: Path) -> None:
+    case = CASE["city hit"]
+    body = {"mask": case["mask"], **case["hints"]}
     async with running(tmp_path) as (session, _):
+        own = str(session._base_url).rstrip("/")
         evil = {**auth(), "Origin": "http://evil.example"}
         async with session.get("/v1/jobs", headers=evil) as resp:
             assert resp.status == 403 and (await resp.json())["kind"] == "CrossOrigin"
-        site = {**auth(), "Sec-Fetch-Site": "cross-site"}
-        async with session.get("/v1/jobs", headers=site) as resp:
-            assert resp.status == 403
-        same = {**auth(), "Origin": str(session._base_url).rstrip("/")}
+            assert "Access-Control-Allow-Origin" not in resp.headers
+        for site in ("cross-site", "same-site"):
+            async with session.get("/v1/jobs", headers={**auth(), "Sec-Fetch-Site": site}) as resp:
+                assert resp.status == 403, site
+        # A form or fetch POST from another site: refused before anything runs.
+        for headers in ({**evil, "Sec-Fetch-Site": "cross-site"}, evil):
+            async with session.post("/v1/lookups/stream", json=body, headers=headers) as resp:
+                assert resp.status == 403 and "Access-Control-Allow-Origin" not in resp.headers
+            async with session.post("/v1/jobs", params={"name": "a.csv"}, data=b"mask\n1\n",
+                                    headers=headers) as resp:  # fmt: skip
+                assert resp.status == 403
+        async with session.get("/v1/jobs", headers=auth()) as resp:
+            assert (await resp.json())["jobs"] == []  # nothing was created
+        # A preflight gets no CORS answer either.
+        preflight = {"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}
+        async with session.options("/v1/lookups/stream", headers=preflight) as resp:
+            assert resp.status >= 400 and "Access-Control-Allow-Origin" not in resp.headers
+        same = {**auth(), "Origin": own}
         async with session.get("/v1/jobs", headers=same) as resp:
             assert resp.status == 200
+        # Behind a TLS-terminating proxy the page's Origin says https; the browser's own
+        # Sec-Fetch-Site says same-origin, and that decides.
+        proxied = {**auth(), "Origin": own.replace("http:", "https:"),
+                   "Sec-Fetch-Site": "same-origin"}  # fmt: skip
+        async with session.post("/v1/lookups/stream", json=body, headers=proxied) as resp:
+            assert resp.status == 200 and (await events(resp))[-1][1]["status"] == "matched"
+
+
+async def test_without_tokens_the_api_answers_only_on_a_loopback_name(tmp_path: Path) -> None:
+    """DNS rebinding: a page of another site re-points its name at 127.0.0.1; the browser
+    then sends that name as Host and the Origin to match."""
+    case = CASE["city hit"]
+    body = {"mask": case["mask"], **case["hints"]}
+    settings = Settings(rate=None, service_jobs_dir=tmp_path / "jobs")
+    app = create_app(settings, api=FakeOrderApi.from_orders(ORDERS))
+    async with serving(app) as url, aiohttp.ClientSession(url) as session:
+        port = url.rsplit(":", 1)[1]
+        rebound = {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}",
+                   "Sec-Fetch-Site": "same-origin"}  # fmt: skip
+        async with session.post("/v1/lookups/stream", json=body, headers=rebound) as resp:
+            assert resp.status == 403
+            assert "answers only on a loopback name" in (await resp.json())["detail"]
+        async with session.post("/v1/reveal", json={"id": "x" * 24}, headers=rebound) as resp:
+            assert resp.status == 403
+        async with session.get("/v1/jobs", headers=rebound) as resp:
+            assert resp.status == 403
+        async with session.get("/", headers=rebound) as resp:
+            assert resp.status == 200  # the page holds no data
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
+            async with session.post("/v1/lookups/stream", json=body, headers={"Host": host}) as resp:
+                assert resp.status == 200, host
+                assert (await events(resp))[-1][1]["status"] == "matched"
 
 
 async def test_jobs_over_http_per_token(tmp_path: Path) -> None:
@@ -257,3 +309,109 @@ async def test_deleting_a_running_job_cancels_it(tmp_path: Path) -> None:
             assert resp.status == 200 and (await resp.json())["state"] == "cancelled"
         async with session.get(f"/v1/jobs/{job['id']}/results", headers=auth()) as resp:
             assert resp.status == 200 and await resp.text() == ""
+
+
+async def test_hostile_uploads_and_job_ids(tmp_path: Path) -> None:
+    from lookup.webjobs import JOB_MAX_UPLOAD
+
+    jobs = tmp_path / "jobs"
+    async with running(tmp_path) as (session, app):
+        form = aiohttp.FormData()
+        form.add_field("file", f"mask,city\n{CASES[0]['mask']},杭州\n".encode(),
+                       filename="../../x.csv", content_type="text/csv")  # fmt: skip
+        async with session.post("/v1/jobs", data=form, headers=auth()) as resp:
+            assert resp.status == 201
+            job = await resp.json()
+        assert job["filename"] == "x.csv"
+        assert not (tmp_path / "x.csv").exists()  # where jobs/<id>/../../x.csv would be
+        assert (jobs / job["id"] / "input.csv").is_file()
+        store = job_store(app)
+        assert store is not None
+        await store.wait("token#1", job["id"])
+        url = f"/v1/jobs/{job['id']}/results"
+        async with session.get(url, params={"format": "csv"}, headers=auth()) as resp:
+            assert resp.headers["Content-Disposition"] == 'attachment; filename="x-results.csv"'
+        # Over the size limit: 413, said in words, nothing left on disk.
+        big = b"mask\n" + b"138****2046\n" * (JOB_MAX_UPLOAD // 12 + 1)
+        async with session.post("/v1/jobs", params={"name": "big.csv"}, data=io.BytesIO(big),
+                                headers=auth()) as resp:  # fmt: skip
+            assert resp.status == 413
+            assert "an upload is at most 32 MiB: split the file" in (await resp.json())["detail"]
+        assert [p.name for p in jobs.iterdir()] == [job["id"]]
+        # Job ids that try to leave the jobs folder, or are just long: 404 like any unknown id.
+        for bad in ("..%2F..%2Fetc%2Fpasswd", "..", "%2e%2e%2f" + job["id"],
+                    job["id"] + "%2F..%2F" + job["id"], "A" * 4000):  # fmt: skip
+            for method, tail in (("GET", ""), ("DELETE", ""), ("GET", "/results?format=csv")):
+                async with session.request(method, f"/v1/jobs/{bad}{tail}", headers=auth()) as resp:
+                    assert resp.status == 404, (method, bad[:40], tail)
+
+
+async def test_a_client_leaving_mid_stream_stops_its_lookup_quietly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+
+    gate = asyncio.Event()  # never set: every check waits until its lookup is cancelled
+
+    async def handler(phone: str) -> bool:
+        await gate.wait()
+        return False
+
+    api = FakeOrderApi(handler)
+    body = {"mask": CASE["national hit"]["mask"], "city": "杭州"}
+    with caplog.at_level(logging.INFO):
+        async with running(tmp_path, api, max_in_flight=4) as (session, _):
+            async with session.post("/v1/lookups/stream", json=body, headers=auth()) as resp:
+                async for line in resp.content:
+                    if line.startswith(b"event: progress"):
+                        break
+                assert api.in_flight > 0
+                resp.close()  # the operator closed the tab
+            for _ in range(100_000):  # bounded: the lookup is cancelled, its checks end
+                if api.in_flight == 0:
+                    break
+                await asyncio.sleep(0)
+            assert api.in_flight == 0
+            async with session.get("/v1/jobs", headers=auth()) as resp:
+                assert resp.status == 200  # the service goes on
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
+    assert "Traceback" not in caplog.text
+
+
+async def test_many_streams_at_once(tmp_path: Path) -> None:
+    import asyncio
+
+    api = FakeOrderApi.from_orders(ORDERS, latency=0.001)
+
+    async def one(session: aiohttp.ClientSession, case: dict[str, Any]) -> tuple[str, str]:
+        body = {"mask": case["mask"], **case["hints"]}
+        async with session.post("/v1/lookups/stream", json=body, headers=auth()) as resp:
+            assert resp.status == 200
+            got = await events(resp)
+        return got[0][0], got[-1][1]["status"]
+
+    async with running(tmp_path, api, max_in_flight=32) as (session, _):
+        answers = await asyncio.gather(*(one(session, CASES[i % len(CASES)]) for i in range(40)))
+    assert answers == [("plan", CASES[i % len(CASES)]["expected_status"]) for i in range(40)]
+
+
+async def test_the_services_retention_setting_removes_ended_jobs(tmp_path: Path) -> None:
+    import asyncio
+
+    async with running(tmp_path, service_job_retention=0.5) as (session, app):
+        async with session.post("/v1/jobs", params={"name": "a.csv"},
+                                data=f"mask,city\n{CASES[0]['mask']},杭州\n".encode(),
+                                headers=auth()) as resp:  # fmt: skip
+            job = await resp.json()
+        folder = tmp_path / "jobs" / job["id"]
+        store = job_store(app)
+        assert store is not None and store.retention_s == 0.5
+        await store.wait("token#1", job["id"])
+        assert folder.is_dir()
+        for _ in range(200):  # the sweep runs every second: bounded at 10 s
+            if not folder.exists():
+                break
+            await asyncio.sleep(0.05)
+        assert not folder.exists()
+        async with session.get(f"/v1/jobs/{job['id']}", headers=auth()) as resp:
+            assert resp.status == 404

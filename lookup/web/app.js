@@ -185,7 +185,15 @@ async function checkToken() {
   if (given) setTokenState("checking");
   try {
     const resp = await api("/v1/jobs");
-    if (!resp.ok) return false;
+    if (!resp.ok) {
+      if (resp.status !== 401) {  // 401 is said by setTokenState; anything else in words
+        const err = await errorText(resp);
+        const status = $("token-status");
+        status.textContent = t("err.server", { status: resp.status, msg: err.message });
+        status.className = "note bad";
+      }
+      return false;
+    }
     setTokenState(given ? "ok" : "off");
     const data = await resp.json();
     for (const job of data.jobs.reverse()) upsertJob(job);
@@ -314,7 +322,7 @@ async function runLookup(event) {
       body: JSON.stringify(body),
     });
     if (!resp.ok) {
-      if (resp.status === 401 || resp.status === 403) return;
+      if (resp.status === 401) return;
       const err = await errorText(resp);
       if (resp.status === 422) showFieldError(err.field, err.message);
       else $("lookup-error").textContent = t("err.server", { status: resp.status, msg: err.message });
@@ -356,7 +364,7 @@ async function reveal() {
   const data = await resp.json();
   lastResult.revealed = data.hits.join(", ");
   renderResult(lastResult, false);
-  $("result-phone").focus();
+  $("result-phone").focus();  // tabindex=-1: the button is gone, focus stays on the number
 }
 
 // -- batch jobs -----------------------------------------------------------------------------
@@ -482,7 +490,7 @@ async function uploadJob(event) {
   try {
     const resp = await api("/v1/jobs", { method: "POST", body: form });
     if (!resp.ok) {
-      if (resp.status === 401 || resp.status === 403) return;
+      if (resp.status === 401) return;
       const err = await errorText(resp);
       error.textContent = err.message;
       input.setAttribute("aria-invalid", "true");
