@@ -279,6 +279,10 @@ def test_the_token_is_asked_once_kept_in_the_tab_and_sent_as_bearer(page: Page, 
     other = page.context.new_page()  # another tab of the same browser: its own session
     other.goto(demo.url + "/")
     expect(other.locator("#token-status")).to_have_text("服务要求令牌：请在上方输入访问令牌。")
+    # a first visit is asked for the token, not told it is wrong
+    expect(other.locator("#token")).not_to_have_attribute("aria-invalid", "true")
+    expect(other.locator("#token-status")).not_to_have_class("note bad")
+    expect(other.locator("#token")).to_be_focused()
     other.close()
 
 

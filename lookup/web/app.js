@@ -145,7 +145,9 @@ function refreshTokenStatus() {
   const status = $("token-status");
   status.textContent = t(`token.${tokenState}`);
   const good = tokenState === "ok" || tokenState === "off";
-  status.className = `note ${good ? "good" : tokenState === "checking" ? "" : "bad"}`;
+  // "missing" before anything was typed is a prompt, not an error: only "wrong" is marked bad
+  const neutral = tokenState === "checking" || tokenState === "missing" || tokenState === "none";
+  status.className = `note ${good ? "good" : neutral ? "" : "bad"}`;
   $("token-forget").hidden = !token();
 }
 
@@ -154,7 +156,8 @@ function setTokenState(state) {
   refreshTokenStatus();
   if (state === "wrong" || state === "missing") {
     sessionStorage.removeItem(TOKEN_KEY);
-    $("token").setAttribute("aria-invalid", "true");
+    if (state === "wrong") $("token").setAttribute("aria-invalid", "true");
+    else $("token").removeAttribute("aria-invalid");
     $("token").focus();
   } else {
     $("token").removeAttribute("aria-invalid");
