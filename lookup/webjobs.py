@@ -125,8 +125,8 @@ class JobRoutes:
             data, name, mode = await _read_upload(request)
             if mode not in ("first", "all"):
                 raise BadUploadError(f"mode must be 'first' or 'all', got {mode[:20]!r}")
-            job = self._store().create(self._caller(request), data, name,
-                                       mode="all" if mode == "all" else "first")  # fmt: skip
+            job = await self._store().create_async(self._caller(request), data, name,
+                                                   mode="all" if mode == "all" else "first")  # fmt: skip
         except BadUploadError as exc:
             return error_answer(str(exc), type(exc).__name__, 422, "file")
         return answer(job.progress(), 201, {"Location": f"/v1/jobs/{job.id}"})

@@ -270,3 +270,48 @@ async def test_a_journal_from_another_order_api_fails_the_job_with_the_reason(
     assert failed.state == "failed"
     assert failed.error is not None and "the order API changed" in failed.error
     assert [r["status"] for r in read_csv(tmp_path / job.id / "results.csv")] == ["matched"]
+
+
+async def test_an_upload_is_read_off_the_event_loop_and_a_cancelled_one_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 100,000-row upload takes about a second to decode, save and count: the service's
+    handler does that in a thread, so other requests are answered meanwhile."""
+    import threading
+
+    api = FakeOrderApi.from_orders(ORDERS)
+    loop_thread = threading.get_ident()
+    counted_in: list[int] = []
+    release = threading.Event()
+    count_rows = JobStore._count_rows
+
+    def counting(self: JobStore, *args: Any) -> int:
+        counted_in.append(threading.get_ident())
+        release.wait(10)  # bounded: the test sets it
+        return count_rows(self, *args)
+
+    monkeypatch.setattr(JobStore, "_count_rows", counting)
+    root = tmp_path / "jobs"
+    async with store_for(root, api) as store:
+        upload = asyncio.ensure_future(store.create_async("token#1", demo_csv().encode(), "a.csv"))
+        await until(lambda: bool(counted_in))
+        assert counted_in[0] != loop_thread  # the loop is free while the rows are counted
+        assert store.jobs_of("token#1") == []  # not known before it is complete
+        release.set()
+        job = await upload
+        assert job.total == len(CASES) + 1 and store.jobs_of("token#1") == [job]
+        assert (await store.wait("token#1", job.id)).state == "done"
+
+        # The caller goes away mid-count: the job never appears, its folder is removed.
+        release.clear()
+        counted_in.clear()
+        upload = asyncio.ensure_future(store.create_async("token#1", demo_csv().encode(), "b.csv"))
+        await until(lambda: bool(counted_in))
+        upload.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await upload
+        folders = {p.name for p in root.iterdir() if p.is_dir()}
+        assert len(folders) == 2  # job a's and the half-made one
+        release.set()
+        await until(lambda: {p.name for p in root.iterdir() if p.is_dir()} == {job.id})
+        assert [j.id for j in store.jobs_of("token#1")] == [job.id]
