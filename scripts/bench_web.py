@@ -14,6 +14,9 @@ Needs Debian's ``chromium`` and the ``playwright`` package (like the browser tes
   0.4 s), and the job's own time (created -> finished), vs ``lookup batch`` on the same
   file. Both: the same mock process, ``max_in_flight=100``, no rate ceiling, 8 lookups
   in flight, cache off. Checks are counted by the mock.
+* a 100,000-row upload (2.6 MB CSV) to ``lookup serve`` in its own process, while a
+  client asks ``/healthz`` every 10 ms: the upload's time and the worst ``/healthz``
+  answer (the service reads the upload through in a thread; it must not stall the rest).
 """
 
 from __future__ import annotations
@@ -161,8 +164,69 @@ def _batch(browser: Any) -> None:
     print(f"  lookup batch, process wall     {cli_wall:6.2f} s  {cli_checks / cli_wall:8,.0f} checks/s")
 
 
+def _upload_stall() -> None:
+    import aiohttp
+
+    rows = "".join(f"r{i},138****{i % 10_000:04d},杭州\n" for i in range(100_000))
+    data = ("id,mask,city\n" + rows).encode()
+    token = "bench-token-0123456789"  # off loopback a token needs 16 characters
+
+    async def measure(url: str) -> tuple[int, float, float, int]:
+        auth = {"Authorization": f"Bearer {token}"}
+        async with aiohttp.ClientSession(url, headers=auth) as session:
+            worst, polls, done = 0.0, 0, False
+
+            async def poll() -> None:
+                nonlocal worst, polls
+                while not done:
+                    t = time.perf_counter()
+                    async with session.get("/healthz") as resp:
+                        await resp.read()
+                    worst, polls = max(worst, time.perf_counter() - t), polls + 1
+                    await asyncio.sleep(0.01)
+
+            for _ in range(3):  # warm the connection pool
+                async with session.get("/healthz") as resp:
+                    await resp.read()
+            poller = asyncio.create_task(poll())
+            form = aiohttp.FormData()
+            form.add_field("file", data, filename="big.csv", content_type="text/csv")
+            t = time.perf_counter()
+            async with session.post("/v1/jobs", data=form) as resp:
+                status = resp.status
+                await resp.read()
+            took = time.perf_counter() - t
+            done = True
+            await poller
+            return status, took, worst, polls
+
+    with tempfile.TemporaryDirectory(prefix="bench_web_") as tmp:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "LOOKUP_SERVICE_TOKENS": token,
+               "LOOKUP_SERVICE_JOBS_DIR": tmp}  # fmt: skip
+        argv = [sys.executable, "-m", "lookup", "serve", "--api", "demo", "--port", "0",
+                "--rate", "1"]  # fmt: skip
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+        try:
+            url = ""
+            for line in proc.stdout or ():
+                if "listening on " in line:
+                    url = line.split("listening on ", 1)[1].split()[0].rstrip("/")
+                    break
+            if not url:
+                raise RuntimeError("lookup serve did not start")
+            status, took, worst, polls = asyncio.run(measure(url))
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    print(f"100,000-row upload ({len(data) / 1e6:.1f} MB CSV), /healthz every 10 ms meanwhile:")
+    print(f"  POST /v1/jobs -> {status}          {took:6.2f} s")
+    print(f"  /healthz worst answer          {worst * 1000:6.0f} ms  ({polls} answers)")
+
+
 def run() -> None:
     print("== web")
+    _upload_stall()
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     try:
         from playwright.sync_api import sync_playwright
