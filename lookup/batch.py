@@ -325,6 +325,9 @@ async def run_batch(
                 done = on_result(result)
                 if inspect.isawaitable(done):
                     await done
+            # An invalid row (or a cached answer) is done without waiting on anything: a
+            # run of them would keep the loop from every other task (a service's requests).
+            await asyncio.sleep(0)
 
     try:
         async with asyncio.TaskGroup() as tg:

@@ -32,7 +32,7 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -363,7 +363,7 @@ class JobStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if job.state not in _ENDED:  # cancelled before its task ran
-            self._end(job, "cancelled")
+            await self._end(job, "cancelled")
         return job
 
     async def wait(self, owner: str, job_id: str) -> Job:
@@ -420,13 +420,20 @@ class JobStore:
     def _launch(self, job: Job) -> None:
         job._task = asyncio.create_task(self._run(job), name=f"lookup job {job.id}")
 
-    def _end(self, job: Job, state: JobState, error: str | None = None) -> None:
-        job.state, job.error, job.finished = state, error, self.clock()
-        self._render(job)
-        self._save(job)
-        job._ended.set()
-        log.info("job %s %s: %d/%d rows%s", job.id, state, job.done, job.total,
-                 f" ({error})" if error else "")  # fmt: skip
+    async def _end(self, job: Job, state: JobState, error: str | None = None) -> None:
+        """Write the results files, then say the job ended. The files are written in a
+        thread (100,000 rows take seconds: the service must go on answering); the job shows
+        its new state once they are there. A stop meanwhile still records the state."""
+        job.finished = self.clock()
+        render = asyncio.ensure_future(asyncio.to_thread(self._render, job))
+        try:
+            await asyncio.shield(render)
+        finally:
+            job.state, job.error = state, error
+            self._save(job)
+            job._ended.set()
+            log.info("job %s %s: %d/%d rows%s", job.id, state, job.done, job.total,
+                     f" ({error})" if error else "")  # fmt: skip
 
     async def _run(self, job: Job) -> None:
         try:
@@ -434,14 +441,14 @@ class JobStore:
                 await self._run_rows(job)
         except asyncio.CancelledError:
             if job._cancel_requested:
-                self._end(job, "cancelled")
+                await self._end(job, "cancelled")
             raise  # a stopping service: the job stays "running" on disk and resumes
         except LookupFailure as exc:
-            self._end(job, "failed", str(exc))
+            await self._end(job, "failed", str(exc))
         except OSError as exc:
-            self._end(job, "failed", f"job files: {exc.strerror or exc}")
+            await self._end(job, "failed", f"job files: {exc.strerror or exc}")
         else:
-            self._end(job, "done")
+            await self._end(job, "done")
 
     async def _run_rows(self, job: Job) -> None:
         folder = self._dir(job.id)
@@ -501,7 +508,14 @@ class JobStore:
             os.chmod(out, 0o600)
 
 
-def _pending(path: Path, fmt: InputFormat, skip: set[int]) -> Iterator[BatchRow]:
+async def _pending(path: Path, fmt: InputFormat, skip: set[int]) -> AsyncIterator[BatchRow]:
+    """The rows the journal does not have; a resumed job skips its done rows a few hundred
+    at a time, giving the loop its turn in between."""
+    skipped = 0
     for row in read_rows(path, fmt):
         if row.row not in skip:
             yield row
+        else:
+            skipped += 1
+            if skipped % 256 == 0:
+                await asyncio.sleep(0)

@@ -777,3 +777,29 @@ def test_progress_live_line_on_a_terminal() -> None:
     assert text.startswith("\r2/3 rows (66%), 1.0 rows/s, ETA 0:01; matched 1, not_found 1")
     assert "\r3/3 rows (100%)" in text and "\n" not in text
     assert text.endswith("\r")
+
+
+async def test_a_run_of_rows_that_need_no_check_still_lets_other_tasks_run() -> None:
+    """Invalid rows finish without waiting on anything: a service's other requests must
+    still get the loop between them (a 100,000-row job of bad masks froze it for 13 s)."""
+    rows = [BatchRow(row=i, mask="12345") for i in range(1, 2001)]
+    checker = Checker(FakeOrderApi.from_orders({}), Limits(max_per_second=None))
+    turns, during = 0, 0
+    finished = False
+
+    async def other() -> None:
+        nonlocal turns
+        while not finished:
+            turns += 1
+            await asyncio.sleep(0)
+
+    def on_result(_: RowResult) -> None:
+        nonlocal during
+        during = turns
+
+    task = asyncio.create_task(other())
+    summary = await run_batch(rows, checker=checker, lookups_in_flight=4, on_result=on_result)
+    finished = True
+    await task
+    assert summary.rows == 2000 and summary.by_status["invalid"] == 2000
+    assert during >= 400  # the other task ran between rows, not only once the batch ended

@@ -315,3 +315,27 @@ async def test_an_upload_is_read_off_the_event_loop_and_a_cancelled_one_leaves_n
         release.set()
         await until(lambda: {p.name for p in root.iterdir() if p.is_dir()} == {job.id})
         assert [j.id for j in store.jobs_of("token#1")] == [job.id]
+
+
+async def test_the_results_files_are_written_off_the_event_loop_before_the_job_says_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    api = FakeOrderApi.from_orders(ORDERS)
+    loop_thread = threading.get_ident()
+    seen: list[tuple[int, str]] = []
+    render = JobStore._render
+
+    def rendering(self: JobStore, job: Job) -> None:
+        seen.append((threading.get_ident(), job.state))
+        render(self, job)
+
+    monkeypatch.setattr(JobStore, "_render", rendering)
+    async with store_for(tmp_path / "jobs", api) as store:
+        job = store.create("token#1", demo_csv().encode(), "a.csv")
+        job = await store.wait("token#1", job.id)
+        assert job.state == "done"
+        assert len(seen) == 1 and seen[0][0] != loop_thread and seen[0][1] == "running"
+        assert len(read_csv(store.results("token#1", job.id, "csv"))) == job.total
+        assert len(seen) == 1  # results() found the files: not written a second time
