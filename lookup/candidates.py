@@ -236,7 +236,7 @@ def _nothing_fits(m: Mask, region: Region | None, carrier: str | None, values: S
         without = _classify(values, found, marks, tier_of, db.carrier_codes, None)
         if any(without if include_nonstandard else without[:4]):
             return (f"no number fits {m} with carrier {carrier!r}: the segments the mask "
-                    "allows belong to other carriers. Check the mask, or drop --carrier "
+                    "allows belong to other carriers. Check the mask, or leave the carrier hint out "
                     "(a number keeps its carrier when ported, the database does not know it)")  # fmt: skip
     return (f"no number fits {m}{where}: the numbering plan allocates no segment the mask "
             "allows; check the digits shown")  # fmt: skip
