@@ -100,9 +100,12 @@ def _summary(done: FileRun, out_name: str) -> str:
     s = done.summary
     lines.append(f"  this run: {s.rows:,} rows looked up{before}, {s.checks_sent:,} checks "
                  f"sent, {s.elapsed_s:.2f} s")  # fmt: skip
-    if done.undecided:
+    if done.undecided and done.journal is not None:
         lines.append(f"  {done.undecided:,} rows got no definite answer: run again with "
                      f"--resume --retry-failed (journal {done.journal})")  # fmt: skip
+    elif done.undecided:  # --out - without --journal: nothing to resume from
+        lines.append(f"  {done.undecided:,} rows got no definite answer: to re-run only "
+                     "those, run again with --journal PATH, then --resume --retry-failed")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
