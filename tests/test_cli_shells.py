@@ -321,6 +321,32 @@ def test_batch_progress_goes_through_the_terminal() -> None:
     assert "log line\n" in stream.getvalue()
 
 
+def test_batch_live_line_catches_up_on_a_tick_and_off_a_terminal_a_slow_row_gets_a_line() -> None:
+    # rows that ended within 0.1 s of a redraw were never drawn: the live line said 1/31
+    # for as long as the next (slow) row ran
+    from types import SimpleNamespace
+
+    now = [0.0]
+    stream = _Tty()
+    progress = BatchProgress(Terminal(stream, columns=lambda: 80), total=3, clock=lambda: now[0])
+    row = SimpleNamespace(status="matched")
+    progress.update(row)  # type: ignore[arg-type]
+    now[0] = 0.05
+    progress.update(row)  # type: ignore[arg-type]
+    assert "2/3 rows" not in stream.getvalue()
+    now[0] = 1.0
+    progress.tick()
+    assert "2/3 rows" in stream.getvalue()
+    plain = io.StringIO()
+    off = BatchProgress(plain, total=3, live=False, clock=lambda: now[0], every=5.0)
+    now[0] = 3.0
+    off.tick()
+    assert plain.getvalue() == ""
+    now[0] = 6.5
+    off.tick()
+    assert plain.getvalue().startswith("lookup batch: 0/3 rows")
+
+
 def _pty_run(*args: str) -> str:
     """Run ``python -m lookup ARGS`` with stderr on a pseudo-terminal; its output."""
     leader, follower = pty.openpty()
