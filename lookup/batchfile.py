@@ -272,13 +272,17 @@ async def run_file(
             raise TypeError("run_file needs engine= or runner=")
         runner = LocalRunner(engine, lookups_in_flight)
     redact = redact or Redactor()
-    to_stdout = str(out) == STDIO
+    to_stdout, to_stdin = str(out) == STDIO, str(input) == STDIO
     out_path = None if to_stdout else Path(out)
     if out_path is not None:
         check_output_path(out_path)
     jpath = Path(journal) if journal else (journal_path(out_path) if out_path else None)
     if jpath is not None:
         check_output_path(jpath, "--journal")
+        same = {"the --out file": out_path, "the input file": None if to_stdin else Path(input)}
+        for what, other in same.items():  # the output replaced the journal: nothing to resume
+            if other is not None and jpath.resolve() == other.resolve():
+                raise ConfigError(f"--journal is {what}: pick another name")
     if (resume or retry_failed) and jpath is None:
         raise ConfigError("--resume needs a journal: with --out - name one with --journal PATH")
     spooled = None

@@ -361,7 +361,8 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     given = {k: v for k, v in overrides.items() if v is not None}
     path = Path(config_file) if config_file else None
     if path is not None and not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+        kind = "is not a regular file" if path.exists() else "does not exist"
+        raise ConfigError(f"config file {path} {kind}")
     cls: type[Settings] = Settings
     if path is not None:
         # pydantic-settings reads the TOML path from the class config: a subclass per file.

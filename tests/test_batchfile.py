@@ -206,6 +206,17 @@ def test_a_pipe_as_input_is_read_once_and_resumable(tmp_path: Path) -> None:
     assert "(2 done before, from the journal)" in again.stdout
 
 
+@pytest.mark.parametrize("journal", ["out.jsonl", "in.csv"])
+def test_journal_that_is_the_output_or_the_input_is_refused(tmp_path: Path, journal: str) -> None:
+    # --journal = --out: the output replaced the journal at the end, nothing left to resume
+    src = small_csv(tmp_path)
+    before = src.read_bytes()
+    r = batch(src, "--out", tmp_path / "out.jsonl", "--journal", tmp_path / journal,
+              "--api", "demo")  # fmt: skip
+    assert r.returncode == 2 and "--journal is the" in r.stderr, r.stderr
+    assert not (tmp_path / "out.jsonl").exists() and src.read_bytes() == before
+
+
 def test_a_folder_as_input_is_named_a_folder(tmp_path: Path) -> None:
     r = batch(tmp_path, "--out", tmp_path / "out.jsonl", "--api", "demo")
     assert r.returncode == 2 and "is a folder" in r.stderr and "does not exist" not in r.stderr

@@ -269,6 +269,13 @@ def test_config_file_that_is_a_folder(tmp_path: Path) -> None:
         load_settings(tmp_path)
 
 
+def test_config_file_that_is_a_fifo_is_not_called_missing(tmp_path: Path) -> None:
+    fifo = tmp_path / "settings.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        load_settings(fifo)
+
+
 def test_unknown_key_in_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="max_inflight"):
         load_settings(toml(tmp_path, "max_inflight = 3\n"))
