@@ -98,6 +98,8 @@ def test_batch_and_serve_help_have_examples_and_their_exit_codes(
             {},
             "LOOKUP_API_HEADERS",
         ),
+        # was "a GET url must contain {phone}"
+        (("find", "138****2046", "--api", "tests.plugins_for_tests:full_async_api"), {}, "--api-plugin"),
         # was a traceback, exit 1, with the full number
         (
             ("find", "138****2046", "--api-plugin", "tests.plugins_for_tests:failing_factory"),
