@@ -8,6 +8,7 @@ with ``--resume --retry-failed``).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from contextlib import AbstractAsyncContextManager
 from functools import partial
@@ -68,12 +69,22 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
             on_result=lambda r: progress.update(r) if progress else None,
             redact=Redactor(settings.secret_values()),
         )  # fmt: skip
-        if ray:
-            async with _ray_runner(settings, args) as runner:
-                return await go(runner=runner)
-        async with open_engine(settings) as engine:
-            checker = engine.checker
-            return await go(engine=engine)
+        ticker = asyncio.create_task(tick())
+        try:
+            if ray:
+                async with _ray_runner(settings, args) as runner:
+                    return await go(runner=runner)
+            async with open_engine(settings) as engine:
+                checker = engine.checker
+                return await go(engine=engine)
+        finally:
+            ticker.cancel()
+
+    async def tick() -> None:
+        while True:  # a slow row, or rows ended just after a redraw, still show
+            await asyncio.sleep(1.0)
+            if progress is not None:
+                progress.tick()
 
     from lookup._loop import run as run_loop
 
@@ -100,9 +111,12 @@ def _summary(done: FileRun, out_name: str) -> str:
     s = done.summary
     lines.append(f"  this run: {s.rows:,} rows looked up{before}, {s.checks_sent:,} checks "
                  f"sent, {s.elapsed_s:.2f} s")  # fmt: skip
-    if done.undecided:
+    if done.undecided and done.journal is not None:
         lines.append(f"  {done.undecided:,} rows got no definite answer: run again with "
                      f"--resume --retry-failed (journal {done.journal})")  # fmt: skip
+    elif done.undecided:  # --out - without --journal: nothing to resume from
+        lines.append(f"  {done.undecided:,} rows got no definite answer: to re-run only "
+                     "those, run again with --journal PATH, then --resume --retry-failed")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

@@ -220,6 +220,14 @@ def _spool_stdin(stdin: BinaryIO) -> Path:
     return Path(name)
 
 
+def _spool_pipe(path: Path) -> Path:
+    try:
+        with path.open("rb") as pipe:
+            return _spool_stdin(pipe)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
 def _output_format(out: Path | None, given: InputFormat | None) -> InputFormat:
     if given:
         return given
@@ -264,23 +272,33 @@ async def run_file(
             raise TypeError("run_file needs engine= or runner=")
         runner = LocalRunner(engine, lookups_in_flight)
     redact = redact or Redactor()
-    to_stdout = str(out) == STDIO
+    to_stdout, to_stdin = str(out) == STDIO, str(input) == STDIO
     out_path = None if to_stdout else Path(out)
     if out_path is not None:
         check_output_path(out_path)
     jpath = Path(journal) if journal else (journal_path(out_path) if out_path else None)
     if jpath is not None:
         check_output_path(jpath, "--journal")
+        same = {"the --out file": out_path, "the input file": None if to_stdin else Path(input)}
+        for what, other in same.items():  # the output replaced the journal: nothing to resume
+            if other is not None and jpath.resolve() == other.resolve():
+                raise ConfigError(f"--journal is {what}: pick another name")
     if (resume or retry_failed) and jpath is None:
         raise ConfigError("--resume needs a journal: with --out - name one with --journal PATH")
     spooled = None
+    shown: str | None = STDIO
     if str(input) == STDIO:
         spooled = in_path = _spool_stdin(stdin or sys.stdin.buffer)
     else:
         in_path = Path(input)
-        if not in_path.is_file():
+        if in_path.is_dir():
+            raise ConfigError(f"input file {in_path} is a folder: name a CSV or JSONL file")
+        if not in_path.exists():
             raise ConfigError(f"input file {in_path} does not exist")
-        if out_path is not None and out_path.resolve() == in_path.resolve():
+        if not in_path.is_file():  # a pipe: <(zcat masks.csv.gz), a FIFO; read once
+            shown = str(input)
+            spooled = in_path = _spool_pipe(in_path)
+        elif out_path is not None and out_path.resolve() == in_path.resolve():
             raise ConfigError("--out is the input file: pick another name")
     try:
         fmt = _output_format(out_path, out_format)
@@ -288,7 +306,7 @@ async def run_file(
             in_path, out_path, jpath, fmt, runner=runner, settings=settings, resume=resume,
             retry_failed=retry_failed, on_result=on_result, on_start=on_start,
             encoding=encoding, csv_bom=csv_bom, mode=mode, redact=redact, stdout=stdout,
-            shown=STDIO if spooled else None,
+            shown=shown if spooled else None,
         )  # fmt: skip
     finally:
         if spooled is not None:

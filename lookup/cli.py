@@ -52,6 +52,28 @@ exit codes:
   3  inconclusive (some checks kept failing) or order-API failure
 """
 
+_BATCH_EPILOG: Final = """\
+examples:
+  lookup batch masks.csv --out results.csv --api demo       CSV in, CSV out (cells made safe)
+  lookup batch masks.csv --out results.csv --api demo --resume   after an interruption
+  cat masks.jsonl | lookup batch - --out - --journal run.journal --api demo
+
+exit codes:
+  0  every row got a definite answer (matched, not_found or invalid)
+  2  bad input or usage (no row was looked up)
+  3  some rows ended inconclusive or api_error: run again with --resume --retry-failed
+"""
+
+_SERVE_EPILOG: Final = """\
+examples:
+  lookup serve --port 8000 --api demo
+  LOOKUP_SERVICE_TOKENS='<16+ random characters>' lookup serve --host 0.0.0.0 --api ...
+
+exit codes:
+  0  stopped (SIGINT / SIGTERM)
+  2  bad input: settings, a busy port, an address this machine cannot bind
+"""
+
 
 class _Parser(argparse.ArgumentParser):
     """Usage errors: one line and exit 2 (argparse would print the whole usage first)."""
@@ -142,7 +164,8 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="the same as --format json")
     cf.set_defaults(func=_cmd_config)
 
-    bt = sub.add_parser("batch", help="look up many masks from a CSV or JSONL file")
+    bt = sub.add_parser("batch", help="look up many masks from a CSV or JSONL file",
+                        epilog=_BATCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     bt.add_argument("input", metavar="IN",
                     help="CSV with a header (mask, id, city, ...) or JSONL; '-' reads stdin")  # fmt: skip
     bt.add_argument("--out", required=True, metavar="OUT",
@@ -179,7 +202,8 @@ def _build_parser() -> argparse.ArgumentParser:
     add_api_options(bt)
     bt.set_defaults(func=_lazy("lookup.batch_cli", "cmd_batch"))
 
-    sv = sub.add_parser("serve", help="run the HTTP service (POST /v1/lookups ...)")
+    sv = sub.add_parser("serve", help="run the HTTP service (POST /v1/lookups ...)",
+                        epilog=_SERVE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     sv.add_argument("--host", dest="service_host", help="address to bind (default 127.0.0.1)")
     sv.add_argument("--port", dest="service_port", type=int, help="port (default 8000)")
     sv.add_argument("--workers", type=int, default=1, metavar="N",
@@ -499,15 +523,17 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0)
     from lookup.errors import InputError, LookupFailure
+    from lookup.privacy import Redactor
 
     func: _Handler = args.func
+    safe = Redactor()  # the error's text may quote a plug-in's message or a URL
     try:
         return func(args, out)
     except InputError as exc:
-        err.write(f"lookup: error: {exc}\n")
+        err.write(f"lookup: error: {safe(str(exc))}\n")
         return ExitStatus.BAD_INPUT
     except LookupFailure as exc:
-        err.write(f"lookup: error: {exc}\n")
+        err.write(f"lookup: error: {safe(str(exc))}\n")
         return ExitStatus.FAILED
     except BrokenPipeError:  # `lookup plan ... --list city | head`
         sys.stdout = None  # no flush error at exit

@@ -12,6 +12,7 @@ the same API identity (:mod:`lookup.shared`, the ``[redis]`` extra).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ __all__ = ["DEMO", "Engine", "OpenedApi", "api_identity", "open_api", "open_engi
 DEMO = "demo"
 # The bundled mock runs on this machine's loopback: no need to be gentle with it.
 DEMO_MAX_IN_FLIGHT = 64
+_PLUGIN_SPEC = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")  # package.module:attr
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,11 @@ async def open_api(settings: Settings) -> AsyncIterator[OpenedApi]:
             query = "custom SQL" if settings.sql else f"{settings.sql_table}.{settings.sql_column}"
             description = f"PostgreSQL orders at {pg.url} ({query})"
         elif settings.api_url:
+            if _PLUGIN_SPEC.fullmatch(settings.api_url.strip()):
+                raise ConfigError(
+                    f"--api takes a URL; {settings.api_url.strip()!r} looks like a plug-in: "
+                    "pass it as --api-plugin (LOOKUP_API_PLUGIN)"
+                )
             from lookup.orders.http import HttpOrderApi, Timeouts
 
             url, batch_url = settings.api_url, settings.batch_url

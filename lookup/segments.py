@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from lookup.errors import DataError, UnknownRegionError
 
@@ -55,6 +55,7 @@ _ETHNIC = (
 )  # fmt: skip
 _AREA_CODE = re.compile(r"^0?(\d{2,3})$")
 _ZIP = re.compile(r"^[0-9]{6}$")
+_FULL_WIDTH_DIGITS: Final = str.maketrans("０１２３４５６７８９", "0123456789")
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,8 +281,8 @@ class SegmentDB:
         ``None`` when the numbering plan has no such segment. A segment the plan allows but
         whose region is unknown comes back with ``located=False`` and no region fields.
         """
-        digits = str(number).strip()
-        if not digits.isdigit() or not 7 <= len(digits) <= 11:
+        digits = str(number).strip().translate(_FULL_WIDTH_DIGITS)
+        if not (digits.isascii() and digits.isdigit()) or not 7 <= len(digits) <= 11:
             raise UnknownRegionError(
                 f"a segment is the first 7 digits of a mobile number, got {digits[:12]!r}"
             )

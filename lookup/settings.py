@@ -8,6 +8,7 @@ Secrets (the API token, header values, service tokens) are ``SecretStr``: they p
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
@@ -110,6 +111,20 @@ def _parse_headers(value: object) -> object:
         if not sep or not name.strip():  # not echoed: it may be the secret itself
             raise ValueError(f"item {i} is not a 'Name: value' pair")
         headers[name.strip()] = header_value.strip()
+    return headers
+
+
+_HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _check_headers(headers: dict[str, SecretStr]) -> dict[str, SecretStr]:
+    """Header names are HTTP tokens; no value has a line break or other control character."""
+    for name, value in headers.items():
+        if not _HEADER_NAME.fullmatch(name):  # a name is not a secret: say which one
+            raise ValueError(f"{name!r} is not a header name (letters, digits, - and _)")
+        if _CONTROL.search(value.get_secret_value()):  # the value is not echoed
+            raise ValueError(f"the value of {name} has a line break or control character")
     return headers
 
 
@@ -239,6 +254,18 @@ class Settings(BaseSettings):
     def _headers(cls, value: object) -> object:
         return _parse_headers(value)
 
+    @field_validator("api_headers", mode="after")
+    @classmethod
+    def _valid_headers(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        return _check_headers(value)
+
+    @field_validator("api_token", mode="after")
+    @classmethod
+    def _valid_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and _CONTROL.search(value.get_secret_value()):
+            raise ValueError("the token has a line break or control character")
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -334,7 +361,8 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     given = {k: v for k, v in overrides.items() if v is not None}
     path = Path(config_file) if config_file else None
     if path is not None and not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+        kind = "is not a regular file" if path.exists() else "does not exist"
+        raise ConfigError(f"config file {path} {kind}")
     cls: type[Settings] = Settings
     if path is not None:
         # pydantic-settings reads the TOML path from the class config: a subclass per file.

@@ -559,5 +559,18 @@ class BatchProgress:
             self.term.write(f"lookup batch: {self.text()}\n")
             self.term.flush()
 
+    def tick(self) -> None:
+        """From a timer: rows that ended within 0.1 s of a redraw are shown (the live line
+        stayed at 1/31 while a slow row ran), and off a terminal a slow row still gets its
+        plain line every ``every`` seconds."""
+        now = self._clock()
+        if self.live:
+            self._last_draw = now
+            self.term.status(self.text())
+        elif now - self._last_line >= self._every:
+            self._last_line = now
+            self.term.write(f"lookup batch: {self.text()}\n")
+            self.term.flush()
+
     def close(self) -> None:
         self.term.clear()

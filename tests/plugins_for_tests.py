@@ -108,6 +108,11 @@ def returns_nothing_useful() -> int:
 NOT_AN_API = 42
 
 
+def failing_factory() -> object:
+    """A factory that fails with a full number in its message (issue 9: a traceback)."""
+    raise RuntimeError("no session for 13857152046")
+
+
 class LeakyApi:
     """Fails with a message holding the full candidate number and a key (issue 9)."""
 

@@ -16,6 +16,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +175,58 @@ def test_stdout_resume_needs_a_journal_and_works_with_one(tmp_path: Path) -> Non
     assert again.returncode == 0, again.stderr
     assert "(2 done before, from the journal)" in again.stderr
     assert again.stdout == first.stdout
+
+
+def _feed_fifo(path: Path, text: str) -> threading.Thread:
+    """A writer for the FIFO ``path``: its open blocks until the batch opens the reader."""
+
+    def write() -> None:
+        with path.open("w", encoding="utf-8") as f:
+            f.write(text)
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_pipe_as_input_is_read_once_and_resumable(tmp_path: Path) -> None:
+    # `lookup batch <(zcat masks.csv.gz) ...` is a pipe: it was "input file ... does not exist"
+    text = small_csv(tmp_path).read_text(encoding="utf-8")
+    fifo, out = tmp_path / "masks.fifo", tmp_path / "out.jsonl"
+    os.mkfifo(fifo)
+    writer = _feed_fifo(fifo, text)
+    r = batch(fifo, "--out", out, "--api", "demo")
+    writer.join(timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(x)["id"] for x in out.read_text(encoding="utf-8").splitlines()] == ["a", "b"]
+    writer = _feed_fifo(fifo, text)
+    again = batch(fifo, "--out", out, "--api", "demo", "--resume")
+    writer.join(timeout=30)
+    assert again.returncode == 0, again.stderr
+    assert "(2 done before, from the journal)" in again.stdout
+
+
+@pytest.mark.parametrize("journal", ["out.jsonl", "in.csv"])
+def test_journal_that_is_the_output_or_the_input_is_refused(tmp_path: Path, journal: str) -> None:
+    # --journal = --out: the output replaced the journal at the end, nothing left to resume
+    src = small_csv(tmp_path)
+    before = src.read_bytes()
+    r = batch(src, "--out", tmp_path / "out.jsonl", "--journal", tmp_path / journal,
+              "--api", "demo")  # fmt: skip
+    assert r.returncode == 2 and "--journal is the" in r.stderr, r.stderr
+    assert not (tmp_path / "out.jsonl").exists() and src.read_bytes() == before
+
+
+def test_a_folder_as_input_is_named_a_folder(tmp_path: Path) -> None:
+    r = batch(tmp_path, "--out", tmp_path / "out.jsonl", "--api", "demo")
+    assert r.returncode == 2 and "is a folder" in r.stderr and "does not exist" not in r.stderr
+
+
+def test_stdout_without_a_journal_does_not_point_at_one(tmp_path: Path) -> None:
+    text = small_csv(tmp_path).read_text(encoding="utf-8")
+    r = batch("-", "--out", "-", "--api-plugin", "tests.plugins_for_tests:LeakyApi", stdin=text)
+    assert r.returncode == 3, r.stderr
+    assert "journal None" not in r.stderr and "run again with --journal PATH" in r.stderr
 
 
 # -- bad rows become invalid rows; the run goes on -----------------------------------------------

@@ -64,6 +64,24 @@ def test_segment_json() -> None:
     }
 
 
+@pytest.mark.parametrize("segment", ["¹³⁸⁰⁵⁷¹", "١٣٨٠٥٧١"])
+def test_segment_in_other_digits_is_refused(segment: str) -> None:
+    # superscripts were a ValueError traceback; Arabic-Indic digits were read as 1380571
+    r = run("segment", segment)
+    assert r.returncode == 2 and "first 7 digits" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_segment_in_full_width_digits() -> None:
+    r = run("segment", "１３８０５７１")
+    assert r.returncode == 0 and "杭州" in r.stdout
+
+
+def test_area_code_in_other_digits_is_refused() -> None:
+    r = run("plan", "138****2046", "--area-code", "٠٥٧١")
+    assert r.returncode == 2 and "unknown area code" in r.stderr
+
+
 def test_unknown_segment_exits_1() -> None:
     r = run("segment", "1000000")
     assert r.returncode == 1

@@ -26,6 +26,7 @@ from lookup.shell import BatchProgress, FindProgress, Terminal
 ROOT = Path(__file__).resolve().parent.parent
 FULL_NUMBER = re.compile(r"(?<!\d)1\d{10}(?!\d)")
 CITY_HIT = "13857152046"
+CLOSED = "http://127.0.0.1:9/orders?phone={phone}"  # discard port: nothing listens
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -61,6 +62,21 @@ def test_help_has_examples_and_the_exit_codes(args: tuple[str, ...]) -> None:
         assert line in r.stdout
 
 
+@pytest.mark.parametrize(
+    ("command", "lines"),
+    [
+        ("batch", ("0  every row got a definite answer", "2  bad input", "3  some rows")),
+        ("serve", ("0  stopped", "2  bad input: settings, a busy port")),
+    ],
+)
+def test_batch_and_serve_help_have_examples_and_their_exit_codes(
+    command: str, lines: tuple[str, ...]
+) -> None:
+    r = run(command, "--help")
+    assert r.returncode == 0 and "examples:" in r.stdout and "exit codes:" in r.stdout
+    assert all(line in r.stdout for line in lines)
+
+
 # -- one-line errors, exit 2 ---------------------------------------------------------------------
 
 
@@ -76,6 +92,20 @@ def test_help_has_examples_and_the_exit_codes(args: tuple[str, ...]) -> None:
         (("config",), {"LOOKUP_SERVICE_TOKENS": "[1,"}, "LOOKUP_SERVICE_TOKENS"),
         (("config",), {"LOOKUP_RATE": "0"}, "LOOKUP_RATE"),
         (("find", "138****2046", "--api-plugin", "os:system"), {}, "plug-in 'os:system'"),
+        # was api_error (exit 3) with aiohttp's traceback in the log
+        (
+            ("find", "138****2046", "--api", CLOSED, "--header", "X-Key: v\r\nX-Evil: 1"),
+            {},
+            "LOOKUP_API_HEADERS",
+        ),
+        # was "a GET url must contain {phone}"
+        (("find", "138****2046", "--api", "tests.plugins_for_tests:full_async_api"), {}, "--api-plugin"),
+        # was a traceback, exit 1, with the full number
+        (
+            ("find", "138****2046", "--api-plugin", "tests.plugins_for_tests:failing_factory"),
+            {},
+            "RuntimeError: no session for 138****2046",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
@@ -291,6 +321,32 @@ def test_batch_progress_goes_through_the_terminal() -> None:
     term.write("log line\n")
     progress.close()
     assert "log line\n" in stream.getvalue()
+
+
+def test_batch_live_line_catches_up_on_a_tick_and_off_a_terminal_a_slow_row_gets_a_line() -> None:
+    # rows that ended within 0.1 s of a redraw were never drawn: the live line said 1/31
+    # for as long as the next (slow) row ran
+    from types import SimpleNamespace
+
+    now = [0.0]
+    stream = _Tty()
+    progress = BatchProgress(Terminal(stream, columns=lambda: 80), total=3, clock=lambda: now[0])
+    row = SimpleNamespace(status="matched")
+    progress.update(row)  # type: ignore[arg-type]
+    now[0] = 0.05
+    progress.update(row)  # type: ignore[arg-type]
+    assert "2/3 rows" not in stream.getvalue()
+    now[0] = 1.0
+    progress.tick()
+    assert "2/3 rows" in stream.getvalue()
+    plain = io.StringIO()
+    off = BatchProgress(plain, total=3, live=False, clock=lambda: now[0], every=5.0)
+    now[0] = 3.0
+    off.tick()
+    assert plain.getvalue() == ""
+    now[0] = 6.5
+    off.tick()
+    assert plain.getvalue().startswith("lookup batch: 0/3 rows")
 
 
 def _pty_run(*args: str) -> str:

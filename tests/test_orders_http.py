@@ -511,7 +511,9 @@ async def test_real_server_pool_limit_and_statuses() -> None:
         await runner.cleanup()
 
 
-@pytest.mark.parametrize("value", ["-1", "-0.5", '"3"', "null", "[1]", '{"n": 1}', "1e400"])
+@pytest.mark.parametrize(
+    "value", ["-1", "-0.5", "1.5", "0.5", '"3"', "null", "[1]", '{"n": 1}', "1e400"]
+)
 async def test_an_answer_that_is_not_a_count_or_a_bool_is_fatal(
     api: HttpOrderApi, mocked: Any, value: str
 ) -> None:

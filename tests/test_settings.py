@@ -269,6 +269,13 @@ def test_config_file_that_is_a_folder(tmp_path: Path) -> None:
         load_settings(tmp_path)
 
 
+def test_config_file_that_is_a_fifo_is_not_called_missing(tmp_path: Path) -> None:
+    fifo = tmp_path / "settings.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        load_settings(fifo)
+
+
 def test_unknown_key_in_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="max_inflight"):
         load_settings(toml(tmp_path, "max_inflight = 3\n"))
@@ -365,6 +372,8 @@ def test_api_headers_plain_list_or_json(
         ("LOOKUP_SERVICE_TOKENS", "[1, 2", "a JSON list"),
         ("LOOKUP_API_HEADERS", "abc", "'Name: value'"),
         ("LOOKUP_MAX_IN_FLIGHT", "many", "a whole number from 1 to 10000"),
+        ("LOOKUP_API_HEADERS", "X Key: v1", "is not a header name"),  # aiohttp sent it: a 400
+        ("LOOKUP_API_HEADERS", '{"X-Key": "v\\r\\nX-Evil: 1"}', "line break"),  # header injection
     ],
 )
 def test_settings_errors_name_the_variable_and_the_format(
@@ -376,6 +385,13 @@ def test_settings_errors_name_the_variable_and_the_format(
     text = str(info.value)
     assert env in text and expected in text
     assert "EnvSettingsSource" not in text and value not in text.split("expected")[1]
+
+
+def test_a_token_with_a_line_break_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOOKUP_API_TOKEN", "sk-abcdefgh\nX-Evil: 1")
+    with pytest.raises(ConfigError, match=r"LOOKUP_API_TOKEN .*line break") as info:
+        load_settings()
+    assert "sk-abcdefgh" not in str(info.value)
 
 
 def test_redacted_hides_url_credentials() -> None:

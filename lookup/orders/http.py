@@ -122,6 +122,13 @@ def _same(value: Any, wanted: str) -> bool:
     return False
 
 
+def _shown(value: Any) -> str:
+    """What an unexpected answer was: the number itself (masked, in case), else its type."""
+    if type(value) in (int, float):
+        return mask_phone(repr(value))
+    return type(value).__name__
+
+
 def _check_url(url: str, what: str) -> None:
     parts = urlsplit(url.replace(_PHONE, "0"))
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -470,13 +477,15 @@ class HttpOrderApi(BaseOrderApi):
         kind = type(value)
         if kind is bool:
             return CheckOutcome(phone=phone, has_orders=value)
-        if (kind is int or (kind is float and math.isfinite(value))) and value >= 0:
+        if (kind is int or (kind is float and math.isfinite(value) and value.is_integer())) and (
+            value >= 0
+        ):  # 2.0 is a count; 0.5 is not (it would be "has orders" with a count of 0)
             return CheckOutcome(phone=phone, has_orders=value > 0, order_count=int(value))
         # The field's name is spelled out only here: masking it per number costs µs per check.
         field = f"results.{mask_phone(phone)}" if batch else self._hit_field
         raise FatalApiError(
             f"unexpected answer: field {field!r} in the answer of {shown} for "
-            f"{mask_phone(phone)} is {kind.__name__}; expected a number (order count) "
+            f"{mask_phone(phone)} is {_shown(value)}; expected a whole number >= 0 (order count) "
             "or a boolean (has orders)"
         )
 

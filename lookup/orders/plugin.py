@@ -22,6 +22,7 @@ from typing import Any
 from lookup.errors import ConfigError
 from lookup.models import CheckOutcome
 from lookup.orders.base import BaseOrderApi, OrderApi, outcome_from, outcomes_from
+from lookup.privacy import mask_phone
 
 __all__ = ["ThreadedOrderApi", "load_plugin"]
 
@@ -220,5 +221,9 @@ def _make(spec: str, factory: Any, kwargs: dict[str, Any]) -> object:
     except TypeError as exc:
         raise ConfigError(
             f"creating the plug-in {spec!r} with options {sorted(kwargs)} failed: {exc}"
+        ) from exc
+    except Exception as exc:  # the plug-in's own failure: one line, its text masked
+        raise ConfigError(
+            f"creating the plug-in {spec!r} failed: {type(exc).__name__}: {mask_phone(str(exc))}"
         ) from exc
     return made
