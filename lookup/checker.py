@@ -255,6 +255,10 @@ class Checker:
         """Wait for a retry token (a deferred check's turn); ``False`` past ``deadline``."""
         return await self._budget.take(deadline, self._sleep)
 
+    def try_retry(self) -> bool:
+        """Take a retry token if there is one, without waiting."""
+        return self._budget.try_take()
+
     def clock(self) -> float:
         return self._clock()
 
@@ -462,6 +466,8 @@ class Checker:
                     else:
                         stats.on_wire = False
                         self._answered(probe, start, _answer_label(result))
+                        if stats.deferred and attempt == 0:
+                            self._budget.refund()  # its wait_retry token was well spent
                         if probe and shared is not None:
                             await shared.closed()
                         probe = False

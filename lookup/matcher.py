@@ -6,10 +6,12 @@ positive answer ends the tier: nothing new is sent for the lookup, the workers s
 waiting are cancelled, and a request already on the wire is left to land (its pooled
 connection stays open). The earliest hit in tier order wins.
 
-A tier is negative only when every candidate has a definite answer. Checks that failed
-after the checker's retries are *deferred* and retried at the retry budget's pace until
-the tier's share of the lookup's deadline runs out; then the search goes on to the next
-tier with those candidates unresolved. A later hit is ``matched`` with
+A tier is negative only when every candidate has a definite answer. A check that failed
+after the checker's retries is sent again half a second later (then 1, 2, 4, 8 s),
+between fresh candidates, when the retry budget has a token; what is still unanswered at
+the end of the tier's first pass is *deferred* and retried at the retry budget's pace
+until the tier's share of the lookup's deadline runs out; then the search goes on to the
+next tier with those candidates unresolved. A later hit is ``matched`` with
 ``complete=False``; no hit anywhere with unresolved candidates is ``inconclusive`` (with
 time left, the unresolved candidates get another go first). A failed check is never a "no".
 """
@@ -17,6 +19,7 @@ time left, the unresolved candidates get another go first). A failed check is ne
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import math
 import time
@@ -53,6 +56,13 @@ _CANDIDATES_PER_SPARE_WORKER = 16
 
 Item = tuple[int, str]  # (position in the tier, number)
 
+# A check that failed in a tier's first pass is sent again this long after (doubling each
+# time it fails, up to the cap), between fresh candidates, when the retry budget has a
+# token: a hit whose first check failed is then found in about this time, not after the
+# whole rest of its tier.
+_REQUEUE_AFTER = 0.5
+_REQUEUE_CAP = 8.0
+
 
 CheckMany = Callable[[Sequence[str], CheckStats], Awaitable[Mapping[str, CheckOutcome]]]
 
@@ -76,6 +86,9 @@ class _TierRun:
     errors: int = 0
     found: bool = False
     failed: list[Item] = field(default_factory=list)
+    requeued: collections.deque[tuple[float, float, list[Item]]] = field(
+        default_factory=collections.deque
+    )  # (ready at, delay, chunk): failed in the first pass, sent again when the budget allows
     hits: list[tuple[int, str, CheckOutcome]] = field(default_factory=list)
     stop: _Stop | None = None
     workers: list[tuple[asyncio.Task[None], CheckStats]] = field(default_factory=list)
@@ -108,6 +121,7 @@ class _Run:
     clock: Callable[[], float]
     retry_wait: Callable[[float], Awaitable[bool]] | None
     many: CheckMany | None
+    retry_now: Callable[[], bool] | None = None
     stats: CheckStats = field(default_factory=CheckStats)
 
 
@@ -116,15 +130,25 @@ async def _worker(
     until: float,
 ) -> None:  # fmt: skip
     checks = r.checks
+    requeued = run.requeued
     while not run.found and run.stop is None:
-        if retry and r.retry_wait is not None and not await r.retry_wait(until):
-            return  # the tier's time is up: the rest stays unresolved
-        batch = [item for _, item in zip(range(chunk), items, strict=False)]
-        if not batch:
-            return
+        delay = 0.0  # > 0: a resend of the first pass, next time after this long
+        if (
+            not retry and requeued and requeued[0][0] <= r.clock() < until
+            and r.retry_now is not None and r.retry_now()
+        ):  # fmt: skip
+            _, delay, batch = requeued.popleft()
+            delay = min(delay * 2.0, _REQUEUE_CAP)
+        else:
+            if retry and r.retry_wait is not None and not await r.retry_wait(until):
+                return  # the tier's time is up: the rest stays unresolved
+            batch = [item for _, item in zip(range(chunk), items, strict=False)]
+            if not batch:
+                return
         if r.clock() >= until:
             run.failed.extend(batch)
             return
+        stats.deferred = retry or delay > 0  # a resend: counted as a retry, token refunded
         try:
             if r.many is not None and len(batch) > 1:
                 answers = await r.many([p for _, p in batch], stats)
@@ -135,7 +159,11 @@ async def _worker(
         except CheckHalted:
             return
         except TransientApiError:
-            run.failed.extend(batch)
+            if retry or r.retry_now is None:
+                run.failed.extend(batch)  # to the next retry pass
+            else:
+                delay = delay or _REQUEUE_AFTER
+                requeued.append((r.clock() + delay, delay, batch))
             run.errors += len(batch)
             continue
         except OrderApiError as exc:  # fatal, or the breaker stayed open until the deadline
@@ -182,6 +210,8 @@ async def _pass(
         for _, stats in tasks:
             r.stats.add(stats)
         run.workers = []
+        while run.requeued:  # not sent again in this pass: the retry pass has them
+            run.failed.extend(run.requeued.popleft()[2])
     if not run.found and run.stop is None:
         run.failed.extend(it)  # what the workers left when the tier's time ran out
 
@@ -197,16 +227,20 @@ async def run_plan(
     clock: Callable[[], float] = time.monotonic,
     retry_wait: Callable[[float], Awaitable[bool]] | None = None,
     progress: Progress | None = None,
+    retry_now: Callable[[], bool] | None = None,
 ) -> LookupResult:
     """Run a prepared plan against any :class:`~lookup.checker.Checks`. See :func:`find`.
 
     ``deadline`` is in ``clock`` time; ``retry_wait(until)`` paces deferred checks (the
-    checker's retry budget); ``batch_size`` > 1 sends chunks through ``check_many``.
+    checker's retry budget); ``retry_now()`` takes a budget token if one is there, for a
+    failed check sent again within its tier's first pass (without it, failed checks wait
+    for the retry pass); ``batch_size`` > 1 sends chunks through ``check_many``.
     """
     started = time.perf_counter()
     many: CheckMany | None = getattr(checks, "check_many", None) if batch_size > 1 else None
     r = _Run(
-        checks, max(1, workers), batch_size if many else 1, deadline, clock, retry_wait, many
+        checks, max(1, workers), batch_size if many else 1, deadline, clock, retry_wait, many,
+        retry_now,
     )
     reports = [TierReport(name=t.name, candidates=t.count) for t in plan_.tiers]
     runs: list[_TierRun] = []
@@ -374,6 +408,7 @@ async def match_plan(
             deadline=checks.deadline,
             clock=checker.clock,
             retry_wait=checker.wait_retry,
+            retry_now=checker.try_retry,
             progress=progress,
         )
 

@@ -550,6 +550,88 @@ async def test_rate_limit_holds_during_a_lookup_on_a_virtual_clock() -> None:
     assert starts[-1] == pytest.approx(99 * 0.05 * 1.02)  # paced 2 % under the rate
 
 
+async def test_a_hit_whose_first_check_failed_is_found_within_its_tier() -> None:
+    # Paced at 20/s, the city tier of SMALL takes 5 s; the hit fails once at t = 0.5 s. It
+    # is sent again about 0.5 s later between fresh candidates (a budget token is there),
+    # not after the other 89 candidates of its tier.
+    ft = FakeTime()
+    hit = tier("city", SMALL)[10]
+    sent_at: dict[str, list[float]] = {}
+
+    def handler(phone: str) -> bool:
+        sent_at.setdefault(phone, []).append(ft.now)
+        if phone == hit and len(sent_at[phone]) == 1:
+            raise transient(phone)
+        return phone == hit
+
+    api = FakeOrderApi(handler)
+    checker = Checker(
+        api, limits(max_per_second=20, max_in_flight=4, max_attempts=1, deadline=300.0),
+        clock=ft.clock, sleep=ft.sleep,
+    )  # fmt: skip
+    result = await find(SMALL, checker=checker, city=CITY)
+    await ft.idle()
+    assert (result.status, result.phone, result.tier) == ("matched", hit, "city")
+    assert result.complete
+    first, again = sent_at[hit]
+    assert 0.5 <= again - first <= 1.0  # + the paced checks already queued
+    assert len(api.calls) < 30  # the old end-of-tier retry sent all 100 first
+    assert result.retries == 1 and result.checks_sent == len(api.calls)
+    assert result.tiers[0].errors == 1 and result.tiers[0].unresolved == 0
+
+
+async def test_a_check_failing_again_is_resent_later_each_time_within_the_pass() -> None:
+    ft = FakeTime()
+    bad = tier("city", SMALL)[3]
+    sent_at: list[float] = []
+
+    def handler(phone: str) -> bool:
+        if phone == bad:
+            sent_at.append(ft.now)
+            if len(sent_at) <= 2:
+                raise transient(phone)
+        return False
+
+    api = FakeOrderApi(handler)
+    checker = Checker(
+        api, limits(max_per_second=20, max_in_flight=4, max_attempts=1, deadline=300.0),
+        clock=ft.clock, sleep=ft.sleep,
+    )  # fmt: skip
+    result = await find(SMALL, checker=checker, city=CITY)
+    await ft.idle()
+    assert result.status == "not_found" and result.complete
+    assert len(sent_at) == 3 and len(api.calls) == 102
+    first, second = sent_at[1] - sent_at[0], sent_at[2] - sent_at[1]
+    assert 0.5 <= first < 1.0 <= second < 1.5  # backing off: 0.5 s, then 1 s
+    assert sent_at[2] < 99 * 0.05  # answered before the tier's fresh candidates ran out
+    assert result.tiers[0].errors == 2 and result.retries == 2
+
+
+async def test_a_check_still_failing_at_the_end_of_the_pass_goes_to_the_retry_pass() -> None:
+    ft = FakeTime()
+    bad = tier("city", SMALL)[90]  # near the end: no time for a resend within the pass
+    sent_at: list[float] = []
+
+    def handler(phone: str) -> bool:
+        if phone == bad:
+            sent_at.append(ft.now)
+            if len(sent_at) == 1:
+                raise transient(phone)
+        return False
+
+    api = FakeOrderApi(handler)
+    checker = Checker(
+        api, limits(max_per_second=20, max_in_flight=4, max_attempts=1, deadline=300.0),
+        clock=ft.clock, sleep=ft.sleep,
+    )  # fmt: skip
+    result = await find(SMALL, checker=checker, city=CITY)
+    await ft.idle()
+    assert result.status == "not_found" and result.complete
+    assert len(sent_at) == 2
+    assert sent_at[1] >= 99 * 0.05  # sent in the retry pass, after every fresh candidate
+    assert result.tiers[0].errors == 1
+
+
 # ---------------------------------------------------------------------------------------
 # input errors
 

@@ -570,6 +570,21 @@ async def test_retries_slow_down_under_failure_but_never_stop(clock: FakeClock) 
     assert times[5:] == pytest.approx([float(i) for i in range(1, 16)])
 
 
+async def test_answered_retries_give_their_token_back(clock: FakeClock) -> None:
+    # A retry pass paced by its failures: answered retries refund, failed ones drain.
+    budget = RetryBudget(2, per_success=0.0, per_second=0.0, clock=clock)
+    for _ in range(50):  # every retry answered: the bucket never empties
+        assert budget.try_take()
+        budget.refund()
+    assert budget.tokens == pytest.approx(2.0)
+    assert budget.try_take() and budget.try_take()  # two failed retries: empty
+    assert not budget.try_take()
+    budget.refund()
+    budget.refund()
+    budget.refund()
+    assert budget.tokens == pytest.approx(2.0)  # never past the capacity
+
+
 async def test_retry_budget_take_survives_float_rounding(clock: FakeClock) -> None:
     # Refilling for exactly the computed wait can leave 0.9999999999999998 tokens; the
     # next wait (4e-16 s) does not move a clock near 4.0 s. take() must not spin on it.

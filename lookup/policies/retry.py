@@ -19,7 +19,10 @@ class RetryBudget:
 
     Under sustained failure the successes stop refilling it, so retries slow down to the
     time refill instead of multiplying the load, and they never stop for good: a lookup
-    waiting for a token (:meth:`take`) is paced, not refused.
+    waiting for a token (:meth:`take`) is paced, not refused. A deferred check that is
+    answered gives its token back (:meth:`refund`): a retry pass is then paced by its
+    failures, not by the ratio, so 5 % of a tier deferred does not crawl at 15/s after the
+    API recovered.
     """
 
     __slots__ = ("_clock", "_last", "_tokens", "capacity", "per_second", "per_success")
@@ -53,6 +56,12 @@ class RetryBudget:
     def on_success(self) -> None:
         self._refill()
         self._tokens = min(self.capacity, self._tokens + self.per_success)
+
+    def refund(self) -> None:
+        """Give back a token whose retry was answered: a deferred check that got its answer
+        was not a wasted request, so only the failures of a retry pass drain the bucket."""
+        self._refill()
+        self._tokens = min(self.capacity, self._tokens + 1.0)
 
     def try_take(self) -> bool:
         """Take a token if there is one."""
