@@ -550,19 +550,22 @@ async def test_rate_limit_holds_during_a_lookup_on_a_virtual_clock() -> None:
     assert starts[-1] == pytest.approx(99 * 0.05 * 1.02)  # paced 2 % under the rate
 
 
-async def test_a_hit_whose_first_check_failed_is_found_within_its_tier() -> None:
-    # Paced at 20/s, the city tier of SMALL takes 5 s; the hit fails once at t = 0.5 s. It
-    # is sent again about 0.5 s later between fresh candidates (a budget token is there),
-    # not after the other 89 candidates of its tier.
+async def paced_with_failures(
+    phone: str, failures: int, *, hit: bool
+) -> tuple[LookupResult, FakeOrderApi, list[float]]:
+    """SMALL (100 city candidates) at 20/s on a virtual clock, one attempt per check:
+    ``phone`` fails its first ``failures`` sends (and has orders when ``hit``). Returns
+    the result, the API and the virtual times ``phone`` was sent at."""
     ft = FakeTime()
-    hit = tier("city", SMALL)[10]
-    sent_at: dict[str, list[float]] = {}
+    sent_at: list[float] = []
 
-    def handler(phone: str) -> bool:
-        sent_at.setdefault(phone, []).append(ft.now)
-        if phone == hit and len(sent_at[phone]) == 1:
-            raise transient(phone)
-        return phone == hit
+    def handler(number: str) -> bool:
+        if number != phone:
+            return False
+        sent_at.append(ft.now)
+        if len(sent_at) <= failures:
+            raise transient(number)
+        return hit
 
     api = FakeOrderApi(handler)
     checker = Checker(
@@ -571,9 +574,17 @@ async def test_a_hit_whose_first_check_failed_is_found_within_its_tier() -> None
     )  # fmt: skip
     result = await find(SMALL, checker=checker, city=CITY)
     await ft.idle()
+    return result, api, sent_at
+
+
+async def test_a_hit_whose_first_check_failed_is_found_within_its_tier() -> None:
+    # The city tier of SMALL takes 5 s; the hit fails once at t = 0.5 s. It is sent again
+    # about 0.5 s later between fresh candidates (a budget token is there), not after the
+    # other 89 candidates of its tier.
+    hit = tier("city", SMALL)[10]
+    result, api, (first, again) = await paced_with_failures(hit, 1, hit=True)
     assert (result.status, result.phone, result.tier) == ("matched", hit, "city")
     assert result.complete
-    first, again = sent_at[hit]
     assert 0.5 <= again - first <= 1.0  # + the paced checks already queued
     assert len(api.calls) < 30  # the old end-of-tier retry sent all 100 first
     assert result.retries == 1 and result.checks_sent == len(api.calls)
@@ -581,24 +592,7 @@ async def test_a_hit_whose_first_check_failed_is_found_within_its_tier() -> None
 
 
 async def test_a_check_failing_again_is_resent_later_each_time_within_the_pass() -> None:
-    ft = FakeTime()
-    bad = tier("city", SMALL)[3]
-    sent_at: list[float] = []
-
-    def handler(phone: str) -> bool:
-        if phone == bad:
-            sent_at.append(ft.now)
-            if len(sent_at) <= 2:
-                raise transient(phone)
-        return False
-
-    api = FakeOrderApi(handler)
-    checker = Checker(
-        api, limits(max_per_second=20, max_in_flight=4, max_attempts=1, deadline=300.0),
-        clock=ft.clock, sleep=ft.sleep,
-    )  # fmt: skip
-    result = await find(SMALL, checker=checker, city=CITY)
-    await ft.idle()
+    result, api, sent_at = await paced_with_failures(tier("city", SMALL)[3], 2, hit=False)
     assert result.status == "not_found" and result.complete
     assert len(sent_at) == 3 and len(api.calls) == 102
     first, second = sent_at[1] - sent_at[0], sent_at[2] - sent_at[1]
@@ -608,24 +602,8 @@ async def test_a_check_failing_again_is_resent_later_each_time_within_the_pass()
 
 
 async def test_a_check_still_failing_at_the_end_of_the_pass_goes_to_the_retry_pass() -> None:
-    ft = FakeTime()
-    bad = tier("city", SMALL)[90]  # near the end: no time for a resend within the pass
-    sent_at: list[float] = []
-
-    def handler(phone: str) -> bool:
-        if phone == bad:
-            sent_at.append(ft.now)
-            if len(sent_at) == 1:
-                raise transient(phone)
-        return False
-
-    api = FakeOrderApi(handler)
-    checker = Checker(
-        api, limits(max_per_second=20, max_in_flight=4, max_attempts=1, deadline=300.0),
-        clock=ft.clock, sleep=ft.sleep,
-    )  # fmt: skip
-    result = await find(SMALL, checker=checker, city=CITY)
-    await ft.idle()
+    # Near the end of the tier: no time for a resend within its first pass.
+    result, _, sent_at = await paced_with_failures(tier("city", SMALL)[90], 1, hit=False)
     assert result.status == "not_found" and result.complete
     assert len(sent_at) == 2
     assert sent_at[1] >= 99 * 0.05  # sent in the retry pass, after every fresh candidate
