@@ -454,8 +454,7 @@ class JobStore:
         folder = self._dir(job.id)
         path = folder / f"input.{job.format}"
         jpath = folder / _JOURNAL
-        os.close(os.open(jpath, os.O_WRONLY | os.O_CREAT, 0o600))  # 0600 before Journal opens it
-        journal = Journal.open(jpath, journal_header(path, self.settings, job.mode))
+        journal = await _open_journal(jpath, path, self.settings, job.mode)
         with journal:
             kept = set(journal.records)
             job.counts = dict.fromkeys(STATUSES, 0)
@@ -506,6 +505,30 @@ class JobStore:
             out = folder / f"results.{fmt}"
             write_output(out, records, fmt, bom=fmt == "csv")
             os.chmod(out, 0o600)
+
+
+def _open_journal_now(jpath: Path, path: Path, settings: Settings, mode: Mode) -> Journal:
+    os.close(os.open(jpath, os.O_WRONLY | os.O_CREAT, 0o600))  # 0600 before Journal opens it
+    return Journal.open(jpath, journal_header(path, settings, mode))
+
+
+async def _open_journal(jpath: Path, path: Path, settings: Settings, mode: Mode) -> Journal:
+    """Open (and, resuming, read and check) a job's journal in a thread: 100,000 done rows
+    take 1.6 s to verify, which would stall every request of the service. Cancelled
+    meanwhile, the journal is closed (its lock released) when the thread is done."""
+    opening = asyncio.ensure_future(
+        asyncio.to_thread(_open_journal_now, jpath, path, settings, mode)
+    )
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(_close_opened)
+        raise
+
+
+def _close_opened(done: asyncio.Future[Journal]) -> None:
+    if not done.cancelled() and done.exception() is None:
+        done.result().close()
 
 
 async def _pending(path: Path, fmt: InputFormat, skip: set[int]) -> AsyncIterator[BatchRow]:
