@@ -77,8 +77,11 @@ async def test_two_clients_share_one_rate_with_no_burst(redis_server: RedisServe
         # Idle for a while: still no burst, the next starts are spaced at once.
         await asyncio.sleep(0.3)  # idle time under test, not synchronisation
         again: list[float] = []
+        resumed = time.monotonic()
         await asyncio.gather(*(admit_all(q, 5, again) for q in (a, b)))
-        assert max(again) - min(again) >= 9 * 1.02 / 100 - 0.01
+        # From before the first ask, not from the first answer: a late first answer (CI's
+        # scheduling noise, 18 ms once) shrank max - min; a burst still fails this.
+        assert max(again) - resumed >= 9 * 1.02 / 100 - 0.01
 
 
 async def test_the_slot_is_refused_past_max_wait_and_nothing_is_reserved(
