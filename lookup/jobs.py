@@ -35,13 +35,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 from lookup.batch import DEFAULT_LOOKUPS_IN_FLIGHT, STATUSES, BatchRow, RowResult, run_batch
 from lookup.batchfile import write_output
 from lookup.batchread import InputFormat, read_rows
-from lookup.errors import ConfigError, InputError, LookupFailure
+from lookup.errors import ConfigError, LookupFailure
 from lookup.journal import Journal, journal_header
+from lookup.uploads import BadUploadError, decode_upload, format_of, safe_name, write_private
 
 if TYPE_CHECKING:
     from lookup.checker import Checker
@@ -60,6 +61,7 @@ __all__ = [
     "decode_upload",
 ]
 
+T = TypeVar("T")
 log = logging.getLogger("lookup.jobs")
 audit_log = logging.getLogger("lookup.audit")
 
@@ -77,60 +79,12 @@ _PERSISTED: Final = ("id", "owner", "filename", "format", "total", "mode", "crea
 _JOURNAL: Final = "journal"
 
 
-class BadUploadError(InputError):
-    """The uploaded file cannot become a job (encoding, header, no rows, too many rows)."""
-
-
 class JobNotFoundError(LookupFailure):
     """No such job for this caller (it may belong to another, or be removed already)."""
 
 
 class JobStateError(LookupFailure):
     """The job is not in a state that allows this (results of a job still running)."""
-
-
-def decode_upload(data: bytes, name: str) -> str:
-    """The text of an upload: UTF-8 (with or without BOM), else GB18030 (Excel on a Chinese
-    Windows saves CSV in GB18030/GBK)."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("gb18030")
-    except UnicodeDecodeError as exc:
-        raise BadUploadError(
-            f"{name} is neither UTF-8 nor GB18030 text (byte {exc.start}): save it as "
-            "CSV UTF-8 (Excel: Save As → CSV UTF-8) or as JSONL"
-        ) from None
-
-
-def _format_of(name: str, text: str) -> InputFormat:
-    suffix = Path(name).suffix.lower()
-    if suffix == ".csv":
-        return "csv"
-    if suffix in (".jsonl", ".ndjson", ".json"):
-        return "jsonl"
-    return "jsonl" if text.lstrip().startswith("{") else "csv"
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically, the file 0600 from its first byte."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _safe_name(name: str | None) -> str:
-    """The upload's base name, for display and download names only (never a path)."""
-    base = Path((name or "").replace("\\", "/")).name.strip()
-    base = re.sub(r"[\x00-\x1f\x7f\"]", "", base)[:120]
-    return base or "upload"
 
 
 @dataclass
@@ -296,26 +250,20 @@ class JobStore:
         A 100,000-row upload takes about a second to read through: on the event loop, every
         other request of the service would wait for it.
         """
-        work = asyncio.ensure_future(asyncio.to_thread(self._prepare, owner, data, filename, mode))
-        try:
-            job = await asyncio.shield(work)
-        except asyncio.CancelledError:  # the thread goes on: drop what it leaves behind
-            work.add_done_callback(self._discard)
-            raise
+        job = await _in_thread(
+            self._prepare, owner, data, filename, mode,
+            abandoned=lambda job: shutil.rmtree(self._dir(job.id), ignore_errors=True),
+        )  # fmt: skip
         return self._admit(job)
-
-    def _discard(self, work: asyncio.Future[Job]) -> None:
-        if not work.cancelled() and work.exception() is None:
-            shutil.rmtree(self._dir(work.result().id), ignore_errors=True)
 
     def _prepare(self, owner: str, data: bytes, filename: str | None, mode: Mode) -> Job:
         """Decode, save (0600) and count the upload: a job not yet known to the store.
         Touches nothing the event loop shares, so it may run in a thread."""
         if mode not in ("first", "all"):
             raise BadUploadError(f"mode must be 'first' or 'all', got {mode!r}")
-        name = _safe_name(filename)
+        name = safe_name(filename)
         text = decode_upload(data, name)
-        fmt = _format_of(name, text)
+        fmt = format_of(name, text)
         job_id = secrets.token_urlsafe(12)
         folder = self._dir(job_id)
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -323,7 +271,7 @@ class JobStore:
         folder.mkdir(mode=0o700)
         try:
             path = folder / f"input.{fmt}"
-            _write_private(path, text.encode("utf-8"))
+            write_private(path, text.encode("utf-8"))
             total = self._count_rows(path, fmt, name)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
@@ -397,7 +345,7 @@ class JobStore:
 
     def _save(self, job: Job) -> None:
         data = json.dumps(job.meta(), ensure_ascii=False, indent=1).encode("utf-8")
-        _write_private(self._dir(job.id) / _META, data)
+        write_private(self._dir(job.id) / _META, data)
 
     def _count_rows(self, path: Path, fmt: InputFormat, name: str) -> int:
         total = 0
@@ -425,9 +373,8 @@ class JobStore:
         thread (100,000 rows take seconds: the service must go on answering); the job shows
         its new state once they are there. A stop meanwhile still records the state."""
         job.finished = self.clock()
-        render = asyncio.ensure_future(asyncio.to_thread(self._render, job))
         try:
-            await asyncio.shield(render)
+            await _in_thread(self._render, job)
         finally:
             job.state, job.error = state, error
             self._save(job)
@@ -516,19 +463,30 @@ async def _open_journal(jpath: Path, path: Path, settings: Settings, mode: Mode)
     """Open (and, resuming, read and check) a job's journal in a thread: 100,000 done rows
     take 1.6 s to verify, which would stall every request of the service. Cancelled
     meanwhile, the journal is closed (its lock released) when the thread is done."""
-    opening = asyncio.ensure_future(
-        asyncio.to_thread(_open_journal_now, jpath, path, settings, mode)
+    return await _in_thread(
+        _open_journal_now, jpath, path, settings, mode, abandoned=Journal.close
     )
+
+
+async def _in_thread(
+    fn: Callable[..., T], *args: Any, abandoned: Callable[[T], object] | None = None
+) -> T:
+    """``fn(*args)`` in a thread, so the event loop goes on answering. A thread cannot be
+    stopped: cancelled meanwhile, the caller leaves at once, the thread runs to its end,
+    and what it returns is handed to ``abandoned`` (to remove or close it)."""
+    work = asyncio.ensure_future(asyncio.to_thread(fn, *args))
     try:
-        return await asyncio.shield(opening)
+        return await asyncio.shield(work)
     except asyncio.CancelledError:
-        opening.add_done_callback(_close_opened)
+        if abandoned is not None:
+            drop = abandoned
+
+            def left(done: asyncio.Future[T]) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    drop(done.result())
+
+            work.add_done_callback(left)
         raise
-
-
-def _close_opened(done: asyncio.Future[Journal]) -> None:
-    if not done.cancelled() and done.exception() is None:
-        done.result().close()
 
 
 async def _pending(path: Path, fmt: InputFormat, skip: set[int]) -> AsyncIterator[BatchRow]:

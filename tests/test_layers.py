@@ -29,7 +29,7 @@ LAYERS: dict[str, int] = {
     # L5 shells
     "shell": 5, "cli": 5, "batch_cli": 5, "__main__": 5,
     "service": 5, "service_api": 5, "httpd": 5, "openapi": 5, "problems": 5, "metrics": 5,
-    "webui": 5, "webjobs": 5, "jobs": 5, "workers": 5,
+    "webui": 5, "webjobs": 5, "jobs": 5, "uploads": 5, "workers": 5,
     "mockapi": 5, "_mockfaults": 5, "_mockstore": 5,
 }  # fmt: skip
 # A shell may be several modules; they import each other, never another shell's.
@@ -37,7 +37,7 @@ SHELL_OF: dict[str, str] = {
     "__main__": "cli",
     "service_api": "service", "httpd": "service", "openapi": "service", "problems": "service",
     "metrics": "service", "webui": "service", "webjobs": "service", "jobs": "service",
-    "workers": "service",
+    "uploads": "service", "workers": "service",
     "_mockfaults": "mockapi", "_mockstore": "mockapi",
 }  # fmt: skip
 SHARED_SHELL = "shell"
