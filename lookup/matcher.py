@@ -93,6 +93,19 @@ class _TierRun:
     stop: _Stop | None = None
     workers: list[tuple[asyncio.Task[None], CheckStats]] = field(default_factory=list)
 
+    def resend_due(
+        self, now: float, take_token: Callable[[], bool] | None
+    ) -> tuple[float, list[Item]] | None:
+        """The first resend that is due, with its next delay, if the budget has a token."""
+        q = self.requeued
+        if not q or q[0][0] > now or take_token is None or not take_token():
+            return None
+        _, delay, batch = q.popleft()
+        return min(delay * 2.0, _REQUEUE_CAP), batch
+
+    def resend_later(self, batch: list[Item], now: float, delay: float) -> None:
+        self.requeued.append((now + delay, delay, batch))
+
     def answered(self, n: int) -> None:
         self.checked += n
         if self.progress is not None:
@@ -130,15 +143,12 @@ async def _worker(
     until: float,
 ) -> None:  # fmt: skip
     checks = r.checks
-    requeued = run.requeued
     while not run.found and run.stop is None:
+        now = r.clock()
+        due = None if retry or now >= until else run.resend_due(now, r.retry_now)
         delay = 0.0  # > 0: a resend of the first pass, next time after this long
-        if (
-            not retry and requeued and requeued[0][0] <= r.clock() < until
-            and r.retry_now is not None and r.retry_now()
-        ):  # fmt: skip
-            _, delay, batch = requeued.popleft()
-            delay = min(delay * 2.0, _REQUEUE_CAP)
+        if due is not None:
+            delay, batch = due
         else:
             if retry and r.retry_wait is not None and not await r.retry_wait(until):
                 return  # the tier's time is up: the rest stays unresolved
@@ -162,8 +172,7 @@ async def _worker(
             if retry or r.retry_now is None:
                 run.failed.extend(batch)  # to the next retry pass
             else:
-                delay = delay or _REQUEUE_AFTER
-                requeued.append((r.clock() + delay, delay, batch))
+                run.resend_later(batch, r.clock(), delay or _REQUEUE_AFTER)
             run.errors += len(batch)
             continue
         except OrderApiError as exc:  # fatal, or the breaker stayed open until the deadline
