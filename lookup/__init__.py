@@ -10,10 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lookup.batch import BatchRow, BatchSummary, RowResult, run_batch
-    from lookup.candidates import Tier, TierPlan, plan
-    from lookup.checker import Checker
-    from lookup.errors import (
+    from lookup.domain.errors import (
         CircuitOpenError,
         ConfigError,
         DataError,
@@ -27,9 +24,8 @@ if TYPE_CHECKING:
         TransientApiError,
         UnknownRegionError,
     )
-    from lookup.masks import Mask, parse_mask
-    from lookup.matcher import find
-    from lookup.models import (
+    from lookup.domain.masks import Mask, parse_mask
+    from lookup.domain.models import (
         DEFAULT_LIMITS,
         CheckOutcome,
         Hit,
@@ -37,52 +33,56 @@ if TYPE_CHECKING:
         LookupResult,
         TierReport,
     )
+    from lookup.domain.segments import Region, SegmentDB, SegmentInfo
+    from lookup.domain.tiers import Tier, TierPlan, plan
+    from lookup.engine.batch import BatchRow, BatchSummary, RowResult, run_batch
+    from lookup.engine.checker import Checker
+    from lookup.engine.matcher import find
+    from lookup.engine.threads import LookupClient, find_sync
     from lookup.orders import FakeOrderApi, HttpOrderApi, OrderApi, Timeouts, load_plugin
-    from lookup.segments import Region, SegmentDB, SegmentInfo
-    from lookup.sync import LookupClient, find_sync
 
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
-    "run_batch": "lookup.batch",
-    "BatchRow": "lookup.batch",
-    "BatchSummary": "lookup.batch",
-    "RowResult": "lookup.batch",
-    "find": "lookup.matcher",
-    "find_sync": "lookup.sync",
-    "LookupClient": "lookup.sync",
-    "LookupResult": "lookup.models",
-    "Limits": "lookup.models",
-    "DEFAULT_LIMITS": "lookup.models",
-    "CheckOutcome": "lookup.models",
-    "Hit": "lookup.models",
-    "TierReport": "lookup.models",
+    "run_batch": "lookup.engine.batch",
+    "BatchRow": "lookup.engine.batch",
+    "BatchSummary": "lookup.engine.batch",
+    "RowResult": "lookup.engine.batch",
+    "find": "lookup.engine.matcher",
+    "find_sync": "lookup.engine.threads",
+    "LookupClient": "lookup.engine.threads",
+    "LookupResult": "lookup.domain.models",
+    "Limits": "lookup.domain.models",
+    "DEFAULT_LIMITS": "lookup.domain.models",
+    "CheckOutcome": "lookup.domain.models",
+    "Hit": "lookup.domain.models",
+    "TierReport": "lookup.domain.models",
     "OrderApi": "lookup.orders",
     "HttpOrderApi": "lookup.orders",
     "FakeOrderApi": "lookup.orders",
     "Timeouts": "lookup.orders",
     "load_plugin": "lookup.orders",
-    "Checker": "lookup.checker",
-    "parse_mask": "lookup.masks",
-    "Mask": "lookup.masks",
-    "SegmentDB": "lookup.segments",
-    "Region": "lookup.segments",
-    "SegmentInfo": "lookup.segments",
-    "plan": "lookup.candidates",
-    "Tier": "lookup.candidates",
-    "TierPlan": "lookup.candidates",
-    "CircuitOpenError": "lookup.errors",
-    "ConfigError": "lookup.errors",
-    "DataError": "lookup.errors",
-    "FatalApiError": "lookup.errors",
-    "InputError": "lookup.errors",
-    "InvalidMaskError": "lookup.errors",
-    "LookupFailure": "lookup.errors",
-    "OrderApiError": "lookup.errors",
-    "ThrottledApiError": "lookup.errors",
-    "TooManyCandidatesError": "lookup.errors",
-    "TransientApiError": "lookup.errors",
-    "UnknownRegionError": "lookup.errors",
+    "Checker": "lookup.engine.checker",
+    "parse_mask": "lookup.domain.masks",
+    "Mask": "lookup.domain.masks",
+    "SegmentDB": "lookup.domain.segments",
+    "Region": "lookup.domain.segments",
+    "SegmentInfo": "lookup.domain.segments",
+    "plan": "lookup.domain.tiers",
+    "Tier": "lookup.domain.tiers",
+    "TierPlan": "lookup.domain.tiers",
+    "CircuitOpenError": "lookup.domain.errors",
+    "ConfigError": "lookup.domain.errors",
+    "DataError": "lookup.domain.errors",
+    "FatalApiError": "lookup.domain.errors",
+    "InputError": "lookup.domain.errors",
+    "InvalidMaskError": "lookup.domain.errors",
+    "LookupFailure": "lookup.domain.errors",
+    "OrderApiError": "lookup.domain.errors",
+    "ThrottledApiError": "lookup.domain.errors",
+    "TooManyCandidatesError": "lookup.domain.errors",
+    "TransientApiError": "lookup.domain.errors",
+    "UnknownRegionError": "lookup.domain.errors",
 }
 
 __all__ = [

@@ -1,3 +1,3 @@
-from lookup.cli import main
+from lookup.cli.main import main
 
 raise SystemExit(main())

@@ -48,8 +48,8 @@ def _cold(cmd: list[str], runs: int = 7) -> tuple[float, float]:
 
 
 def bench_foundation() -> None:
-    from lookup.candidates import plan
-    from lookup.segments import SegmentDB
+    from lookup.domain.segments import SegmentDB
+    from lookup.domain.tiers import plan
 
     print("== foundation")
     SegmentDB.load()  # warm the page cache: we measure loading, not the disk

@@ -39,7 +39,7 @@ LOOKUPS_IN_FLIGHT = 8
 
 
 def _city_segments() -> list[int]:
-    from lookup.candidates import plan
+    from lookup.domain.tiers import plan
 
     segments: list[int] = []
     for prefix in ("134", "135", "136", "137", "138", "139", "150", "151", "152", "158", "159"):
@@ -66,9 +66,9 @@ def make_cases(seed: int = 7) -> tuple[list[dict[str, str]], dict[str, int]]:
 
 
 async def _single(url: str) -> tuple[int, float]:
-    from lookup.checker import Checker
-    from lookup.matcher import find
-    from lookup.models import Limits
+    from lookup.domain.models import Limits
+    from lookup.engine.checker import Checker
+    from lookup.engine.matcher import find
     from lookup.orders.http import HttpOrderApi
 
     limits = Limits(max_in_flight=100, max_per_second=None, cache_ttl=0)
@@ -83,10 +83,10 @@ async def _single(url: str) -> tuple[int, float]:
 
 
 async def _batch(url: str, rows: list[dict[str, str]]) -> tuple[int, float, dict[str, int]]:
-    from lookup.batch import BatchRow, run_batch
-    from lookup.checker import Checker
-    from lookup.matcher import find
-    from lookup.models import Limits
+    from lookup.domain.models import Limits
+    from lookup.engine.batch import BatchRow, run_batch
+    from lookup.engine.checker import Checker
+    from lookup.engine.matcher import find
     from lookup.orders.http import HttpOrderApi
 
     limits = Limits(max_in_flight=100, max_per_second=None, cache_ttl=0)

@@ -4,7 +4,7 @@
     python scripts/bench_engine.py [--sections zero,latency,first-hit,rate-limit] [--runs 3]
         [--experiment NAME ...] [--skip-naive] [--naive-bounded] [--wait-quiet SECONDS]
 
-Every figure comes from the mock order API (``python -m lookup.mockapi``) in its own process on
+Every figure comes from the mock order API (``python -m lookup.mockapi.server``) in its own process on
 loopback, so the client CPU (``time.process_time()`` of this process, all threads) excludes the
 server's. Each timed variant runs ``--runs`` times, interleaved round-robin (the first variant
 rotates each round); the tables show medians. ``--experiment`` adds a row ``find[NAME]`` that
@@ -52,10 +52,10 @@ from _benchlib import (
     write_orders,
 )
 
-from lookup.candidates import plan
-from lookup.checker import Checker
-from lookup.matcher import find
-from lookup.models import Limits
+from lookup.domain.models import Limits
+from lookup.domain.tiers import plan
+from lookup.engine.checker import Checker
+from lookup.engine.matcher import find
 from lookup.orders import http as http_module
 from lookup.orders.http import HttpOrderApi
 

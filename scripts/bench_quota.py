@@ -41,20 +41,22 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+if str(ROOT / "tests") not in sys.path:
+    sys.path.insert(0, str(ROOT / "tests"))
 if str(ROOT / "scripts") not in sys.path:
     sys.path.insert(0, str(ROOT / "scripts"))
 
 from _benchlib import MockServer, shown_command, stats_delta, table, verdict, write_orders
 from bench_engine import MASK as THROUGHPUT_MASK
 from bench_engine import Options, Variant, find_variant, hand_variant, measure
+from support.nginx import NginxLimiter, find_nginx
 
-from lookup.batch import BatchRow, run_batch
-from lookup.candidates import plan
-from lookup.checker import Checker
-from lookup.matcher import find
-from lookup.models import Limits, LookupResult
+from lookup.domain.models import Limits, LookupResult
+from lookup.domain.tiers import plan
+from lookup.engine.batch import BatchRow, run_batch
+from lookup.engine.checker import Checker
+from lookup.engine.matcher import find
 from lookup.orders.http import HttpOrderApi
-from tests.nginx import NginxLimiter, find_nginx
 
 SECTIONS = ("nginx", "faults", "concurrent", "throughput")
 CASES: list[dict[str, Any]] = json.loads((ROOT / "data" / "demo_cases.json").read_text("utf-8"))

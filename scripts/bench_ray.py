@@ -3,7 +3,7 @@
     python scripts/bench_ray.py            # or, from scripts/bench.py scale: ray_rows()
 
 The 1,000 rows of ``bench_batch`` (100 candidates each, 95 % with a planted order within
-the first 20) go through :func:`lookup.batchfile.run_file` twice per latency, against the
+the first 20) go through :func:`lookup.files.run.run_file` twice per latency, against the
 mock order API in its own process (no rate limit) at 0 ms and at 20 ms: once on the local
 engine (one checker, ``--lookups-in-flight 8``), once on a local Ray cluster of two
 workers (two actors, each one checker with 8 lookups in flight). Same settings both sides
@@ -33,7 +33,7 @@ TIMING = ("elapsed_ms", "checks_sent")
 
 
 def _settings(url: str) -> Any:
-    from lookup.settings import load_settings
+    from lookup.runtime.settings import load_settings
 
     return load_settings(api_url=url, rate="none", max_in_flight=100, cache_ttl=0)
 
@@ -44,8 +44,8 @@ def _answers(path: Path) -> list[dict[str, Any]]:
 
 
 async def _local(server: MockServer, src: Path, out: Path) -> tuple[int, float]:
-    from lookup.batchfile import run_file
-    from lookup.runtime import open_engine
+    from lookup.files.run import run_file
+    from lookup.runtime.engine import open_engine
 
     settings = _settings(server.orders_url)
     async with open_engine(settings) as engine:
@@ -58,9 +58,9 @@ async def _local(server: MockServer, src: Path, out: Path) -> tuple[int, float]:
 
 
 async def _ray(server: MockServer, src: Path, out: Path) -> tuple[int, float]:
-    from lookup.batch_cli import actor_engine
-    from lookup.batchfile import run_file
-    from lookup.raybatch import open_ray_runner
+    from lookup.cli.batch import actor_engine
+    from lookup.files.run import run_file
+    from lookup.scale.ray.batch import open_ray_runner
 
     settings = _settings(server.orders_url)
     factory = partial(actor_engine, settings)

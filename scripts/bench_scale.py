@@ -32,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from _benchlib import MockServer, shown_command, table
 from bench_service import CLIENTS, ServiceProcess, _drive
@@ -99,7 +100,7 @@ def measure(variant: Variant, cache: str, mock: MockServer, shared_url: str | No
 
 @contextlib.contextmanager
 def _redis() -> Iterator[str | None]:
-    from tests.redis_fixture import RedisServer, find_redis
+    from support.redis_fixture import RedisServer, find_redis
 
     binary = find_redis()
     if binary is None:

@@ -1,6 +1,6 @@
 """The shared limiter's cost per check against the local one, side by side.
 
-One :class:`~lookup.checker.Checker` over an in-process fake order API (no network, so only
+One :class:`~lookup.engine.checker.Checker` over an in-process fake order API (no network, so only
 the limiter's own work shows), 16 checks in flight, :data:`CHECKS` distinct numbers, a
 ceiling too high to pace (1,000,000/s), on a fresh ``redis-server`` (loopback, temp folder):
 
@@ -26,13 +26,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from _benchlib import table
+from support.redis_fixture import RedisServer, find_redis
 
-from lookup.checker import Checker
-from lookup.models import Limits
+from lookup.domain.models import Limits
+from lookup.engine.checker import Checker
 from lookup.orders import FakeOrderApi
-from tests.redis_fixture import RedisServer, find_redis
 
 CHECKS = 4_000
 IN_FLIGHT = 16
@@ -51,7 +52,7 @@ async def _drive(checker: Checker, offset: int) -> tuple[float, float]:
 
 
 async def _measure(url: str) -> list[tuple[str, float, float]]:
-    from lookup.shared import open_quota
+    from lookup.scale.redis.connect import open_quota
 
     api = FakeOrderApi(lambda phone: False)
     out = []

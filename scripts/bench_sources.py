@@ -37,20 +37,21 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-for extra in (ROOT, ROOT / "scripts"):
+for extra in (ROOT, ROOT / "scripts", ROOT / "tests"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
 from _benchlib import MockServer, Sample, Timed, interleaved, median, table, verdict, write_orders
 from bench_engine import IN_FLIGHT, LIMITS, MASK, find_variant, hand_variant
 
-from lookup import _loop
-from lookup.candidates import plan
-from lookup.checker import Checker
-from lookup.matcher import find
-from lookup.models import Limits
+from lookup.domain.models import Limits
+from lookup.domain.tiers import plan
+from lookup.engine.checker import Checker
+from lookup.engine.matcher import find
+from lookup.mockapi.pgseed import read_orders, seed
 from lookup.orders import HttpOrderApi
-from lookup.orders.postgres import PostgresOrderApi, read_orders, seed
+from lookup.orders.postgres import PostgresOrderApi
+from lookup.runtime import loop as _loop
 
 PG_MASK, PG_HINT, PG_HIT = "186****3357", {"city": "杭州"}, "18601503357"
 PG_IN_FLIGHT, CHUNK, CHUNKS_IN_FLIGHT = 16, 100, 4
@@ -177,7 +178,7 @@ async def _pg_find(api: PostgresOrderApi, phones: list[str]) -> int:
 
 
 def section_postgres(runs: int) -> None:
-    from tests.pg_fixture import PgServer, find_bin_dir
+    from support.pg_fixture import PgServer, find_bin_dir
 
     bin_dir = find_bin_dir()
     if bin_dir is None:

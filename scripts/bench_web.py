@@ -44,7 +44,7 @@ class _Service:
     def __init__(self, **settings: Any) -> None:
         from pydantic import SecretStr
 
-        from lookup.settings import Settings
+        from lookup.runtime.settings import Settings
 
         self.settings = Settings(service_tokens=[SecretStr(TOKEN)], cache_ttl=0, **settings)
         self.url = ""
@@ -58,7 +58,7 @@ class _Service:
         return self
 
     async def _main(self) -> None:
-        from lookup.service import create_app, serving
+        from lookup.service.app import create_app, serving
 
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()

@@ -19,9 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lookup.candidates import plan
-from lookup.masks import parse_mask
-from lookup.segments import UNLOCATED, SegmentDB
+from lookup.domain.masks import parse_mask
+from lookup.domain.segments import UNLOCATED, SegmentDB
+from lookup.domain.tiers import plan
 
 SEED = 20261121
 BACKGROUND = 5_000

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from lookup.checker import Checker
-from lookup.matcher import find
-from lookup.mockapi import MockConfig, MockOrderServer
-from lookup.models import Limits
+from lookup.domain.models import Limits
+from lookup.engine.checker import Checker
+from lookup.engine.matcher import find
+from lookup.mockapi.server import MockConfig, MockOrderServer
 from lookup.orders.http import HttpOrderApi, Timeouts
 
 ROOT = Path(__file__).resolve().parent.parent

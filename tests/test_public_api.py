@@ -12,7 +12,7 @@ import sys
 import pytest
 
 import lookup
-from lookup import errors
+from lookup.domain import errors
 
 REQUIRED = {
     "parse_mask",
@@ -66,9 +66,9 @@ def test_unknown_attribute_raises_attribute_error() -> None:
 
 
 def test_public_names_are_the_real_objects() -> None:
-    from lookup.candidates import TierPlan, plan
-    from lookup.masks import Mask, parse_mask
-    from lookup.segments import Region, SegmentDB, SegmentInfo
+    from lookup.domain.masks import Mask, parse_mask
+    from lookup.domain.segments import Region, SegmentDB, SegmentInfo
+    from lookup.domain.tiers import TierPlan, plan
 
     assert lookup.parse_mask is parse_mask
     assert lookup.Mask is Mask

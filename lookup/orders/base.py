@@ -1,8 +1,8 @@
 """The ``OrderApi`` protocol every order-API adapter keeps, and small shared helpers.
 
 An adapter answers one question per phone number: does it have orders? It answers
-with a :class:`~lookup.models.CheckOutcome`, or raises from the ``OrderApiError``
-tree of :mod:`lookup.errors` (transient: worth retrying; fatal: not). It owns its
+with a :class:`~lookup.domain.models.CheckOutcome`, or raises from the ``OrderApiError``
+tree of :mod:`lookup.domain.errors` (transient: worth retrying; fatal: not). It owns its
 resources for the lifetime of an ``async with`` block::
 
     async with HttpOrderApi("https://api.example/orders?phone={phone}") as api:
@@ -16,9 +16,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Protocol, Self, TypeGuard, runtime_checkable
 
-from lookup.errors import FatalApiError
-from lookup.models import CheckOutcome
-from lookup.privacy import mask_phone  # re-exported: the old home of the helper
+from lookup.domain.errors import FatalApiError
+from lookup.domain.models import CheckOutcome
+from lookup.domain.privacy import mask_phone  # re-exported: the old home of the helper
 
 __all__ = [
     "BaseOrderApi",

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Self, TypeAlias
 
-from lookup.models import CheckOutcome
+from lookup.domain.models import CheckOutcome
 from lookup.orders.base import BaseOrderApi, outcome_from
 
 __all__ = ["FakeOrderApi", "Handler", "HandlerResult"]

@@ -25,17 +25,17 @@ from urllib.parse import urlsplit
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
-from lookup.errors import (
+from lookup.domain.errors import (
     ConfigError,
     FatalApiError,
     ThrottledApiError,
     TransientApiError,
     TransientKind,
 )
-from lookup.models import CheckOutcome
+from lookup.domain.models import CheckOutcome
+from lookup.domain.privacy import redact_url as _redact_url
+from lookup.domain.privacy import url_secrets as _url_secrets
 from lookup.orders.base import BaseOrderApi, mask_phone
-from lookup.privacy import redact_url as _redact_url
-from lookup.privacy import url_secrets as _url_secrets
 
 __all__ = [
     "DEFAULT_TIMEOUTS",

@@ -19,10 +19,10 @@ import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lookup.errors import ConfigError
-from lookup.models import CheckOutcome
+from lookup.domain.errors import ConfigError
+from lookup.domain.models import CheckOutcome
+from lookup.domain.privacy import mask_phone
 from lookup.orders.base import BaseOrderApi, OrderApi, outcome_from, outcomes_from
-from lookup.privacy import mask_phone
 
 __all__ = ["ThreadedOrderApi", "load_plugin"]
 
@@ -79,7 +79,7 @@ class ThreadedOrderApi(_Wrapped):
 
     ``check`` runs via :func:`asyncio.to_thread` and may return ``bool`` (has
     orders), ``int`` (order count) or a :class:`CheckOutcome`; it should raise
-    from ``lookup.errors`` on failure. A sync ``check_many(phones)`` returning
+    from ``lookup.domain.errors`` on failure. A sync ``check_many(phones)`` returning
     ``{phone: bool | int | CheckOutcome}`` is used the same way, and a sync
     ``close()`` is called in a thread by :meth:`aclose`. Cancelling a check does
     not stop its thread: the answer is dropped when it arrives.

@@ -1,0 +1,143 @@
+"""``lookup batch IN --out OUT ...``: a thin command over :func:`lookup.files.run.run_file`.
+
+Exit codes: 0 every row got an answer (matched, not_found or invalid), 2 bad usage or
+input file (before any lookup), 3 some rows ended inconclusive or api_error (run again
+with ``--resume --retry-failed``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from contextlib import AbstractAsyncContextManager
+from functools import partial
+from typing import TYPE_CHECKING, TextIO
+
+from lookup.cli.common import BatchProgress, ExitStatus, Terminal, settings_from_args
+from lookup.runtime.logs import configure_logging
+
+if TYPE_CHECKING:
+    from lookup.files.run import FileRun
+    from lookup.runtime.engine import Engine
+    from lookup.runtime.settings import Settings
+    from lookup.scale.ray.batch import RayQuota, RayRunner
+
+__all__ = ["cmd_batch"]
+
+
+def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
+    """Run the batch; the summary goes to ``out`` (to stderr when the results go to stdout)."""
+    from lookup.domain.errors import ConfigError
+    from lookup.domain.privacy import Redactor
+    from lookup.files.run import run_file
+    from lookup.runtime.engine import open_engine
+
+    ray = args.engine == "ray"
+    if not ray and (args.ray_address or args.ray_actors is not None):
+        raise ConfigError("--ray-address and --ray-actors go with --engine ray")
+    if ray:
+        from lookup.scale.ray.batch import import_ray
+
+        import_ray()  # without the [ray] extra: say so before reading anything
+        if args.ray_actors is not None and args.ray_actors < 1:
+            raise ConfigError("--ray-actors must be at least 1")
+    settings = settings_from_args(args)
+    term = Terminal(sys.stderr, live=False if args.quiet else None)
+    configure_logging(settings, stream=term)
+    if args.lookups_in_flight < 1:
+        raise ConfigError("--lookups-in-flight must be at least 1")
+    if not settings.api_url and not settings.api_plugin:
+        raise ConfigError("no order API configured: pass --api URL (a template with {phone}), "
+                          "--api demo or --api-plugin package.module:attr; or set "
+                          "LOOKUP_API_URL")  # fmt: skip
+    progress: BatchProgress | None = None
+    checker: object = None
+
+    def on_start(total: int, done: dict[str, int]) -> None:
+        nonlocal progress
+        if not args.quiet:
+            progress = BatchProgress(term, total, sum(done.values()), counts=done,
+                                     checker=checker)  # fmt: skip
+
+    async def run() -> FileRun:
+        nonlocal checker
+        go = partial(
+            run_file, args.input, args.out, settings=settings, resume=args.resume,
+            retry_failed=args.retry_failed, journal=args.journal, out_format=args.format,
+            encoding=args.encoding, csv_bom=args.csv_bom, mode=args.mode,
+            lookups_in_flight=args.lookups_in_flight, on_start=on_start,
+            on_result=lambda r: progress.update(r) if progress else None,
+            redact=Redactor(settings.secret_values()),
+        )  # fmt: skip
+        ticker = asyncio.create_task(tick())
+        try:
+            if ray:
+                async with _ray_runner(settings, args) as runner:
+                    return await go(runner=runner)
+            async with open_engine(settings) as engine:
+                checker = engine.checker
+                return await go(engine=engine)
+        finally:
+            ticker.cancel()
+
+    async def tick() -> None:
+        while True:  # a slow row, or rows ended just after a redraw, still show
+            await asyncio.sleep(1.0)
+            if progress is not None:
+                progress.tick()
+
+    from lookup.runtime.loop import run as run_loop
+
+    try:
+        done = run_loop(run())
+    except KeyboardInterrupt:
+        term.clear()
+        journal = args.journal or (f"{args.out}.journal" if args.out != "-" else None)
+        where = f"the rows done are in {journal}: run the same command with --resume" if journal else "no journal was kept (--out - without --journal)"  # fmt: skip
+        term.write(f"lookup batch: interrupted; {where}\n")
+        raise
+    finally:
+        term.clear()
+    report = out if done.out is not None else sys.stderr
+    report.write(_summary(done, args.out))
+    report.flush()
+    return ExitStatus.FAILED if done.undecided else ExitStatus.OK
+
+
+def _summary(done: FileRun, out_name: str) -> str:
+    lines = [f"lookup batch: {done.total:,} rows -> {out_name} ({done.fmt})",
+             "  " + ", ".join(f"{s} {n:,}" for s, n in done.by_status.items())]  # fmt: skip
+    before = f" ({done.resumed:,} done before, from the journal)" if done.resumed else ""
+    s = done.summary
+    lines.append(f"  this run: {s.rows:,} rows looked up{before}, {s.checks_sent:,} checks "
+                 f"sent, {s.elapsed_s:.2f} s")  # fmt: skip
+    if done.undecided and done.journal is not None:
+        lines.append(f"  {done.undecided:,} rows got no definite answer: run again with "
+                     f"--resume --retry-failed (journal {done.journal})")  # fmt: skip
+    elif done.undecided:  # --out - without --journal: nothing to resume from
+        lines.append(f"  {done.undecided:,} rows got no definite answer: to re-run only "
+                     "those, run again with --journal PATH, then --resume --retry-failed")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _ray_runner(settings: Settings, args: argparse.Namespace) -> AbstractAsyncContextManager[RayRunner]:  # fmt: skip
+    from lookup.domain.privacy import redact_url
+    from lookup.scale.ray.batch import open_ray_runner
+
+    identity = settings.api_plugin or redact_url(settings.api_url or "")
+    return open_ray_runner(
+        partial(actor_engine, settings), address=args.ray_address, actors=args.ray_actors,
+        lookups_in_flight=args.lookups_in_flight, shared_quota=bool(settings.shared_url), identity=identity,
+    )  # fmt: skip
+
+
+def actor_engine(settings: Settings, quota: RayQuota | None) -> AbstractAsyncContextManager[Engine]:  # fmt: skip
+    """One Ray lookup actor's engine (run in the actor): its log lines go through
+    :mod:`lookup.domain.privacy` like the driver's (to the actor's Ray log file, not the terminal).
+    ``quota``: the token actor's client (``None``: the settings' Redis quota).
+    """
+    from lookup.runtime.engine import open_engine
+
+    configure_logging(settings)
+    return open_engine(settings, quota=quota)

@@ -1,0 +1,603 @@
+"""Running checks against the order API within global limits: the policies, composed.
+
+One :class:`Checker` per process (or per client) is shared by every lookup, so its
+limits hold across concurrent lookups, batch runs and the service. A check goes:
+
+    cache -> single flight -> breaker (wait while open) -> concurrency slot -> pacing
+    -> the API -> outcome recorded (breaker, pacing AIMD, retry budget, cache)
+
+Throttling (429, 503 + ``Retry-After``, a throttle signal in the body) is backpressure:
+the pacer lowers its rate (and pauses for ``Retry-After``) and the check is sent again
+when its slot comes; it never counts toward the breaker or the retry budget. Transient
+failures are retried with full-jitter backoff while the refilling retry budget has
+tokens; what still fails is raised for the matcher to defer.
+
+Each running lookup sees the checker through :meth:`Checker.lookup`, a view that keeps it
+to its fair share of the in-flight slots (:mod:`lookup.engine.policies.fair`).
+
+Given a :class:`~lookup.engine.policies.quota.Quota` (one budget for many processes), the checker
+paces by the quota instead of its own pacer, reports throttles and clean answers to it only,
+and, where the quota shares them, opens and probes its breaker with the other processes and
+asks the shared cache and single flight before sending (see :mod:`lookup.engine.policies.quota`).
+
+The happy path creates no task and awaits nothing but the API call itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
+from typing import Protocol, TypeVar
+
+from cachetools import TTLCache
+
+from lookup.domain.errors import FatalApiError, ThrottledApiError, TransientApiError
+from lookup.domain.models import DEFAULT_LIMITS, CheckOutcome, Limits
+from lookup.engine.checkstate import (
+    KIND_COUNTER,
+    CheckerCounters,
+    CheckerStatus,
+    CheckHalted,
+    Checks,
+    CheckStats,
+    State,
+)
+from lookup.engine.policies import (
+    Breaker,
+    BreakerState,
+    ConcurrencyLimit,
+    FairScheduler,
+    Gate,
+    Pacer,
+    Quota,
+    RetryBudget,
+    RetryPolicy,
+    SingleFlight,
+)
+
+__all__ = [
+    "CheckHalted",
+    "CheckStats",
+    "Checker",
+    "CheckerCounters",
+    "CheckerStatus",
+    "Checks",
+    "LookupChecks",
+]
+
+T = TypeVar("T")
+
+_THROTTLED_FOR = 5.0  # seconds after a throttle signal the status still says "throttled"
+_PROBE_RETRY = 0.5  # seconds before asking again when another process holds the probe
+
+
+class _Api(Protocol):
+    async def check(self, phone: str) -> CheckOutcome: ...
+
+
+class Checker:
+    """Checks phone numbers against an order API within the process-wide ``limits``.
+
+    :param api: anything with ``async check(phone) -> CheckOutcome`` that raises from the
+        ``OrderApiError`` tree (and optionally ``check_many``, used for chunks).
+    :param limits: concurrency, rate ceiling, retry, breaker and cache settings.
+    :param clock: monotonic seconds; injectable for tests (also times latency and the cache).
+    :param sleep: ``asyncio.sleep`` or a fake; every wait of the checker goes through it.
+    :param rng: source of backoff jitter; seed it for reproducible runs.
+    :param on_latency: called after every attempt with its duration in seconds and one of
+        ``"hit"``, ``"miss"``, ``"transient"``, ``"throttled"``, ``"fatal"``.
+    :param quota: a rate budget shared with other checkers (processes): it paces instead of
+        this checker's pacer, and ``limits.max_per_second`` is then the shared ceiling.
+
+    Example::
+
+        checker = Checker(api, Limits(max_in_flight=8, max_per_second=20))
+        async with checker.lookup() as checks:
+            outcome = await checks.check("13800138000", CheckStats())
+
+    The checker binds to no event loop until used, but must then stay on one loop.
+    """
+
+    def __init__(
+        self,
+        api: _Api,
+        limits: Limits = DEFAULT_LIMITS,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+        on_latency: Callable[[float, str], None] | None = None,
+        quota: Quota | None = None,
+    ) -> None:
+        self._api = api
+        self._quota = quota
+        self._quota_rate = quota.rate if quota is not None else None
+        self._last_throttle = -math.inf
+        self._limits = limits
+        self._clock = clock
+        self._sleep = sleep
+        self._on_latency = on_latency
+        self._counters = CheckerCounters()
+        self._batch = callable(getattr(api, "check_many", None)) and bool(
+            getattr(api, "batch_supported", True)
+        )
+
+        self._latency = 0.0  # EWMA of answer times, for sizing the window to the rate
+        self._pacer = Pacer(
+            limits.max_per_second,
+            clock=clock,
+            sleep=sleep,
+            start=limits.start_rate,
+            on_change=self._rate_changed,
+        )
+        # With no ceiling the pacer starts modest and doubles (its slow start): the pacer
+        # spaces the starts; the window follows the rate once the first throttle ends it.
+        self._slots = ConcurrencyLimit(limits.max_in_flight)
+        self._retry = RetryPolicy(
+            limits.max_attempts,
+            base=limits.backoff_base,
+            cap=limits.backoff_cap,
+            retry_after_cap=limits.retry_after_cap,
+            rng=rng if rng is not None else random.Random(),
+        )
+        self._budget = RetryBudget(
+            limits.retry_budget_min,
+            per_success=limits.retry_budget_ratio,
+            per_second=limits.retry_budget_rate,
+            clock=clock,
+        )
+        self._breaker = Breaker(
+            limits.breaker_threshold, limits.breaker_cooldown, clock=clock, sleep=sleep
+        )
+        self._cache: TTLCache[str, CheckOutcome] | None = (
+            TTLCache(limits.cache_size, limits.cache_ttl, timer=clock)
+            if limits.cache_ttl > 0 and limits.cache_size > 0
+            else None
+        )
+        self._flights: SingleFlight[CheckOutcome] = SingleFlight((CheckHalted,))
+        self._fair = FairScheduler(lambda: self._slots.limit)
+        self._background: set[asyncio.Future[None]] = set()
+
+    # -- public surface ------------------------------------------------------------------
+
+    @property
+    def limits(self) -> Limits:
+        """The limits this checker enforces (the rate is a ceiling)."""
+        return self._limits
+
+    @property
+    def breaker_state(self) -> BreakerState:
+        """``closed``, ``open`` (checks wait) or ``half_open`` (a probe may go)."""
+        return self._breaker.state
+
+    @property
+    def in_flight(self) -> int:
+        """Concurrency slots held right now (waiting for pacing or calling)."""
+        return self._slots.active
+
+    @property
+    def concurrency_limit(self) -> int:
+        """The current concurrency limit (``max_in_flight``, or less while adapting)."""
+        return self._slots.limit
+
+    @property
+    def rate(self) -> float | None:
+        """The effective rate (checks/s): the ceiling, or what the pacer has learned;
+        with a quota, the shared one (``None``: unpaced)."""
+        if self._quota is not None:
+            return self._quota.rate
+        return self._pacer.rate
+
+    @property
+    def quota(self) -> Quota | None:
+        """The shared budget this checker paces by, if any."""
+        return self._quota
+
+    @property
+    def counters(self) -> CheckerCounters:
+        """The live process-wide counters (the same object every time)."""
+        return self._counters
+
+    @property
+    def supports_batch(self) -> bool:
+        """Whether the API answers many numbers per request (``check_many``)."""
+        return self._batch
+
+    def clear_cache(self) -> None:
+        """Forget every cached outcome."""
+        if self._cache is not None:
+            self._cache.clear()
+
+    def status(self) -> CheckerStatus:
+        """The state now: ``ok``, ``throttled``, ``paused``, ``down`` or ``probing``."""
+        now = self._clock()
+        breaker = self._breaker.state
+        pacer = self._pacer
+        quota = self._quota
+        if quota is None:
+            pause, throttled = pacer.paused_until - now, pacer.last_throttle
+        else:
+            pause, throttled = quota.paused_for, self._last_throttle
+        state: State
+        probe_in = paused_for = None
+        if breaker == "open":
+            state, probe_in = "down", self._breaker.probe_in()
+        elif breaker == "half_open":
+            state = "probing"
+        elif pause > 0:
+            state, paused_for = "paused", pause
+        elif now - throttled < _THROTTLED_FOR:
+            state = "throttled"
+        else:
+            state = "ok"
+        return CheckerStatus(
+            state, self.rate, self._slots.limit, self._slots.active, probe_in, paused_for
+        )
+
+    @contextlib.asynccontextmanager
+    async def lookup(
+        self, group: Hashable = None, *, deadline: float | None = None
+    ) -> AsyncIterator[LookupChecks]:
+        """A view of the checker for one lookup: its fair share of the slots (split between
+        ``group`` names first), checks bounded by ``deadline`` (seconds from now)."""
+        gate = self._fair.open(group)
+        at = self._clock() + deadline if deadline is not None else math.inf
+        try:
+            yield LookupChecks(self, gate, at)
+        finally:
+            self._fair.close(gate)
+
+    async def wait_retry(self, deadline: float = math.inf) -> bool:
+        """Wait for a retry token (a deferred check's turn); ``False`` past ``deadline``."""
+        return await self._budget.take(deadline, self._sleep)
+
+    def try_retry(self) -> bool:
+        """Take a retry token if there is one, without waiting."""
+        return self._budget.try_take()
+
+    def clock(self) -> float:
+        return self._clock()
+
+    async def check(
+        self,
+        phone: str,
+        stats: CheckStats | None = None,
+        *,
+        deadline: float = math.inf,
+    ) -> CheckOutcome:
+        """Return the API's definite answer for ``phone``, within the checker's limits.
+
+        Served from the cache when fresh; joins an identical check already in flight;
+        otherwise sends, resending after throttles and retrying transient errors.
+
+        :param stats: per-caller counters (and the ``halt`` flag the checker obeys).
+        :param deadline: clock time after which nothing is sent for this check.
+        :raises TransientApiError: the last error, when attempts, budget or deadline ran out.
+        :raises FatalApiError: at once; it is never retried.
+        :raises CircuitOpenError: the breaker stayed open until ``deadline``.
+        :raises CheckHalted: ``stats.halt`` was set.
+        """
+        if stats is None:
+            stats = CheckStats()
+        cache = self._cache
+        if cache is not None:
+            cached = cache.get(phone)
+            if cached is not None:
+                self._counters.cache_hits += 1
+                stats.cache_hits += 1
+                return cached
+        outcome, joined = await self._flights.run(
+            phone, lambda: self._single(phone, stats, deadline)
+        )
+        if joined:
+            self._counters.deduped += 1
+            stats.deduped += 1
+        return outcome
+
+    async def check_many(
+        self,
+        phones: Sequence[str],
+        stats: CheckStats | None = None,
+        *,
+        deadline: float = math.inf,
+    ) -> dict[str, CheckOutcome]:
+        """Check a chunk in one batch request (one request for the rate and the slots).
+
+        Cached numbers are answered from the cache and left out of the request.
+        """
+        if stats is None:
+            stats = CheckStats()
+        found: dict[str, CheckOutcome] = {}
+        wanted: list[str] = []
+        cache = self._cache
+        for phone in dict.fromkeys(phones):
+            cached = cache.get(phone) if cache is not None else None
+            if cached is not None:
+                found[phone] = cached
+            else:
+                wanted.append(phone)
+        if found:
+            self._counters.cache_hits += len(found)
+            stats.cache_hits += len(found)
+        if wanted:
+            many = getattr(self._api, "check_many")  # noqa: B009 - optional method
+            answers: Mapping[str, CheckOutcome] = await self._attempts(
+                lambda: many(wanted), len(wanted), stats, deadline
+            )
+            for phone in wanted:
+                found[phone] = self._record(phone, answers[phone])
+        return found
+
+    # -- attempts --------------------------------------------------------------------------
+
+    async def _single(self, phone: str, stats: CheckStats, deadline: float) -> CheckOutcome:
+        api = self._api
+        shared = self._quota.outcomes if self._quota is not None else None
+        if shared is None:
+            outcome: CheckOutcome = await self._attempts(
+                lambda: api.check(phone), 1, stats, deadline
+            )
+            return self._record(phone, outcome)
+        known = await shared.claim(phone)
+        if known is not None:  # another process's answer (cached, or its flight landed)
+            self._counters.cache_hits += 1
+            stats.cache_hits += 1
+            if self._cache is not None:
+                self._cache[phone] = known
+            return known
+        try:
+            outcome = await self._attempts(lambda: api.check(phone), 1, stats, deadline)
+        except BaseException:
+            # Release the claim so a waiting process checks it; not awaited here, as a
+            # cancelled task must not wait on the store (the claim also expires by itself).
+            task = asyncio.ensure_future(shared.publish(phone, None))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            raise
+        await shared.publish(phone, outcome)
+        return self._record(phone, outcome)
+
+    def _record(self, phone: str, outcome: CheckOutcome) -> CheckOutcome:
+        if outcome.has_orders:
+            self._counters.hits += 1
+        else:
+            self._counters.misses += 1
+        if self._cache is not None:
+            self._cache[phone] = outcome
+        return outcome
+
+    async def _attempts(
+        self,
+        send: Callable[[], Awaitable[T]],
+        numbers: int,
+        stats: CheckStats,
+        deadline: float,
+    ) -> T:
+        counters = self._counters
+        breaker = self._breaker
+        pacer = self._pacer
+        slots = self._slots
+        clock = self._clock
+        quota = self._quota
+        shared = quota.breaker if quota is not None else None
+        attempt = 0
+        resend = stats.deferred
+        while True:
+            if stats.halt:
+                raise CheckHalted
+            probe = False
+            if not breaker.closed:
+                try:
+                    probe = await breaker.admit(deadline)
+                except Exception:
+                    counters.short_circuited += 1
+                    raise
+                if probe and shared is not None and not await shared.claim_probe():
+                    # Another process probes (or re-opened it): wait with the others.
+                    breaker.hold(max(shared.open_for(), _PROBE_RETRY))
+                    breaker.probe_cancelled()
+                    probe = False
+                    continue
+            try:
+                if not slots.try_acquire():
+                    await slots.acquire()
+                counters.in_flight = slots.active
+                try:
+                    if quota is None:
+                        paced = pacer.try_start() or await pacer.wait(deadline)
+                    else:
+                        paced = await quota.admit(deadline - clock())
+                        if quota.rate != self._quota_rate:
+                            self._quota_rate = quota.rate
+                            self._rate_changed(quota.rate, "shared")
+                    if not paced:
+                        raise TransientApiError(
+                            "the lookup's deadline came before this check could be sent"
+                        )
+                    if stats.halt:
+                        raise CheckHalted
+                    if not probe and shared is not None and breaker.closed:
+                        open_for = shared.open_for()
+                        if open_for > 0:  # another process's breaker opened: ours too
+                            breaker.hold(open_for)
+                    if not probe and not breaker.closed:
+                        # The breaker opened while this check queued for its slot or
+                        # its pacing: send nothing, wait for the probe with the others.
+                        continue
+                    counters.requests += 1
+                    counters.numbers += numbers
+                    stats.sent += 1
+                    if resend:
+                        stats.retries += 1
+                        counters.retries += 1
+                    start = clock()
+                    stats.on_wire = True
+                    try:
+                        result = await send()
+                    except ThrottledApiError as exc:
+                        stats.on_wire = False
+                        retry_after = self._throttled(exc, probe, start)
+                        if probe and shared is not None:
+                            await shared.closed()
+                        probe = False
+                        resend = True
+                        if quota is not None:
+                            await quota.on_throttle(clock() - start, retry_after)
+                        continue  # sent again when the lowered rate allows
+                    except TransientApiError as exc:
+                        stats.on_wire = False
+                        opened = self._failed(exc, probe, start)
+                        probe = False
+                        error = exc
+                        if opened and shared is not None:
+                            await shared.opened(self._limits.breaker_cooldown, str(exc))
+                    except FatalApiError:
+                        stats.on_wire = False
+                        self._answered(probe, start, "fatal")
+                        counters.fatal_errors += 1
+                        if probe and shared is not None:
+                            await shared.closed()
+                        probe = False
+                        raise
+                    else:
+                        stats.on_wire = False
+                        self._answered(probe, start, _answer_label(result))
+                        if stats.deferred and attempt == 0:
+                            self._budget.refund()  # its wait_retry token was well spent
+                        if probe and shared is not None:
+                            await shared.closed()
+                        probe = False
+                        return result
+                finally:
+                    slots.release()
+                    counters.in_flight = slots.active
+            finally:
+                if probe:  # cancelled (or halted) before its answer: let another caller probe
+                    breaker.probe_cancelled()
+
+            # Out of the slot: backoff sleeps must not hold one.
+            attempt += 1
+            if attempt >= self._retry.attempts:
+                raise error
+            if not self._budget.try_take():
+                counters.retries_denied += 1
+                raise error
+            delay = self._retry.backoff(attempt - 1, error.retry_after)
+            if clock() + delay > deadline:
+                raise error
+            await self._sleep(delay)
+            resend = True
+
+    def _answered(self, probe: bool, start: float, label: str) -> None:
+        """The API answered (an outcome, or a fatal refusal): it is up."""
+        now = self._clock()
+        elapsed = now - start
+        self._latency = elapsed if self._latency == 0.0 else 0.9 * self._latency + 0.1 * elapsed
+        self._breaker.on_success(probe)
+        if label != "fatal":
+            self._budget.on_success()
+            if self._quota is not None:
+                self._quota.on_clean()
+            else:
+                self._pacer.on_clean(start)
+        if self._on_latency is not None:
+            self._on_latency(elapsed, label)
+
+    def _throttled(self, exc: ThrottledApiError, probe: bool, start: float) -> float | None:
+        """Count a throttle; without a quota, pause and lower the local rate. Returns the
+        capped ``Retry-After`` (for the quota, which the caller tells)."""
+        counters = self._counters
+        counters.throttled += 1
+        counters.rate_limited += 1
+        self._breaker.on_success(probe)  # a throttle is an answer: the API is up
+        retry_after = None
+        if exc.retry_after is not None:
+            retry_after = min(max(exc.retry_after, 0.0), self._limits.retry_after_cap)
+        self._last_throttle = self._clock()
+        if self._quota is None:
+            if retry_after is not None:
+                self._pacer.pause(retry_after)
+            self._pacer.on_throttle(start)
+        if self._on_latency is not None:
+            self._on_latency(self._clock() - start, "throttled")
+        return retry_after
+
+    def _failed(self, exc: TransientApiError, probe: bool, start: float) -> bool:
+        """Count a transient failure; ``True`` when it opened the breaker."""
+        counters = self._counters
+        counters.transient_errors += 1
+        name = KIND_COUNTER.get(exc.kind)
+        if name is not None:
+            setattr(counters, name, getattr(counters, name) + 1)
+        opens = self._breaker.opens
+        self._breaker.on_failure(probe, str(exc))
+        counters.breaker_opens += self._breaker.opens - opens
+        if self._on_latency is not None:
+            self._on_latency(self._clock() - start, "transient")
+        return self._breaker.opens > opens
+
+    def _rate_changed(self, rate: float | None, why: str) -> None:
+        """The concurrency window follows the rate: what the rate keeps busy, plus room."""
+        if rate is None or (self._quota is None and self._pacer.slow_start):
+            return
+        latency = self._latency or 0.05
+        slots = self._slots
+        before = slots.limit
+        slots.set_limit(math.ceil(rate * latency * 2.0) + 2)
+        if slots.limit > before:
+            self._fair.wake_all()  # wider shares for the lookups waiting on theirs
+
+
+def _answer_label(result: object) -> str:
+    if isinstance(result, CheckOutcome):
+        return "hit" if result.has_orders else "miss"
+    return "batch"
+
+
+class LookupChecks:
+    """One lookup's view of a :class:`Checker` (a :class:`Checks`): at most its fair
+    share of the in-flight slots, every check bounded by the lookup's deadline."""
+
+    __slots__ = ("_checker", "_gate", "deadline")
+
+    def __init__(self, checker: Checker, gate: Gate, deadline: float) -> None:
+        self._checker = checker
+        self._gate = gate
+        self.deadline = deadline
+
+    @property
+    def checker(self) -> Checker:
+        return self._checker
+
+    @property
+    def share(self) -> int:
+        """Checks this lookup may have in flight now."""
+        return self._gate.share
+
+    @property
+    def fair_width(self) -> int:
+        """This lookup's share of ``max_in_flight`` (what it may widen to as the checker's
+        window grows): how many workers it is worth running."""
+        return self._gate.share_of(self._checker.limits.max_in_flight)
+
+    async def check(self, phone: str, stats: CheckStats) -> CheckOutcome:
+        gate = self._gate
+        if not gate.try_enter():
+            await gate.enter()
+        try:
+            return await self._checker.check(phone, stats, deadline=self.deadline)
+        finally:
+            gate.leave()
+
+    async def check_many(self, phones: Sequence[str], stats: CheckStats) -> dict[str, CheckOutcome]:
+        gate = self._gate
+        if not gate.try_enter():
+            await gate.enter()
+        try:
+            return await self._checker.check_many(phones, stats, deadline=self.deadline)
+        finally:
+            gate.leave()

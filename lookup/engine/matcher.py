@@ -1,0 +1,518 @@
+"""The hierarchical match: tier by tier, concurrently, first positive wins.
+
+For each tier a fixed pool of workers pulls candidates (or chunks of them, when the API
+has a batch endpoint) from the tier's lazy iterator: never one task per candidate. A
+positive answer ends the tier: nothing new is sent for the lookup, the workers still
+waiting are cancelled, and a request already on the wire is left to land (its pooled
+connection stays open). The earliest hit in tier order wins.
+
+A tier is negative only when every candidate has a definite answer. A check that failed
+after the checker's retries is sent again half a second later (then 1, 2, 4, 8 s),
+between fresh candidates, when the retry budget has a token; what is still unanswered at
+the end of the tier's first pass is *deferred* and retried at the retry budget's pace
+until the tier's share of the lookup's deadline runs out; then the search goes on to the
+next tier with those candidates unresolved. A later hit is ``matched`` with
+``complete=False``; no hit anywhere with unresolved candidates is ``inconclusive`` (with
+time left, the unresolved candidates get another go first). A failed check is never a "no".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from lookup.domain.errors import (
+    CircuitOpenError,
+    ConfigError,
+    FatalApiError,
+    OrderApiError,
+    TransientApiError,
+)
+from lookup.domain.masks import Mask
+from lookup.domain.models import CheckOutcome, Hit, Limits, LookupResult, Status, TierReport
+from lookup.domain.segments import SegmentDB
+from lookup.domain.tiers import DEFAULT_MAX_CANDIDATES, TierPlan, plan
+from lookup.engine.checker import Checker, CheckHalted, Checks, CheckStats
+from lookup.orders.base import OrderApi, mask_phone
+
+__all__ = ["Mode", "Progress", "audit", "find", "match_plan", "run_plan"]
+
+from lookup.domain.models import Mode
+
+audit_log = logging.getLogger("lookup.audit")
+log = logging.getLogger("lookup.matcher")
+
+Progress = Callable[[str, int, int], None]
+"""``progress(tier, answered, count)``: called as checks of a tier get answers."""
+
+# A worker is a task, created per pass and cancelled at a hit (tens of µs each): a lookup
+# gets one spare worker (beyond its share) per this many candidates of its largest tier.
+_CANDIDATES_PER_SPARE_WORKER = 16
+
+Item = tuple[int, str]  # (position in the tier, number)
+
+# A check that failed in a tier's first pass is sent again this long after (doubling each
+# time it fails, up to the cap), between fresh candidates, when the retry budget has a
+# token: a hit whose first check failed is then found in about this time, not after the
+# whole rest of its tier.
+_REQUEUE_AFTER = 0.5
+_REQUEUE_CAP = 8.0
+
+
+CheckMany = Callable[[Sequence[str], CheckStats], Awaitable[Mapping[str, CheckOutcome]]]
+
+
+@dataclass(frozen=True)
+class _Stop:
+    """A fatal answer or a breaker that stayed open: the lookup ends as api_error."""
+
+    error: OrderApiError
+
+
+@dataclass(eq=False)
+class _TierRun:
+    """One tier's state, shared by its workers (one event loop, no locks)."""
+
+    name: str
+    count: int
+    mode: Mode
+    progress: Progress | None
+    checked: int = 0
+    errors: int = 0
+    found: bool = False
+    failed: list[Item] = field(default_factory=list)
+    requeued: collections.deque[tuple[float, float, list[Item]]] = field(
+        default_factory=collections.deque
+    )  # (ready at, delay, chunk): failed in the first pass, sent again when the budget allows
+    hits: list[tuple[int, str, CheckOutcome]] = field(default_factory=list)
+    stop: _Stop | None = None
+    workers: list[tuple[asyncio.Task[None], CheckStats]] = field(default_factory=list)
+
+    def resend_due(
+        self, now: float, take_token: Callable[[], bool] | None
+    ) -> tuple[float, list[Item]] | None:
+        """The first resend that is due, with its next delay, if the budget has a token."""
+        q = self.requeued
+        if not q or q[0][0] > now or take_token is None or not take_token():
+            return None
+        _, delay, batch = q.popleft()
+        return min(delay * 2.0, _REQUEUE_CAP), batch
+
+    def resend_later(self, batch: list[Item], now: float, delay: float) -> None:
+        self.requeued.append((now + delay, delay, batch))
+
+    def answered(self, n: int) -> None:
+        self.checked += n
+        if self.progress is not None:
+            self.progress(self.name, self.checked, self.count)
+
+    def end(self, stop: _Stop | None = None) -> None:
+        """Nothing new for this lookup: halt every worker, cancel those not on the wire."""
+        if stop is not None and self.stop is None:
+            self.stop = stop
+        self.found = self.found or stop is None
+        current = asyncio.current_task()
+        for task, stats in self.workers:
+            stats.halt = True
+            if task is not current and not stats.on_wire:
+                task.cancel()
+
+
+@dataclass
+class _Run:
+    """What a pass needs besides the tier: how to check, and when to give up."""
+
+    checks: Checks
+    workers: int
+    batch: int
+    deadline: float
+    clock: Callable[[], float]
+    retry_wait: Callable[[float], Awaitable[bool]] | None
+    many: CheckMany | None
+    retry_now: Callable[[], bool] | None = None
+    stats: CheckStats = field(default_factory=CheckStats)
+
+
+async def _worker(
+    items: Iterator[Item], run: _TierRun, r: _Run, stats: CheckStats, chunk: int, retry: bool,
+    until: float,
+) -> None:  # fmt: skip
+    checks = r.checks
+    while not run.found and run.stop is None:
+        now = r.clock()
+        due = None if retry or now >= until else run.resend_due(now, r.retry_now)
+        delay = 0.0  # > 0: a resend of the first pass, next time after this long
+        if due is not None:
+            delay, batch = due
+        else:
+            if retry and r.retry_wait is not None and not await r.retry_wait(until):
+                return  # the tier's time is up: the rest stays unresolved
+            batch = [item for _, item in zip(range(chunk), items, strict=False)]
+            if not batch:
+                return
+        if r.clock() >= until:
+            run.failed.extend(batch)
+            return
+        stats.deferred = retry or delay > 0  # a resend: counted as a retry, token refunded
+        try:
+            if r.many is not None and len(batch) > 1:
+                answers = await r.many([p for _, p in batch], stats)
+                outcomes = [(i, p, answers[p]) for i, p in batch]
+            else:
+                i, p = batch[0]
+                outcomes = [(i, p, await checks.check(p, stats))]
+        except CheckHalted:
+            return
+        except TransientApiError:
+            if retry or r.retry_now is None:
+                run.failed.extend(batch)  # to the next retry pass
+            else:
+                run.resend_later(batch, r.clock(), delay or _REQUEUE_AFTER)
+            run.errors += len(batch)
+            continue
+        except OrderApiError as exc:  # fatal, or the breaker stayed open until the deadline
+            if retry and isinstance(exc, CircuitOpenError):
+                run.failed.extend(batch)  # deferred checks the breaker kept out: unresolved
+                return
+            run.end(_Stop(exc))
+            return
+        except Exception as exc:  # a plug-in's bug: report it, don't read it as a "no"
+            log.exception("the order API raised %s", type(exc).__name__)
+            run.end(_Stop(FatalApiError(f"the order API raised {type(exc).__name__}: {exc}")))
+            return
+        run.answered(len(outcomes))
+        positive = [o for o in outcomes if o[2].has_orders]
+        if positive:
+            run.hits.extend(positive)
+            if run.mode == "first":
+                run.end()
+                return
+
+
+async def _pass(
+    items: Iterable[Item], n: int, run: _TierRun, r: _Run, *, chunk: int = 1,
+    retry: bool = False, until: float = math.inf,
+) -> None:  # fmt: skip
+    """Check ``items`` (``n`` of them) with a pool of workers; stop early on a hit."""
+    it = iter(items)
+    units = -(-n // chunk)
+    tasks: list[tuple[asyncio.Task[None], CheckStats]] = []
+    for _ in range(max(1, min(r.workers, units))):
+        stats = CheckStats(deferred=retry)
+        task = asyncio.create_task(_worker(it, run, r, stats, chunk, retry, until))
+        tasks.append((task, stats))
+    run.workers = tasks
+    try:
+        # Cancelled workers end quietly; a request on the wire lands before its worker ends.
+        outcomes = await asyncio.gather(*(t for t, _ in tasks), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):  # a bug of ours: never swallowed
+                raise outcome
+    finally:
+        for t, _ in tasks:
+            t.cancel()
+        for _, stats in tasks:
+            r.stats.add(stats)
+        run.workers = []
+        while run.requeued:  # not sent again in this pass: the retry pass has them
+            run.failed.extend(run.requeued.popleft()[2])
+    if not run.found and run.stop is None:
+        run.failed.extend(it)  # what the workers left when the tier's time ran out
+
+
+async def run_plan(
+    plan_: TierPlan,
+    checks: Checks,
+    *,
+    mode: Mode = "first",
+    workers: int = 16,
+    batch_size: int = 1,
+    deadline: float = math.inf,
+    clock: Callable[[], float] = time.monotonic,
+    retry_wait: Callable[[float], Awaitable[bool]] | None = None,
+    progress: Progress | None = None,
+    retry_now: Callable[[], bool] | None = None,
+) -> LookupResult:
+    """Run a prepared plan against any :class:`~lookup.engine.checker.Checks`. See :func:`find`.
+
+    ``deadline`` is in ``clock`` time; ``retry_wait(until)`` paces deferred checks (the
+    checker's retry budget); ``retry_now()`` takes a budget token if one is there, for a
+    failed check sent again within its tier's first pass (without it, failed checks wait
+    for the retry pass); ``batch_size`` > 1 sends chunks through ``check_many``.
+    """
+    started = time.perf_counter()
+    many: CheckMany | None = getattr(checks, "check_many", None) if batch_size > 1 else None
+    r = _Run(
+        checks, max(1, workers), batch_size if many else 1, deadline, clock, retry_wait, many,
+        retry_now,
+    )
+    reports = [TierReport(name=t.name, candidates=t.count) for t in plan_.tiers]
+    runs: list[_TierRun] = []
+    status: Status = "not_found"
+    reason: str | None = None
+    hit_run: _TierRun | None = None
+    left = sum(t.count for t in plan_.tiers)
+    for tier, report in zip(plan_.tiers, reports, strict=True):
+        run = _TierRun(tier.name, tier.count, mode, progress)
+        runs.append(run)
+        if tier.count == 0:
+            report.status = "empty"
+            continue
+        now = clock()
+        # This tier's share of the time left, by its share of the candidates left.
+        until = now + (deadline - now) * tier.count / left if math.isfinite(deadline) else deadline
+        left -= tier.count
+        t0 = time.perf_counter()
+        if progress is not None:
+            progress(tier.name, 0, tier.count)
+        await _pass(enumerate(tier), tier.count, run, r, chunk=r.batch)
+        if not run.found and run.stop is None:
+            await _retry_deferred(run, r, until)
+        _report(run, report, t0)
+        if run.stop is not None:
+            status, reason = "api_error", f"{tier.name} tier: {run.stop.error}"
+            report.status = "aborted"
+            break
+        if run.hits:
+            hit_run = run
+            break
+        if run.failed:
+            report.status = "inconclusive"
+            log.info("%s tier: %d of %d candidates unresolved; going on to the next tier",
+                     tier.name, len(run.failed), tier.count)  # fmt: skip
+        else:
+            report.status = "negative"
+
+    if hit_run is None and status != "api_error" and any(x.failed for x in runs):
+        # Time left: the unresolved candidates of every tier get another go, in tier order.
+        for run, report in zip(runs, reports, strict=True):
+            if run.failed and clock() < deadline:
+                t0 = time.perf_counter()
+                elapsed = report.elapsed_ms
+                await _retry_deferred(run, r, deadline)
+                _report(run, report, t0)
+                report.elapsed_ms = round(report.elapsed_ms + elapsed, 3)
+                if run.stop is not None:
+                    status, reason = "api_error", f"{run.name} tier: {run.stop.error}"
+                    report.status = "aborted"
+                    break
+                if run.hits:
+                    hit_run = run
+                    break
+                report.status = "inconclusive" if run.failed else "negative"
+
+    hits: list[Hit] = []
+    complete = True
+    if hit_run is not None:
+        status = "matched"
+        ordered = sorted(hit_run.hits) if mode == "first" else hit_run.hits
+        chosen = ordered[:1] if mode == "first" else sorted(ordered)
+        hits = [
+            Hit(phone=p, tier=hit_run.name, region=plan_.region_of(p), order_count=o.order_count)
+            for _, p, o in chosen
+        ]
+        index = runs.index(hit_run)
+        reports[index].status = "hit"
+        earlier = {x.name: len(x.failed) for x in runs[:index] if x.failed}
+        if earlier:
+            complete = False
+            parts = ", ".join(f"{name} {n:,}" for name, n in earlier.items())
+            reason = (
+                f"{sum(earlier.values()):,} candidates of earlier tiers ({parts}) were never "
+                "answered (the API kept failing): one of them may have orders too"
+            )
+        elif hit_run.failed and mode == "all":
+            complete = False
+            reason = f"{len(hit_run.failed):,} candidates of the {hit_run.name} tier were never answered"
+    elif status != "api_error":
+        unresolved = {x.name: len(x.failed) for x in runs if x.failed}
+        if unresolved:
+            status = "inconclusive"
+            complete = False
+            parts = ", ".join(f"{name} {n:,}" for name, n in unresolved.items())
+            reason = (
+                f"{sum(unresolved.values()):,} candidates ({parts}) could not be checked before "
+                "the deadline (the API kept failing): the answer is unknown, not 'no'"
+            )
+    else:
+        complete = False
+    first = hits[0] if hits else None
+    return LookupResult(
+        status=status,
+        complete=complete,
+        mask=str(plan_.mask),
+        hint=str(plan_.region) if plan_.region else None,
+        mode=mode,
+        phone=first.phone if first else None,
+        tier=first.tier if first else None,
+        region=first.region if first else None,
+        hits=hits,
+        tiers=reports,
+        checks_sent=r.stats.sent,
+        retries=r.stats.retries,
+        cache_hits=r.stats.cache_hits,
+        elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
+        reason=reason,
+        data_version=plan_.db.version,
+    )
+
+
+async def _retry_deferred(run: _TierRun, r: _Run, until: float) -> None:
+    """Retry what failed at the retry budget's pace until ``until`` (or a hit, in order)."""
+    chunk = r.batch
+    while run.failed and not (run.hits and run.mode == "first") and run.stop is None:
+        if r.clock() >= until:
+            return
+        failed, run.failed = sorted(run.failed), []
+        chunk = max(1, chunk // 2)  # a failed chunk is retried split: one bad number sinks fewer
+        log.info("%s tier: retrying %d deferred candidates at the retry budget's pace "
+                 "(%.0f s left for the tier)", run.name, len(failed), until - r.clock())  # fmt: skip
+        await _pass(failed, len(failed), run, r, chunk=chunk, retry=True, until=until)
+        if run.hits and run.mode == "all" and not run.failed:
+            return
+
+
+def _report(run: _TierRun, report: TierReport, t0: float) -> None:
+    report.elapsed_ms = round((time.perf_counter() - t0) * 1000, 3)
+    report.checked = run.checked
+    report.hits = len(run.hits)
+    report.errors = run.errors
+    report.unresolved = len(run.failed)
+
+
+def _workers(plan_: TierPlan, share: int, cap: int, batch: int) -> int:
+    """Workers for a lookup: its share now, more if it is big enough to widen later."""
+    biggest = max((t.count for t in plan_.tiers), default=0)
+    units = -(-biggest // batch)
+    spare = -(-units // _CANDIDATES_PER_SPARE_WORKER)
+    return max(1, min(cap, max(share, spare)))
+
+
+async def match_plan(
+    plan_: TierPlan,
+    checker: Checker,
+    *,
+    mode: Mode = "first",
+    max_in_flight: int | None = None,
+    progress: Progress | None = None,
+    deadline: float | None = None,
+    group: Hashable = None,
+) -> LookupResult:
+    """Run a prepared plan against a shared checker, as one fairly scheduled lookup."""
+    limits = checker.limits
+    cap = min(max_in_flight or limits.max_in_flight, limits.max_in_flight)
+    batch = limits.batch_size if checker.supports_batch else 1
+    async with checker.lookup(group, deadline=deadline or limits.deadline) as checks:
+        return await run_plan(
+            plan_,
+            checks,
+            mode=mode,
+            workers=_workers(plan_, checks.fair_width, cap, batch),
+            batch_size=batch,
+            deadline=checks.deadline,
+            clock=checker.clock,
+            retry_wait=checker.wait_retry,
+            retry_now=checker.try_retry,
+            progress=progress,
+        )
+
+
+async def find(
+    mask: str | Mask | TierPlan,
+    *,
+    api: OrderApi | None = None,
+    city: str | None = None,
+    province: str | None = None,
+    area_code: str | None = None,
+    zip: str | None = None,
+    carrier: str | None = None,
+    limits: Limits | None = None,
+    mode: Mode = "first",
+    max_candidates: int = DEFAULT_MAX_CANDIDATES,
+    db: SegmentDB | None = None,
+    checker: Checker | None = None,
+    seed: int | None = None,
+    caller: str | None = None,
+    progress: Progress | None = None,
+    deadline: float | None = None,
+    group: Hashable = None,
+    include_nonstandard: bool = False,
+) -> LookupResult:
+    """Find the number behind ``mask`` by checking candidates against ``api``, tier by tier.
+
+    Tiers run in order city, province, national, unlocated; within a tier the lookup keeps
+    its fair share of the checker's in-flight slots busy (at most ``limits.max_in_flight``
+    when ``limits`` is given with a shared checker). ``mode="first"`` stops at the first
+    positive answer; ``mode="all"`` finishes the hit's tier and reports every hit. Pass a
+    shared ``checker`` so that limits, cache and breaker hold across lookups (without
+    one, a checker is made for this call from ``api`` and ``limits``). ``mask`` may be a
+    ready :class:`~lookup.domain.tiers.TierPlan` (the hints are then ignored).
+
+    ``deadline`` (seconds, default ``limits.deadline``, 300) bounds the lookup: checks
+    that keep failing are retried until then, and an open breaker is waited out until then.
+    ``group`` names the caller for fair shares (the service passes the token's name).
+
+    Input errors (:class:`~lookup.domain.errors.InputError`) are raised before any request.
+    API trouble is reported in the result, never raised: ``inconclusive`` when checks
+    kept failing, ``api_error`` for a fatal error or a breaker open until the deadline.
+
+    >>> async with HttpOrderApi("http://127.0.0.1:8080/orders?phone={phone}") as api:  # doctest: +SKIP
+    ...     result = await find("138****1234", api=api, city="杭州")
+    """
+    if mode not in ("first", "all"):
+        raise ConfigError(f"mode must be 'first' or 'all', got {mode!r}")
+    if deadline is not None and not deadline > 0:
+        raise ConfigError(f"deadline must be a positive number of seconds, got {deadline!r}")
+    # A ready plan (a shell that showed its counts first) skips planning; hints unused.
+    plan_ = mask if isinstance(mask, TierPlan) else plan(
+        mask,
+        db,
+        city=city,
+        province=province,
+        area_code=area_code,
+        zip=zip,
+        carrier=carrier,
+        max_candidates=max_candidates,
+        seed=seed,
+        include_nonstandard=include_nonstandard,
+    )
+    if checker is None:
+        if api is None:
+            raise TypeError("find() needs api= (an OrderApi) or checker=")
+        from lookup.domain.models import DEFAULT_LIMITS
+
+        checker = Checker(api, limits or DEFAULT_LIMITS)
+    cap = limits.max_in_flight if limits is not None else None
+    result = await match_plan(
+        plan_, checker, mode=mode, max_in_flight=cap, progress=progress, deadline=deadline,
+        group=group,
+    )  # fmt: skip
+    audit(result, caller)
+    return result
+
+
+def audit(result: LookupResult, caller: str | None) -> None:
+    """Write the one audit line of a lookup (no full number unless the operator allows)."""
+    if not audit_log.isEnabledFor(logging.INFO):
+        return
+    audit_log.info(
+        "lookup mask=%s hint=%s status=%s tier=%s phone=%s checks=%d retries=%d elapsed_ms=%.0f"
+        " caller=%s",
+        mask_phone(result.mask),  # a mask that hides nothing is a full number
+        result.hint or "-",
+        result.status,
+        result.tier or "-",
+        mask_phone(result.phone) if result.phone else "-",
+        result.checks_sent,
+        result.retries,
+        result.elapsed_ms,
+        caller or "-",
+        # The full number travels only as an attribute: the formatters of lookup.runtime.logs print
+        # it when the operator turned audit_full_numbers on, and mask it otherwise.
+        extra={"audit": True, "status": result.status, "full_phone": result.phone},
+    )

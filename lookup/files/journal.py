@@ -1,0 +1,313 @@
+"""The batch journal (layer L3): one checksummed line per finished row, resumable.
+
+Line 1 is a header binding the journal to the input (path, size, sha256) and to the
+settings that change answers, with a random nonce; resuming with anything different is
+refused, naming what changed. Then one line per finished row, appended and flushed as
+the row finishes: the output record, a tab, and a checksum (HMAC-SHA256) keyed to the
+header line. A line that fails its checksum (edited, or copied from another journal) or
+does not parse is not trusted: its row is looked up again. The checksum guards against
+edits and mix-ups, not against someone who can rewrite the whole file. A torn last line
+(the process died mid-write) is cut off on resume. The file is created 0600 and is never
+opened through a symlink.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import stat
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any, Final, Protocol, Self
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError
+
+from lookup.domain.errors import ConfigError
+from lookup.domain.privacy import SECRET_QUERY_KEYS
+from lookup.engine.batch import RowResult
+
+if TYPE_CHECKING:
+    from lookup.engine.matcher import Mode
+
+__all__ = ["AnswerSettings", "Journal", "journal_header", "journal_path"]
+
+_JOURNAL_KIND: Final = "lookup batch journal"
+_JOURNAL_VERSION: Final = 2
+
+
+def journal_path(out: str | Path) -> Path:
+    """Where the journal of ``out`` lives: ``OUT.journal`` next to it."""
+    p = Path(out)
+    return p.with_name(p.name + ".journal")
+
+
+def _create_private(path: Path, flags: int) -> int:
+    """Open ``path`` (mode 0600 if created), never through a symlink; a regular file only."""
+    fd = os.open(path, flags | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC, 0o600)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError(f"{path} is not a regular file")
+    return fd
+
+
+def _sha256(path: Path) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+class AnswerSettings(Protocol):
+    """The settings that change a row's answer (``lookup.runtime.settings.Settings`` has them)."""
+
+    @property
+    def api_url(self) -> str | None: ...
+    @property
+    def api_plugin(self) -> str | None: ...
+    @property
+    def hit_field(self) -> str: ...
+    @property
+    def api_method(self) -> str: ...
+    @property
+    def max_candidates(self) -> int: ...
+
+
+def _api_identity(settings: AnswerSettings) -> str:
+    """Which order API answers, with no credential in it.
+
+    The URL loses its user info and credential-like query values: a rotated key is the
+    same API, while another host, path or (other) query parameter is not.
+    """
+    if settings.api_plugin:
+        return f"plug-in {settings.api_plugin}"
+    url = settings.api_url or ""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    fields = []
+    for item in parts.query.split("&") if parts.query else ():
+        name, eq, _ = item.partition("=")
+        secret = eq and any(k in name.lower() for k in SECRET_QUERY_KEYS)
+        fields.append(f"{name}=***" if secret else item)
+    return parts._replace(netloc=netloc, query="&".join(fields)).geturl()
+
+
+def journal_header(input_path: Path, settings: AnswerSettings, mode: Mode,
+                   *, shown_path: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """The header line: the input and the settings that change answers, and a nonce."""
+    size, digest = _sha256(input_path)
+    return {
+        "journal": _JOURNAL_KIND,
+        "version": _JOURNAL_VERSION,
+        "nonce": secrets.token_hex(16),
+        "input": {"path": shown_path or str(input_path.resolve()), "size": size, "sha256": digest},
+        "settings": {
+            "api": _api_identity(settings),
+            "hit_field": settings.hit_field,
+            "method": settings.api_method,
+            "mode": mode,
+            "max_candidates": settings.max_candidates,
+        },
+    }
+
+
+_SETTING_NAMES: Final = {
+    "hit_field": "the hit field (--hit-field)",
+    "method": "the HTTP method (--method)",
+    "mode": "the mode (--mode)",
+    "max_candidates": "max candidates (--max-candidates)",
+}
+
+
+def _header_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs between a journal's header and this run's, in words."""
+    changes: list[str] = []
+    was, now = old.get("input", {}), new["input"]
+    if not isinstance(was, dict):
+        was = {}
+    if was.get("path") != now["path"]:
+        changes.append(f"the input file is another one (journal: {was.get('path')}, "
+                       f"now: {now['path']})")  # fmt: skip
+    if (was.get("size"), was.get("sha256")) != (now["size"], now["sha256"]):
+        changes.append(
+            f"the input file's content changed (journal: {was.get('size')} bytes, sha256 "
+            f"{str(was.get('sha256'))[:12]}…; now: {now['size']} bytes, sha256 "
+            f"{now['sha256'][:12]}…)"
+        )
+    was, now = old.get("settings", {}), new["settings"]
+    if not isinstance(was, dict):
+        was = {}
+    if was.get("api") != now["api"]:
+        changes.append(f"the order API changed (journal: {was.get('api')}, now: {now['api']})")
+    for key, label in _SETTING_NAMES.items():
+        if was.get(key) != now[key]:
+            changes.append(f"{label} changed (journal: {was.get(key)!r}, now: {now[key]!r})")
+    return changes
+
+
+def _lock(f: IO[bytes], path: Path) -> None:
+    """Lock the journal against a second ``lookup batch`` on the same output (POSIX only)."""
+    if sys.platform == "win32":  # pragma: no cover - no advisory locks
+        return
+    import fcntl
+
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise ConfigError(
+            f"{path} is in use by another `lookup batch` writing the same output"
+        ) from None
+
+
+@dataclass
+class Journal:
+    """The journal open for appending, locked against a second writer (or in memory only,
+    ``path=None``, for a run that cannot resume).
+
+    ``records`` maps row numbers to their last trusted record, old and new.
+    """
+
+    path: Path | None
+    header: dict[str, Any]
+    records: dict[int, RowResult] = field(default_factory=dict)
+    started: bool = False
+    """The journal had its header already (this run resumes it)."""
+    torn_bytes: int = 0
+    """Bytes of a torn last line that were cut off when the journal was opened."""
+    unreadable: int = 0
+    """Complete lines that did not parse or failed their checksum (their rows are redone)."""
+    _file: IO[bytes] | None = None
+    _key: bytes = b""
+
+    @classmethod
+    def open(cls, path: Path, header: dict[str, Any]) -> Journal:
+        """Create (0600), or open and check an existing journal (``ConfigError`` on a mismatch)."""
+        journal = cls(path, header)
+        fd = _create_private(path, os.O_RDWR | os.O_APPEND)
+        f = os.fdopen(fd, "a+b")  # O_APPEND: every write lands at the end
+        try:
+            _lock(f, path)
+            f.seek(0)
+            journal._load(f.read())
+        except BaseException:
+            f.close()
+            raise
+        journal._file = f
+        return journal
+
+    @classmethod
+    def read(cls, path: Path) -> Journal:
+        """The trusted records of the journal at ``path``, read only: no lock, no write.
+
+        For a reader beside the writer (the desk page's job list). ``ConfigError`` when
+        ``path`` is not a journal of this version.
+        """
+        raw = path.read_bytes()
+        first, newline, _ = raw.partition(b"\n")
+        try:
+            header = json.loads(first) if newline else None
+        except (ValueError, RecursionError):
+            header = None
+        if not isinstance(header, dict) or header.get("journal") != _JOURNAL_KIND:
+            raise ConfigError(f"{path} is not a lookup batch journal: move or delete it")
+        journal = cls(path, header)
+        journal._load(raw)  # checked against its own header: only the checksums count
+        return journal
+
+    @classmethod
+    def memory(cls, header: dict[str, Any]) -> Journal:
+        """A journal that keeps records in memory only (``--out -`` without ``--journal``)."""
+        return cls(None, header)
+
+    @property
+    def name(self) -> str:
+        return self.path.name if self.path is not None else "(no journal)"
+
+    def _checksum(self, record: bytes) -> bytes:
+        return hmac.new(self._key, record, hashlib.sha256).hexdigest()[:32].encode()
+
+    def _load(self, raw: bytes) -> None:
+        assert self._file is None
+        end = raw.rfind(b"\n") + 1  # complete lines end with a newline; the rest is torn
+        self.torn_bytes = len(raw) - end
+        lines = raw[:end].splitlines()
+        if not lines:
+            return  # new, or only a torn header: (re)start it
+        try:
+            old = json.loads(lines[0])
+        except (ValueError, RecursionError):
+            old = None
+        if not isinstance(old, dict) or old.get("journal") != _JOURNAL_KIND:
+            raise ConfigError(f"{self.path} is not a lookup batch journal: move or delete it")
+        if old.get("version") != _JOURNAL_VERSION:
+            raise ConfigError(f"{self.path} was written by another version of lookup: "
+                              "delete it to start over")  # fmt: skip
+        self.started = True
+        changes = _header_changes(old, self.header)
+        if changes:
+            raise ConfigError(
+                f"cannot resume from {self.path}: {'; '.join(changes)}. Run with what the "
+                "journal was made with, or delete it to start over"
+            )
+        self.header = old
+        self._key = hashlib.sha256(lines[0]).digest()
+        for line in lines[1:]:
+            record_bytes, tab, checksum = line.rpartition(b"\t")
+            if not tab or not hmac.compare_digest(checksum, self._checksum(record_bytes)):
+                self.unreadable += 1
+                continue
+            try:
+                record = RowResult.model_validate_json(record_bytes)
+            except ValidationError:
+                self.unreadable += 1
+                continue
+            self.records[record.row] = record
+
+    def _start(self) -> None:
+        """Cut a torn tail; write the header to a new journal."""
+        f = self._file
+        if f is None:
+            self._key = hashlib.sha256(json.dumps(self.header).encode()).digest()
+            return
+        if not self.started:  # new, or only a torn header
+            f.truncate(0)
+            line = json.dumps(self.header, ensure_ascii=False).encode()
+            f.write(line + b"\n")
+            f.flush()
+            self._key = hashlib.sha256(line).digest()
+        elif self.torn_bytes:
+            f.seek(0, os.SEEK_END)
+            f.truncate(f.tell() - self.torn_bytes)
+
+    def append(self, result: RowResult) -> None:
+        """Record a finished row: one write of one line (record, tab, checksum), flushed."""
+        if self._file is not None:
+            record = result.as_json().encode()
+            self._file.write(record + b"\t" + self._checksum(record) + b"\n")
+            self._file.flush()
+        self.records[result.row] = result
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()  # also releases the lock
+            self._file = None
+
+    def __enter__(self) -> Self:
+        self._start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,7 @@
+"""The bundled mock order API: the demo's and the tests' order server, with every fault the
+engine must survive (``python -m lookup.mockapi`` or ``lookup mock-api``), and the
+PostgreSQL seeder (:mod:`lookup.mockapi.pgseed`). It never imports the engine."""
+
+from lookup.mockapi.server import MockOrderServer, main
+
+__all__ = ["MockOrderServer", "main"]

@@ -1,0 +1,3 @@
+from lookup.mockapi.server import main
+
+main()

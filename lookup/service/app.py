@@ -1,0 +1,510 @@
+"""The HTTP service: ``lookup serve [--host 127.0.0.1] [--port 8000] --api ...``.
+
+Routes (JSON in and out, UTF-8; the full reference is ``/docs``, or ``/openapi.json``):
+
+* ``POST /v1/lookups``: body :class:`LookupRequest`; answer :class:`~lookup.domain.models.LookupResult`.
+* ``POST /v1/lookups/batch``: :class:`BatchRequest`; answer :class:`BatchResponse`, the
+  results in request order (through :func:`lookup.engine.batch.run_batch`).
+* ``GET /v1/segments/{seven}``: what the segment database knows of a 7-digit segment.
+* ``GET /healthz``, ``GET /openapi.json``, ``GET /docs``: open (no token).
+* ``GET /metrics``: Prometheus text format (needs a token: it tells traffic volumes).
+
+Decisions:
+
+* Every lookup *outcome* is ``200``: ``matched``, ``not_found``, ``inconclusive`` and
+  ``api_error`` are answers about the number; the ``status`` field says which.
+* Every error is ``application/problem+json`` (:mod:`lookup.service.problems`), with the request
+  id as ``instance``; a 422 names the offending fields and never echoes the body.
+* Fairness: each caller (``token#N``, or the peer without tokens) is its own fair-share
+  group of the checker, and may have at most ``service_max_queued`` lookups running or
+  queued (a batch counts as the lookups it runs at once); beyond that, 429 with
+  ``Retry-After``.
+* The audit line of a lookup names the caller and the request id, never the token.
+* One checker and one order-API session serve every request. On shutdown in-flight
+  requests get :data:`SHUTDOWN_GRACE` seconds, requests that still arrive get 503; a
+  client that disconnects cancels its lookup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import signal
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Final, TextIO
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from cachetools import LRUCache
+from pydantic import ValidationError
+
+from lookup import __version__
+from lookup.domain.errors import ConfigError, InputError, InvalidMaskError, UnknownRegionError
+from lookup.domain.segments import SegmentDB
+from lookup.domain.tiers import TierPlan, plan
+from lookup.engine.batch import BatchRow, RowResult, run_batch
+from lookup.engine.checker import Checker
+from lookup.engine.matcher import find
+from lookup.orders.base import OrderApi
+from lookup.runtime.engine import open_engine
+from lookup.runtime.settings import Settings
+from lookup.service.desk import is_open_path, setup_web
+from lookup.service.http import (
+    MIN_TOKEN_LENGTH,
+    ProblemError,
+    auth_middleware,
+    caller_var,
+    check_exposure,
+    is_loopback,
+    json_body,
+    listen,
+    problems_middleware,
+    request_id_middleware,
+    request_id_var,
+)
+from lookup.service.metrics import ServiceMetrics
+from lookup.service.openapi import DOCS_CSP, docs_page, openapi_document
+from lookup.service.problems import FieldProblem, field_problems
+from lookup.service.schemas import (
+    OPERATIONS,
+    BatchItem,
+    BatchRequest,
+    BatchResponse,
+    BatchResult,
+    Health,
+    LookupRequest,
+)
+
+__all__ = [
+    "BATCH_LOOKUPS_IN_FLIGHT",
+    "MIN_TOKEN_LENGTH",
+    "SHUTDOWN_GRACE",
+    "BatchItem",
+    "BatchRequest",
+    "BatchResponse",
+    "BatchResult",
+    "Health",
+    "LookupRequest",
+    "check_exposure",
+    "create_app",
+    "is_loopback",
+    "serve",
+    "serving",
+]
+
+BATCH_LOOKUPS_IN_FLIGHT: Final = 8
+"""Lookups of one batch request at once (their checks share the service's checker)."""
+SHUTDOWN_GRACE: Final = 10.0
+"""Seconds in-flight requests get to finish on shutdown before they are cancelled."""
+OPEN_PATHS: Final = frozenset({"/healthz", "/openapi.json", "/docs"})
+_HINTS: Final = ("city", "province", "area_code", "zip", "carrier")
+_PLANS: Final = 256
+"""Plans kept for repeated lookups: planning a 10,000-segment mask costs ~1 ms of CPU, most
+of a cached lookup's; a plan is immutable and holds at most a few thousand small ints."""
+
+log = logging.getLogger("lookup.service")
+
+
+# -- state -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _State:
+    settings: Settings
+    db: SegmentDB
+    metrics: ServiceMetrics = field(init=False)
+    checker: Checker | None = None
+    description: str = ""
+    queued: Counter[str] = field(default_factory=Counter)
+    stopping: bool = False
+    lookup_seconds: float = 1.0  # a moving average, for Retry-After
+    plans: LRUCache[tuple[str | int | None, ...], TierPlan] = field(
+        default_factory=lambda: LRUCache(_PLANS)
+    )
+
+    def plan(self, mask: str, cap: int, hints: dict[str, str | None]) -> TierPlan:
+        """The plan of ``mask`` with ``hints``, made once per distinct request (LRU)."""
+        key = (mask, cap, *hints.values())
+        found = self.plans.get(key)
+        if found is None:
+            found = plan(
+                mask, self.db, city=hints["city"], province=hints["province"],
+                area_code=hints["area_code"], zip=hints["zip"], carrier=hints["carrier"],
+                max_candidates=cap,
+            )  # fmt: skip
+            self.plans[key] = found
+        return found
+
+    def __post_init__(self) -> None:
+        self.metrics = ServiceMetrics(lambda: self.checker)
+
+    def ready_checker(self) -> Checker:
+        if self.checker is None:  # pragma: no cover - routes run only after startup
+            raise ProblemError(
+                "unavailable", "the service is starting", headers={"Retry-After": "1"}
+            )
+        return self.checker
+
+    def observe(self, seconds: float) -> None:
+        self.metrics.lookup_seconds.observe(seconds)
+        self.lookup_seconds = 0.9 * self.lookup_seconds + 0.1 * seconds
+
+    @contextlib.contextmanager
+    def admit(self, caller: str, lookups: int) -> Iterator[None]:
+        """Hold ``lookups`` places of ``caller``'s queue, or raise a 429 problem."""
+        cap = self.settings.service_max_queued
+        held = self.queued[caller]
+        if held + lookups > cap:
+            self.metrics.refused.inc()
+            retry = min(max(math.ceil(self.lookup_seconds), 1), 60)
+            raise ProblemError(
+                "too-many-queued",
+                f"{caller} has {held} lookups running or queued and may have {cap} "
+                f"(LOOKUP_SERVICE_MAX_QUEUED): retry in {retry} s, or wait for an answer",
+                headers={"Retry-After": str(retry)},
+            )
+        self.queued[caller] += lookups
+        try:
+            yield
+        finally:
+            self.queued[caller] -= lookups
+            if self.queued[caller] <= 0:
+                del self.queued[caller]
+
+
+_STATE: Final = web.AppKey("lookup_service_state", _State)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _caller(request: web.Request) -> str:
+    return caller_var.get() or request.remote or "-"
+
+
+def _audit_caller(caller: str) -> str:
+    # lookup.engine.matcher.audit takes a caller string only: the request id rides along in it.
+    return f"{caller} request_id={request_id_var.get()}"
+
+
+def _offending_field(exc: InputError, given: dict[str, str | None]) -> str:
+    if isinstance(exc, InvalidMaskError):
+        return "mask"
+    if isinstance(exc, UnknownRegionError):
+        hints = [h for h in _HINTS if given.get(h)]
+        named = [h for h in hints if h.replace("_", " ") in str(exc)]
+        return (named or hints or ["hints"])[0]
+    return "body"
+
+
+def _cap(state: _State, asked: int | None) -> int:
+    cap = state.settings.max_candidates
+    if asked is not None and asked > cap:
+        state.metrics.lookups.labels("invalid").inc()
+        raise ProblemError(
+            "invalid-input",
+            f"max_candidates {asked:,} is above this service's cap of {cap:,}; "
+            "omit it or ask for less",
+            errors=[FieldProblem(field="max_candidates", message=f"at most {cap}")],
+            kind="ConfigError",
+        )
+    return asked or cap
+
+
+# -- handlers --------------------------------------------------------------------------------
+
+
+async def _post_lookup(request: web.Request) -> web.Response:
+    state = request.app[_STATE]
+    try:
+        req: LookupRequest = await json_body(
+            request, LookupRequest, state.settings.service_read_timeout
+        )
+    except ProblemError as exc:
+        if exc.slug == "invalid-body":
+            state.metrics.lookups.labels("invalid").inc()
+        raise
+    cap = _cap(state, req.max_candidates)
+    caller = _caller(request)
+    checker = state.ready_checker()
+    hints = {h: getattr(req, h) for h in _HINTS}
+    with state.admit(caller, 1):
+        started = time.perf_counter()
+        state.metrics.in_progress.inc()
+        try:
+            plan_ = state.plan(req.mask, cap, hints)
+            result = await find(
+                plan_, checker=checker, db=state.db, mode=req.mode,
+                caller=_audit_caller(caller), group=caller,
+            )  # fmt: skip
+        except InputError as exc:
+            state.metrics.lookups.labels("invalid").inc()
+            raise ProblemError(
+                "invalid-input",
+                str(exc),
+                kind=type(exc).__name__,
+                errors=[FieldProblem(field=_offending_field(exc, hints), message=str(exc))],
+            ) from None
+        finally:
+            state.metrics.in_progress.dec()
+    state.metrics.lookups.labels(result.status).inc()
+    state.observe(time.perf_counter() - started)
+    return web.Response(text=result.model_dump_json(), content_type="application/json")
+
+
+async def _post_batch(request: web.Request) -> web.Response:
+    state = request.app[_STATE]
+    batch: BatchRequest = await json_body(
+        request, BatchRequest, state.settings.service_read_timeout
+    )
+    limit = state.settings.service_max_batch
+    if len(batch.lookups) > limit:
+        raise ProblemError(
+            "too-large",
+            f"{len(batch.lookups):,} lookups in one batch; at most {limit:,}: split it",
+        )
+    cap = _cap(state, batch.max_candidates)
+    rows: list[BatchRow] = []
+    problems: dict[int, list[FieldProblem]] = {}
+    for n, data in enumerate(batch.lookups, 1):
+        try:
+            item = BatchItem.model_validate(data)
+        except ValidationError as exc:
+            errors = problems[n] = field_problems(exc, prefix=f"lookups.{n - 1}")
+            reason = "; ".join(f"{e.field}: {e.message}" for e in errors)
+            rows.append(BatchRow(row=n, problem=reason))
+        else:
+            rows.append(BatchRow(row=n, **item.model_dump()))
+    results: list[BatchResult | None] = [None] * len(rows)
+
+    def on_result(result: RowResult) -> None:
+        results[result.row - 1] = BatchResult(
+            **result.model_dump(), errors=problems.get(result.row)
+        )
+        state.metrics.lookups.labels(result.status).inc()
+        if result.status != "invalid":
+            state.observe(result.elapsed_ms / 1000)
+
+    caller = _caller(request)
+    runnable = len(rows) - len(problems)
+    at_once = min(BATCH_LOOKUPS_IN_FLIGHT, state.settings.service_max_queued, runnable)
+    with state.admit(caller, at_once):
+        summary = await run_batch(
+            rows, checker=state.ready_checker(), lookups_in_flight=max(at_once, 1),
+            mode=batch.mode, max_candidates=cap, on_result=on_result,
+            caller=_audit_caller(caller), db=state.db, group=caller,
+        )  # fmt: skip
+    done = [r for r in results if r is not None]
+    answer = BatchResponse(results=done, summary=summary)
+    return web.Response(
+        text=answer.model_dump_json(exclude_none=True), content_type="application/json"
+    )
+
+
+async def _get_segment(request: web.Request) -> web.Response:
+    seven = request.match_info["seven"]
+    if not (len(seven) == 7 and seven.isascii() and seven.isdigit()):
+        raise ProblemError(
+            "invalid-input",
+            "a segment is the first 7 digits of a mobile number, e.g. /v1/segments/1380571",
+            errors=[FieldProblem(field="seven", message="7 ASCII digits")],
+            kind="UnknownRegionError",
+        )
+    info = request.app[_STATE].db.segment(seven)
+    if info is None:
+        raise ProblemError("not-found", f"no segment {seven} in the numbering plan")
+    return _json(info.as_dict())
+
+
+async def _get_health(request: web.Request) -> web.Response:
+    state = request.app[_STATE]
+    checker = state.checker
+    status_of = getattr(checker, "status", None)
+    health = Health(
+        status="stopping" if state.stopping else "ok",
+        data_version=state.db.version,
+        breaker=checker.breaker_state if checker is not None else "closed",
+        checker=getattr(status_of(), "text", None) if callable(status_of) else None,
+    )
+    return _json(health.model_dump(exclude_none=True))
+
+
+async def _get_metrics(request: web.Request) -> web.Response:
+    body = request.app[_STATE].metrics.exposition()
+    return web.Response(
+        body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+    )
+
+
+_OPENAPI: Final = web.AppKey("lookup_openapi", dict)
+
+
+async def _get_openapi(request: web.Request) -> web.Response:
+    return _json(request.app[_OPENAPI])
+
+
+async def _get_docs(request: web.Request) -> web.Response:
+    return web.Response(
+        text=docs_page(request.app[_OPENAPI]),
+        content_type="text/html",
+        headers={"Content-Security-Policy": DOCS_CSP, "X-Content-Type-Options": "nosniff"},
+    )
+
+
+def _json(payload: object) -> web.Response:
+    return web.Response(
+        text=json.dumps(payload, ensure_ascii=False), content_type="application/json"
+    )
+
+
+# -- the app ---------------------------------------------------------------------------------
+
+
+def create_app(
+    settings: Settings,
+    *,
+    api: OrderApi | None = None,
+    checker: Checker | None = None,
+    worker: str | None = None,
+) -> web.Application:
+    """The service as an aiohttp application.
+
+    Without ``api`` or ``checker`` the order API of ``settings`` is opened when the app
+    starts (``open_engine``) and closed when it stops. An injected ``api`` (tests: a
+    ``FakeOrderApi``) gets a checker with the settings' limits and is not closed; an
+    injected ``checker`` is used as is (its latencies then miss the histogram).
+
+    ``worker`` (a gunicorn worker's pid, ``--workers N``): ``/metrics`` says which worker
+    answered, a stopping worker still serves the requests it already received (the
+    port stays open on the others, so no client is told to go elsewhere), and there are
+    no server-side jobs (``/v1/jobs`` answers 501: see :func:`lookup.service.desk.setup_web`).
+
+    :raises ConfigError: see :func:`check_exposure`.
+    """
+    check_exposure(settings)
+    tokens = tuple(t.get_secret_value().encode() for t in settings.service_tokens)
+    if not tokens:
+        log.warning(
+            "no service tokens configured: authentication is OFF (allowed on loopback only)"
+        )
+    state = _State(settings=settings, db=SegmentDB.default())
+    if worker is not None:
+        state.metrics.worker_info(worker)
+    middlewares: list[Middleware] = [request_id_middleware(state.metrics), problems_middleware]
+    if tokens:
+        middlewares.append(auth_middleware(tokens, OPEN_PATHS, is_open_path))
+    if worker is None:
+        middlewares.append(_refuse_when_stopping)
+    app = web.Application(client_max_size=settings.service_max_body, middlewares=middlewares)
+    app[_STATE] = state
+    app[_OPENAPI] = openapi_document(
+        OPERATIONS, title="lookup service", version=__version__,
+        description="Finds the order behind a masked Chinese mobile number, tier by tier.",
+    )  # fmt: skip
+
+    async def order_api(app: web.Application) -> AsyncIterator[None]:
+        if checker is not None:
+            state.checker, state.description = checker, "injected checker"
+            yield
+        else:
+            async with open_engine(settings, api=api, on_latency=state.metrics.on_latency) as e:
+                state.checker, state.description = e.checker, e.description
+                yield
+        state.checker = None
+
+    async def stopping(app: web.Application) -> None:
+        state.stopping = True
+
+    app.cleanup_ctx.append(order_api)
+    app.on_shutdown.append(stopping)
+    app.router.add_post("/v1/lookups", _post_lookup)
+    app.router.add_post("/v1/lookups/batch", _post_batch)
+    app.router.add_get("/v1/segments/{seven}", _get_segment)
+    app.router.add_get("/healthz", _get_health)
+    app.router.add_get("/metrics", _get_metrics)
+    app.router.add_get("/openapi.json", _get_openapi)
+    app.router.add_get("/docs", _get_docs)
+    setup_web(app, settings, checker=lambda: state.checker, caller=_caller, db=state.db,
+              jobs=worker is None)  # fmt: skip
+    return app
+
+
+@web.middleware
+async def _refuse_when_stopping(request: web.Request, handler: Any) -> web.StreamResponse:
+    if request.app[_STATE].stopping and request.path not in OPEN_PATHS:
+        raise ProblemError(
+            "unavailable", "the service is stopping: retry on another instance or shortly",
+            headers={"Retry-After": "5"}, close=True,
+        )  # fmt: skip
+    response: web.StreamResponse = await handler(request)
+    return response
+
+
+def _description(app: web.Application) -> str:
+    """How the running app reaches its order API (for the listening line)."""
+    return app[_STATE].description
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    app: web.Application,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    shutdown_timeout: float = SHUTDOWN_GRACE,
+) -> AsyncIterator[str]:
+    """Serve ``app`` on ``host:port`` (0: a free port; ``[::1]`` is fine) and yield its URL.
+
+    Stopping closes the listening socket, gives in-flight requests ``shutdown_timeout``
+    seconds, cancels what is left, then runs the app's cleanup (the order-API session).
+    Headers and bodies must arrive within the settings' ``service_read_timeout``.
+
+    :raises OSError: the address cannot be bound.
+    """
+    timeout = app[_STATE].settings.service_read_timeout
+    async with listen(
+        app, host, port, shutdown_timeout=shutdown_timeout, read_timeout=timeout
+    ) as url:
+        yield url
+
+
+# -- the command -----------------------------------------------------------------------------
+
+
+async def serve(settings: Settings, out: TextIO) -> None:
+    """Serve until SIGINT or SIGTERM, saying where on ``out``.
+
+    :raises ConfigError: the address cannot be bound.
+    """
+    app = create_app(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    host, port = settings.service_host, settings.service_port
+    listening = False
+    try:
+        async with serving(app, host, port) as url:
+            listening = True
+            out.write(f"lookup service listening on {url} (order API: {_description(app)})\n")
+            out.flush()
+            await stop.wait()
+            log.info("stopping: in-flight requests get %.0f s to finish", SHUTDOWN_GRACE)
+    except OSError as exc:
+        if listening:
+            raise
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise ConfigError(
+            f"cannot listen on {host} port {port}: {reason}; pick a free --port, or a "
+            "--host address of this machine (e.g. 127.0.0.1, ::1, 0.0.0.0)"
+        ) from None
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)

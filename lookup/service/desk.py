@@ -1,0 +1,444 @@
+"""The desk page of ``lookup serve``: ``GET /``, its assets, live lookups, reveals and jobs.
+
+Routes added to the service by :func:`setup_web`:
+
+* ``GET /`` the page (Chinese, or English when ``Accept-Language`` prefers it; the page
+  has a toggle too) and ``GET /assets/{name}`` its bundled script and style. These two
+  need no token; everything else does, like the rest of the API.
+* ``POST /v1/lookups/stream``: the body of ``POST /v1/lookups``; the answer is a stream of
+  server-sent events: ``plan`` (tiers and their candidates), ``progress`` (per tier
+  answered, the rate, the checker's state) about every :data:`PROGRESS_EVERY` seconds,
+  then ``result`` (the lookup result with every number masked, plus a ``reveal`` id).
+  Input errors are a ``422`` JSON answer before the stream starts, with ``field``
+  naming the form field at fault.
+* ``POST /v1/reveal`` ``{"id": ...}``: the full number of a streamed result, for the
+  caller that ran it, for :data:`REVEAL_TTL` seconds. Every reveal writes an audit line.
+* ``/v1/jobs``: server-side batch jobs, see :mod:`lookup.service.jobroutes` and :mod:`lookup.service.jobs`.
+
+Every answer carries a strict Content-Security-Policy (no inline script or style),
+``X-Content-Type-Options: nosniff`` and ``Referrer-Policy: no-referrer``; there are no
+CORS headers, and an API request from another origin (``Sec-Fetch-Site`` other than
+``same-origin``, or a foreign ``Origin``) is refused with 403; so is one to a service
+without tokens under a name that is not a loopback one (DNS rebinding).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import re
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lookup.domain.errors import InputError, UnknownRegionError
+from lookup.domain.models import LookupResult
+from lookup.domain.privacy import mask_phone
+from lookup.domain.segments import SegmentDB
+from lookup.domain.tiers import plan
+from lookup.engine.checker import Checker
+from lookup.engine.matcher import find
+from lookup.runtime.settings import Settings
+from lookup.service.jobroutes import JobRoutes, answer, error_answer
+from lookup.service.jobs import JobStore
+from lookup.service.problems import FieldProblem, field_problems
+
+__all__ = [
+    "CSP",
+    "PROGRESS_EVERY",
+    "REVEAL_TTL",
+    "checker_state",
+    "default_jobs_dir",
+    "is_open_path",
+    "job_store",
+    "setup_web",
+]
+
+log = logging.getLogger("lookup.webui")
+audit_log = logging.getLogger("lookup.audit")
+
+CSP: Final = ("default-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'; "
+              "base-uri 'none'; frame-ancestors 'none'; form-action 'self'")  # fmt: skip
+_SECURITY_HEADERS: Final = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+PROGRESS_EVERY: Final = 0.2
+"""Seconds between ``progress`` events of a streamed lookup."""
+REVEAL_TTL: Final = 900.0
+"""Seconds a streamed result's number can be revealed."""
+_REVEALS_KEPT: Final = 10_000
+_ASSETS: Final = {"app.js": "text/javascript", "app.css": "text/css"}
+_WEB_DIR: Final = Path(__file__).with_name("static")
+_HINTS: Final = ("city", "province", "area_code", "zip", "carrier")
+
+
+def is_open_path(path: str) -> bool:
+    """The page and its assets need no token (they hold no data); the API does."""
+    return path == "/" or path.startswith("/assets/")
+
+
+class _LookupForm(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    mask: str = Field(min_length=1, max_length=64)
+    city: str | None = Field(None, max_length=64)
+    province: str | None = Field(None, max_length=64)
+    area_code: str | None = Field(None, max_length=16)
+    zip: str | None = Field(None, max_length=16)
+    carrier: str | None = Field(None, max_length=32)
+    mode: Literal["first", "all"] = "first"
+    max_candidates: int | None = Field(None, ge=1)
+
+    def hints(self) -> dict[str, str]:
+        return {k: v for k in _HINTS if (v := getattr(self, k))}
+
+
+
+class _RevealBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=64)
+
+
+@dataclass
+class _Reveals:
+    """Full numbers of streamed results, per caller, for a while (never in a response
+    until revealed)."""
+
+    clock: Callable[[], float] = time.monotonic
+    items: OrderedDict[str, tuple[str, str, list[str], float]] = field(default_factory=OrderedDict)
+
+    def put(self, caller: str, result: LookupResult) -> str | None:
+        if result.phone is None:
+            return None
+        now = self.clock()
+        while self.items and (len(self.items) >= _REVEALS_KEPT
+                              or next(iter(self.items.values()))[3] <= now):  # fmt: skip
+            self.items.popitem(last=False)
+        rid = secrets.token_urlsafe(18)
+        phones = [h.phone for h in result.hits] or [result.phone]
+        self.items[rid] = (caller, result.mask, phones, now + REVEAL_TTL)
+        return rid
+
+    def get(self, caller: str, rid: str) -> tuple[str, list[str]] | None:
+        item = self.items.get(rid)
+        if item is None or item[0] != caller or item[3] <= self.clock():
+            return None
+        return item[1], item[2]
+
+
+@dataclass
+class _Web:
+    settings: Settings
+    checker: Callable[[], Checker | None]
+    caller: Callable[[web.Request], str]
+    db: SegmentDB
+    pages: dict[str, str]
+    reveals: _Reveals = field(default_factory=_Reveals)
+    jobs: JobStore | None = None
+
+    def ready_checker(self) -> Checker:
+        checker = self.checker()
+        if checker is None:  # pragma: no cover - routes run only after startup
+            raise web.HTTPServiceUnavailable(text="the service is starting")
+        return checker
+
+    def store(self) -> JobStore:
+        if self.jobs is None:  # pragma: no cover - routes run only after startup
+            raise web.HTTPServiceUnavailable(text="the service is starting")
+        return self.jobs
+
+
+_WEB: Final = web.AppKey("lookup_webui", _Web)
+
+
+def _validation_error(exc: ValidationError) -> web.Response:
+    errors = field_problems(exc) or [FieldProblem(field="body", message="invalid body")]
+    summary = "; ".join(f"{e.field}: {e.message}" for e in errors)
+    return error_answer(summary, "ValidationError", 422, errors=errors)
+
+
+def _field_of(exc: InputError, form: _LookupForm) -> str:
+    """The form field an input error is about (the page shows the message next to it)."""
+    if isinstance(exc, UnknownRegionError):
+        given = form.hints()
+        text = str(exc)
+        for name, value in given.items():
+            if value in text or name.replace("_", " ") in text:
+                return name
+        return next(iter(given), "city")
+    if form.carrier and "other carriers" in str(exc):
+        return "carrier"  # the mask's segments exist, none of them with this carrier
+    return "mask"  # a bad mask, or one with more candidates than the cap
+
+
+def _language(accept: str) -> str:
+    """``en`` when ``Accept-Language`` prefers English to Chinese, else ``zh``."""
+    best, best_q = "zh", -1.0
+    for item in accept.split(","):
+        tag, _, params = item.strip().partition(";")
+        q = 1.0
+        if (m := re.search(r"q=([0-9.]+)", params)) is not None:
+            with contextlib.suppress(ValueError):
+                q = float(m.group(1))
+        lang = tag.strip().lower()[:2]
+        if lang in ("zh", "en") and q > best_q:
+            best, best_q = lang, q
+    return best
+
+
+# -- the page ------------------------------------------------------------------------------
+
+
+async def _get_page(request: web.Request) -> web.Response:
+    lang = _language(request.headers.get("Accept-Language", ""))
+    return web.Response(text=request.app[_WEB].pages[lang], content_type="text/html",
+                        headers={"Cache-Control": "no-cache", "Vary": "Accept-Language"})  # fmt: skip
+
+
+async def _get_asset(request: web.Request) -> web.FileResponse:
+    name = request.match_info["name"]
+    if name not in _ASSETS:
+        raise web.HTTPNotFound(text=f"no asset {name[:40]}")
+    return web.FileResponse(_WEB_DIR / name, headers={
+        "Content-Type": f"{_ASSETS[name]}; charset=utf-8", "Cache-Control": "no-cache"})  # fmt: skip
+
+
+# -- a lookup with live progress ------------------------------------------------------------
+
+
+async def _event(resp: web.StreamResponse, name: str, data: object) -> None:
+    text = json.dumps(data, ensure_ascii=False)
+    await resp.write(f"event: {name}\ndata: {text}\n\n".encode())
+
+
+def checker_state(checker: Checker) -> dict[str, str]:
+    """``{"state", "text"}``: the engine's own status when it has one, else the breaker's."""
+    status = getattr(checker, "status", None)
+    if callable(status):
+        st = status()
+        return {"state": str(getattr(st, "state", "ok")), "text": str(getattr(st, "text", ""))}
+    breaker = getattr(checker, "breaker_state", "closed")
+    state = {"open": "down", "half_open": "probing"}.get(breaker, "ok")
+    return {"state": state, "text": {"down": "API down", "probing": "probing"}.get(state, "ok")}
+
+
+async def _post_stream(request: web.Request) -> web.StreamResponse:
+    ui = request.app[_WEB]
+    caller = ui.caller(request)
+    try:
+        form = _LookupForm.model_validate_json(await request.read())
+    except ValidationError as exc:
+        return _validation_error(exc)
+    cap = ui.settings.max_candidates
+    if form.max_candidates is not None and form.max_candidates > cap:
+        return error_answer(f"max_candidates {form.max_candidates:,} is above this service's cap of "
+                      f"{cap:,}; omit it or ask for less", "ConfigError", 422, "max_candidates")  # fmt: skip
+    limit = form.max_candidates or cap
+    try:  # the plan is cheap (counts, no request): input errors answer before the stream
+        plan_ = plan(form.mask, ui.db, city=form.city or None, province=form.province or None,
+                     area_code=form.area_code or None, zip=form.zip or None,
+                     carrier=form.carrier or None, max_candidates=limit)  # fmt: skip
+    except InputError as exc:
+        return error_answer(str(exc), type(exc).__name__, 422, _field_of(exc, form))
+    checker = ui.ready_checker()
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
+                                       "Cache-Control": "no-store", "X-Accel-Buffering": "no"})  # fmt: skip
+    await resp.prepare(request)
+    tiers: dict[str, dict[str, Any]] = {t.name: {"name": t.name, "candidates": t.count, "answered": 0,
+                      "state": "pending" if t.count else "empty"} for t in plan_.tiers}  # fmt: skip
+    await _event(resp, "plan", {"mask": str(plan_.mask), "tiers": list(tiers.values()),
+                                "hint": str(plan_.region) if plan_.region else None})  # fmt: skip
+    current: list[str] = []
+
+    def progress(tier: str, answered: int, count: int) -> None:
+        del count
+        if current and current[-1] != tier:
+            tiers[current[-1]]["state"] = "done"
+        if not current or current[-1] != tier:
+            current.append(tier)
+        tiers[tier].update(answered=answered, state="running")
+
+    started = time.monotonic()
+    task = asyncio.create_task(find(form.mask, checker=checker, db=ui.db, mode=form.mode,
+                                    max_candidates=limit, caller=caller, progress=progress,
+                                    city=form.city or None, province=form.province or None,
+                                    area_code=form.area_code or None, zip=form.zip or None,
+                                    carrier=form.carrier or None))  # fmt: skip
+    try:
+        while not (await asyncio.wait({task}, timeout=PROGRESS_EVERY))[0]:
+            elapsed = time.monotonic() - started
+            answered = sum(int(t["answered"]) for t in tiers.values())
+            await _event(resp, "progress", {
+                "tier": current[-1] if current else None, "tiers": list(tiers.values()),
+                "answered": answered, "elapsed_s": round(elapsed, 2),
+                "rate": round(answered / elapsed, 1) if elapsed > 0 else None,
+                **checker_state(checker),
+            })  # fmt: skip
+        result = task.result()
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    shown: dict[str, Any] = json.loads(mask_phone(result.model_dump_json()))
+    # A segment is the first 7 digits: with the mask's last 4 it would be the number.
+    for region in [shown.get("region"), *(h.get("region") for h in shown.get("hits", []))]:
+        if isinstance(region, dict):
+            region["segment"] = None
+    shown["reveal"] = ui.reveals.put(caller, result)
+    await _event(resp, "result", shown)
+    await resp.write_eof()
+    return resp
+
+
+async def _post_reveal(request: web.Request) -> web.Response:
+    ui = request.app[_WEB]
+    caller = ui.caller(request)
+    try:
+        body = _RevealBody.model_validate_json(await request.read())
+    except ValidationError as exc:
+        return _validation_error(exc)
+    found = ui.reveals.get(caller, body.id)
+    if found is None:
+        return error_answer("nothing to reveal: run the lookup again (reveals expire after "
+                      f"{REVEAL_TTL / 60:.0f} minutes)", "RevealNotFound", 404)  # fmt: skip
+    mask, phones = found
+    audit_log.info("reveal mask=%s phone=%s caller=%s", mask_phone(mask), mask_phone(phones[0]),
+                   caller, extra={"audit": True, "full_phone": phones[0]})  # fmt: skip
+    return answer({"mask": mask, "phone": phones[0], "hits": phones},
+                 headers={"Cache-Control": "no-store"})  # fmt: skip
+
+
+# -- wiring --------------------------------------------------------------------------------
+
+
+def _loopback_host(request: web.Request) -> bool:
+    """The request names this service by a loopback address or ``localhost``."""
+    host = (request.url.host or "").strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _same_origin(tokenless: bool) -> Middleware:
+    """No cross-origin use of the API (no CORS); without tokens, no use by another name.
+
+    A browser's ``Sec-Fetch-Site`` (scripts cannot set it) decides when present: only
+    ``same-origin`` (and ``none``, typed by the user) pass, which also holds behind a
+    TLS-terminating proxy where ``Origin`` says ``https`` and the service sees ``http``.
+    Without it, an ``Origin`` must be this service's. A service without tokens answers
+    its API only under a loopback name: a page of another site that re-points its own
+    name at 127.0.0.1 (DNS rebinding) sends that name as ``Host`` and is refused.
+    """
+
+    @web.middleware
+    async def same_origin(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not is_open_path(request.path):
+            site = request.headers.get("Sec-Fetch-Site")
+            origin = request.headers.get("Origin")
+            if (site is not None and site not in ("same-origin", "none")) or (
+                site is None and origin is not None
+                and origin != f"{request.scheme}://{request.host}"
+            ):  # fmt: skip
+                return error_answer("cross-origin requests are refused: use the page this "
+                                    "service serves", "CrossOrigin", 403)  # fmt: skip
+            if tokenless and not _loopback_host(request):
+                return error_answer(
+                    f"this service runs without tokens and answers only on a loopback name: "
+                    f"open http://127.0.0.1:{request.url.port or 80}/ (or configure "
+                    "service_tokens)", "CrossOrigin", 403)  # fmt: skip
+        return await handler(request)
+
+    return same_origin
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    del request
+    for name, value in _SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+
+
+def job_store(app: web.Application) -> JobStore | None:
+    """The running app's job store (``None`` before startup and after cleanup)."""
+    return app[_WEB].jobs
+
+
+def default_jobs_dir() -> Path:
+    """Where jobs live unless ``service_jobs_dir`` says otherwise."""
+    return Path.home() / ".local" / "state" / "lookup" / "jobs"
+
+
+def setup_web(
+    app: web.Application,
+    settings: Settings,
+    *,
+    checker: Callable[[], Checker | None],
+    caller: Callable[[web.Request], str],
+    db: SegmentDB,
+    jobs: bool = True,
+) -> None:
+    """Add the desk page, the streamed lookup, reveals and ``/v1/jobs`` to the service app.
+
+    ``checker`` returns the service's checker once it started; ``caller`` names who is
+    asking (``token#N``). Call it after the service's own startup hooks: the job store
+    starts once the checker exists, and stops before it closes. ``jobs=False`` (a worker
+    of ``serve --workers N``): no job store; ``/v1/jobs`` answers 501, since a job's state
+    lives in the process that runs it and another worker would lose or re-run it.
+    """
+    html = (_WEB_DIR / "index.html").read_text("utf-8")
+    pages = {"zh": html, "en": html.replace('lang="zh-CN"', 'lang="en"', 1)}
+    ui = _Web(settings=settings, checker=checker, caller=caller, db=db, pages=pages)
+    app[_WEB] = ui
+    app.middlewares.append(_same_origin(tokenless=not settings.service_tokens))
+    app.on_response_prepare.append(_security_headers)
+
+    async def start_jobs(app: web.Application) -> AsyncIterator[None]:
+        store = JobStore(settings.service_jobs_dir or default_jobs_dir(),
+                         checker=ui.ready_checker(), settings=settings,
+                         retention_s=settings.service_job_retention, db=db)  # fmt: skip
+        await store.start()
+        ui.jobs = store
+        yield
+        ui.jobs = None
+        await store.close()
+
+    if jobs:
+        app.cleanup_ctx.append(start_jobs)
+    r = app.router
+    r.add_get("/", _get_page)
+    r.add_get("/assets/{name}", _get_asset)
+    r.add_post("/v1/lookups/stream", _post_stream)
+    r.add_post("/v1/reveal", _post_reveal)
+    if jobs:
+        JobRoutes(ui.store, caller).add_to(r)
+    else:
+        for method in ("GET", "POST", "DELETE"):
+            r.add_route(method, "/v1/jobs", _no_jobs)
+            r.add_route(method, "/v1/jobs/{tail:.*}", _no_jobs)
+
+
+async def _no_jobs(request: web.Request) -> web.Response:
+    del request
+    return error_answer(
+        "server-side batch jobs need 'lookup serve' on one process (--workers 1): their "
+        "state lives in the process that runs them; use POST /v1/lookups/batch or "
+        "'lookup batch' instead", "NotImplemented", 501)  # fmt: skip

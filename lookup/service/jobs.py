@@ -1,0 +1,508 @@
+"""Server-side batch jobs: an uploaded CSV or JSONL file, run through ``run_batch`` with a journal.
+
+A job lives in its own folder under the store's root (folders 0700, files 0600)::
+
+    ROOT/<id>/meta.json          who owns it, what it is, its state
+    ROOT/<id>/input.csv|jsonl    the upload, decoded (UTF-8 or GB18030) and saved as UTF-8
+    ROOT/<id>/journal            the batch journal: one line per finished row
+    ROOT/<id>/results.csv|jsonl  rendered from the journal when the job ends
+
+The journal is the one ``lookup batch`` writes (:class:`lookup.files.journal.Journal`), so a job
+that was running when the process stopped resumes from it when the store starts again:
+rows already in the journal are not looked up twice. A cancelled job keeps the rows done
+so far and its results hold only those. Jobs that ended are removed ``retention_s``
+seconds later.
+
+Jobs belong to the caller that created them (``token#N``); asking for another caller's
+job, or one that does not exist, is the same :class:`JobNotFoundError`. This module does
+no HTTP: :mod:`lookup.service.jobroutes` puts it behind ``/v1/jobs``.
+
+(Over the house's ~400 lines: one state machine, a job's life from upload through run,
+cancel, restart and expiry, reads best in one place.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
+
+from lookup.domain.errors import ConfigError, LookupFailure
+from lookup.engine.batch import DEFAULT_LOOKUPS_IN_FLIGHT, STATUSES, BatchRow, RowResult, run_batch
+from lookup.files.journal import Journal, journal_header
+from lookup.files.read import InputFormat, read_rows
+from lookup.files.run import write_output
+from lookup.service.uploads import (
+    BadUploadError,
+    decode_upload,
+    format_of,
+    safe_name,
+    write_private,
+)
+
+if TYPE_CHECKING:
+    from lookup.domain.segments import SegmentDB
+    from lookup.engine.checker import Checker
+    from lookup.engine.matcher import Mode
+    from lookup.runtime.settings import Settings
+
+__all__ = [
+    "DEFAULT_RETENTION",
+    "MAX_JOB_ROWS",
+    "BadUploadError",
+    "Job",
+    "JobNotFoundError",
+    "JobStateError",
+    "JobStore",
+    "decode_upload",
+]
+
+T = TypeVar("T")
+log = logging.getLogger("lookup.jobs")
+audit_log = logging.getLogger("lookup.audit")
+
+JobState = Literal["queued", "running", "done", "cancelled", "failed"]
+_ENDED: Final[frozenset[str]] = frozenset({"done", "cancelled", "failed"})
+DEFAULT_RETENTION: Final = 86_400.0
+"""Seconds a job's files are kept after it ended."""
+MAX_JOB_ROWS: Final = 100_000
+DEFAULT_JOBS_RUNNING: Final = 2
+"""Jobs that run at once; more wait their turn (``queued``). All share the one checker."""
+_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{16}")
+_META: Final = "meta.json"
+_PERSISTED: Final = ("id", "owner", "filename", "format", "total", "mode", "created", "state",
+                     "finished", "error")  # fmt: skip
+_JOURNAL: Final = "journal"
+
+
+class JobNotFoundError(LookupFailure):
+    """No such job for this caller (it may belong to another, or be removed already)."""
+
+
+class JobStateError(LookupFailure):
+    """The job is not in a state that allows this (results of a job still running)."""
+
+
+@dataclass
+class Job:
+    """One job: what is persisted in ``meta.json`` and its live progress."""
+
+    id: str
+    owner: str
+    filename: str
+    format: InputFormat
+    total: int
+    mode: Mode
+    created: float
+    state: JobState = "queued"
+    finished: float | None = None
+    error: str | None = None
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+    done: int = 0
+    _run_started: float | None = field(default=None, init=False, repr=False)
+    _run_first: int = field(default=0, init=False, repr=False)
+    _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    _cancel_requested: bool = field(default=False, init=False, repr=False)
+    _ended: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+
+    def meta(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in _PERSISTED}
+
+    @classmethod
+    def from_meta(cls, data: dict[str, Any]) -> Job:
+        return cls(**{k: data[k] for k in _PERSISTED})
+
+    def add(self, result: RowResult) -> None:
+        self.done += 1
+        self.counts[result.status] = self.counts.get(result.status, 0) + 1
+
+    def progress(self, now: float | None = None) -> dict[str, Any]:
+        """What a caller sees of the job: counts by status, done/total, rate, ETA."""
+        now = time.monotonic() if now is None else now
+        rate = eta = None
+        if self.state == "running" and self._run_started is not None:
+            new, spent = self.done - self._run_first, now - self._run_started
+            if new > 0 and spent > 0:
+                rate = new / spent
+                eta = (self.total - self.done) / rate
+        return {
+            "id": self.id,
+            "filename": self.filename,
+            "format": self.format,
+            "mode": self.mode,
+            "state": self.state,
+            "total": self.total,
+            "done": self.done,
+            "counts": dict(self.counts),
+            "rows_per_second": None if rate is None else round(rate, 2),
+            "eta_s": None if eta is None else round(eta, 1),
+            "created": self.created,
+            "finished": self.finished,
+            "error": self.error,
+        }
+
+
+class JobStore:
+    """The jobs of one service: created from uploads, run over its ``checker``, kept on disk.
+
+    ``start()`` resumes the jobs a previous process left queued or running and begins
+    the retention sweep; ``close()`` stops the running ones without marking them ended
+    (the next ``start()`` resumes them). ``clock`` is wall time (creation, retention).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        checker: Checker,
+        settings: Settings,
+        retention_s: float = DEFAULT_RETENTION,
+        lookups_in_flight: int = DEFAULT_LOOKUPS_IN_FLIGHT,
+        jobs_running: int = DEFAULT_JOBS_RUNNING,
+        max_rows: int = MAX_JOB_ROWS,
+        db: SegmentDB | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.root = Path(root)
+        self.checker = checker
+        self.settings = settings
+        self.retention_s = retention_s
+        self.lookups_in_flight = lookups_in_flight
+        self.max_rows = max_rows
+        self.db = db
+        self.clock = clock
+        self._slots = asyncio.Semaphore(jobs_running)
+        self._jobs: dict[str, Job] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the jobs under ``root``, resume the unfinished ones, start sweeping."""
+        if self.root.is_dir():
+            for meta in sorted(self.root.glob(f"*/{_META}")):
+                self._load(meta)
+        self.sweep()
+        for job in self._jobs.values():
+            if job.state not in _ENDED:
+                log.info("resuming job %s (%d rows, %s)", job.id, job.total, job.owner)
+                self._launch(job)
+        self._sweeper = asyncio.create_task(self._sweep_forever())
+
+    async def close(self) -> None:
+        """Stop running jobs (they stay resumable) and the sweeper."""
+        tasks = [j._task for j in self._jobs.values() if j._task is not None]
+        if self._sweeper is not None:
+            tasks.append(self._sweeper)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _load(self, meta: Path) -> None:
+        try:
+            job = Job.from_meta(json.loads(meta.read_text("utf-8")))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("skipping %s: unreadable job metadata (%s)", meta.parent.name, exc)
+            return
+        if job.state in _ENDED:
+            job._ended.set()
+            self._count_journal(job)
+        self._jobs[job.id] = job
+
+    async def _sweep_forever(self) -> None:
+        every = max(1.0, min(60.0, self.retention_s / 10))
+        while True:
+            await asyncio.sleep(every)
+            self.sweep()
+
+    def sweep(self) -> int:
+        """Remove the jobs that ended more than ``retention_s`` ago; returns how many."""
+        now = self.clock()
+        old = [j for j in self._jobs.values()
+               if j.state in _ENDED and (j.finished or j.created) + self.retention_s <= now]  # fmt: skip
+        for job in old:
+            shutil.rmtree(self._dir(job.id), ignore_errors=True)
+            del self._jobs[job.id]
+            log.info("removed job %s (ended more than %.0f s ago)", job.id, self.retention_s)
+        return len(old)
+
+    # -- the API ------------------------------------------------------------------------
+
+    def create(self, owner: str, data: bytes, filename: str | None, *,
+               mode: Mode = "first") -> Job:  # fmt: skip
+        """A new job from an uploaded file; it starts as soon as a slot is free.
+
+        :raises BadUploadError: not UTF-8/GB18030, a CSV without a ``mask`` column, no
+            rows, more than ``max_rows`` rows.
+        """
+        return self._admit(self._prepare(owner, data, filename, mode))
+
+    async def create_async(self, owner: str, data: bytes, filename: str | None, *,
+                           mode: Mode = "first") -> Job:  # fmt: skip
+        """:meth:`create` with the file's decoding, saving and counting in a thread.
+
+        A 100,000-row upload takes about a second to read through: on the event loop, every
+        other request of the service would wait for it.
+        """
+        job = await _in_thread(
+            self._prepare, owner, data, filename, mode,
+            abandoned=lambda job: shutil.rmtree(self._dir(job.id), ignore_errors=True),
+        )  # fmt: skip
+        return self._admit(job)
+
+    def _prepare(self, owner: str, data: bytes, filename: str | None, mode: Mode) -> Job:
+        """Decode, save (0600) and count the upload: a job not yet known to the store.
+        Touches nothing the event loop shares, so it may run in a thread."""
+        if mode not in ("first", "all"):
+            raise BadUploadError(f"mode must be 'first' or 'all', got {mode!r}")
+        name = safe_name(filename)
+        text = decode_upload(data, name)
+        fmt = format_of(name, text)
+        job_id = secrets.token_urlsafe(12)
+        folder = self._dir(job_id)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
+        folder.mkdir(mode=0o700)
+        try:
+            path = folder / f"input.{fmt}"
+            write_private(path, text.encode("utf-8"))
+            total = self._count_rows(path, fmt, name)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return Job(id=job_id, owner=owner, filename=name, format=fmt, total=total, mode=mode,
+                   created=self.clock())  # fmt: skip
+
+    def _admit(self, job: Job) -> Job:
+        self._save(job)
+        self._jobs[job.id] = job
+        log.info("job %s: %d rows from %s (%s) for %s", job.id, job.total, job.filename,
+                 job.format, job.owner)  # fmt: skip
+        self._launch(job)
+        return job
+
+    def get(self, owner: str, job_id: str) -> Job:
+        """The caller's job. :raises JobNotFoundError: no such job of this caller."""
+        job = self._jobs.get(job_id) if _ID_RE.fullmatch(job_id) else None
+        if job is None or job.owner != owner:
+            raise JobNotFoundError(f"no job {job_id[:40]} (it may have expired)")
+        return job
+
+    def jobs_of(self, owner: str) -> list[Job]:
+        """The caller's jobs, newest first."""
+        mine = [j for j in self._jobs.values() if j.owner == owner]
+        return sorted(mine, key=lambda j: j.created, reverse=True)
+
+    async def cancel(self, owner: str, job_id: str) -> Job:
+        """Stop a queued or running job; the rows done so far stay in its results."""
+        job = self.get(owner, job_id)
+        if job.state in _ENDED:
+            return job
+        job._cancel_requested = True
+        task = job._task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if job.state not in _ENDED:  # cancelled before its task ran
+            await self._end(job, "cancelled")
+        return job
+
+    async def wait(self, owner: str, job_id: str) -> Job:
+        """Wait until the job ended (done, cancelled or failed)."""
+        job = self.get(owner, job_id)
+        await job._ended.wait()
+        return job
+
+    def results(self, owner: str, job_id: str, fmt: InputFormat) -> Path:
+        """The results file of an ended job, in input order.
+
+        :raises JobStateError: the job has not ended yet.
+        """
+        job = self.get(owner, job_id)
+        if job.state not in _ENDED:
+            raise JobStateError(
+                f"job {job_id} is {job.state} ({job.done:,}/{job.total:,} rows): results are "
+                "ready when it is done (or cancel it to get the rows done so far)"
+            )
+        path = self._dir(job_id) / f"results.{fmt}"
+        if not path.exists():
+            self._render(job)
+        audit_log.info("job results id=%s format=%s rows=%d caller=%s", job.id, fmt,
+                       job.done, owner)  # fmt: skip
+        return path
+
+    # -- running ------------------------------------------------------------------------
+
+    def _dir(self, job_id: str) -> Path:
+        return self.root / job_id
+
+    def _save(self, job: Job) -> None:
+        data = json.dumps(job.meta(), ensure_ascii=False, indent=1).encode("utf-8")
+        write_private(self._dir(job.id) / _META, data)
+
+    def _count_rows(self, path: Path, fmt: InputFormat, name: str) -> int:
+        total = 0
+        try:
+            for _ in read_rows(path, fmt):
+                total += 1
+                if total % 256 == 0:
+                    # csv.reader calling back into Python never hands the GIL over on its
+                    # own: without this, the event loop's thread waits for the whole count.
+                    time.sleep(0)
+                if total > self.max_rows:
+                    raise BadUploadError(f"{name} has more than {self.max_rows:,} rows: split it")
+        except ConfigError as exc:
+            # The readers name the saved copy; the caller knows the file by its own name.
+            raise BadUploadError(str(exc).replace(str(path), name).replace(path.name, name)) from None
+        if total == 0:
+            raise BadUploadError(f"{name} has no rows to look up")
+        return total
+
+    def _launch(self, job: Job) -> None:
+        job._task = asyncio.create_task(self._run(job), name=f"lookup job {job.id}")
+
+    async def _end(self, job: Job, state: JobState, error: str | None = None) -> None:
+        """Write the results files, then say the job ended. The files are written in a
+        thread (100,000 rows take seconds: the service must go on answering); the job shows
+        its new state once they are there. A stop meanwhile still records the state."""
+        job.finished = self.clock()
+        try:
+            await _in_thread(self._render, job)
+        finally:
+            job.state, job.error = state, error
+            self._save(job)
+            job._ended.set()
+            log.info("job %s %s: %d/%d rows%s", job.id, state, job.done, job.total,
+                     f" ({error})" if error else "")  # fmt: skip
+
+    async def _run(self, job: Job) -> None:
+        try:
+            async with self._slots:
+                await self._run_rows(job)
+        except asyncio.CancelledError:
+            if job._cancel_requested:
+                await self._end(job, "cancelled")
+            raise  # a stopping service: the job stays "running" on disk and resumes
+        except LookupFailure as exc:
+            await self._end(job, "failed", str(exc))
+        except OSError as exc:
+            await self._end(job, "failed", f"job files: {exc.strerror or exc}")
+        else:
+            await self._end(job, "done")
+
+    async def _run_rows(self, job: Job) -> None:
+        folder = self._dir(job.id)
+        path = folder / f"input.{job.format}"
+        jpath = folder / _JOURNAL
+        journal = await _open_journal(jpath, path, self.settings, job.mode)
+        with journal:
+            kept = set(journal.records)
+            job.counts = dict.fromkeys(STATUSES, 0)
+            for record in journal.records.values():
+                job.counts[record.status] = job.counts.get(record.status, 0) + 1
+            job.done = len(kept)
+            job.state, job._run_started, job._run_first = "running", time.monotonic(), job.done
+            self._save(job)
+
+            def on_result(result: RowResult) -> None:
+                journal.append(result)
+                job.add(result)
+
+            if job.done < job.total:
+                await run_batch(
+                    _pending(path, job.format, kept),
+                    checker=self.checker,
+                    lookups_in_flight=self.lookups_in_flight,
+                    mode=job.mode,
+                    max_candidates=self.settings.max_candidates,
+                    on_result=on_result,
+                    caller=job.owner,
+                    db=self.db,
+                )
+
+    def _records(self, job: Job) -> list[RowResult]:
+        jpath = self._dir(job.id) / _JOURNAL
+        if not jpath.exists():
+            return []
+        try:
+            records = Journal.read(jpath).records  # checksummed lines only
+        except (ConfigError, KeyError, TypeError) as exc:  # not a journal (of this version)
+            log.warning("job %s: unreadable journal (%s): no rows counted", job.id, exc)
+            return []
+        return [records[row] for row in sorted(records)]
+
+    def _count_journal(self, job: Job) -> None:
+        records = self._records(job)
+        job.done, job.counts = 0, dict.fromkeys(STATUSES, 0)
+        for record in records:
+            job.add(record)
+
+    def _render(self, job: Job) -> None:
+        records = self._records(job)
+        folder = self._dir(job.id)
+        fmt: InputFormat
+        for fmt in ("csv", "jsonl"):
+            out = folder / f"results.{fmt}"
+            write_output(out, records, fmt, bom=fmt == "csv")
+            os.chmod(out, 0o600)
+
+
+def _open_journal_now(jpath: Path, path: Path, settings: Settings, mode: Mode) -> Journal:
+    os.close(os.open(jpath, os.O_WRONLY | os.O_CREAT, 0o600))  # 0600 before Journal opens it
+    return Journal.open(jpath, journal_header(path, settings, mode))
+
+
+async def _open_journal(jpath: Path, path: Path, settings: Settings, mode: Mode) -> Journal:
+    """Open (and, resuming, read and check) a job's journal in a thread: 100,000 done rows
+    take 1.6 s to verify, which would stall every request of the service. Cancelled
+    meanwhile, the journal is closed (its lock released) when the thread is done."""
+    return await _in_thread(
+        _open_journal_now, jpath, path, settings, mode, abandoned=Journal.close
+    )
+
+
+async def _in_thread(
+    fn: Callable[..., T], *args: Any, abandoned: Callable[[T], object] | None = None
+) -> T:
+    """``fn(*args)`` in a thread, so the event loop goes on answering. A thread cannot be
+    stopped: cancelled meanwhile, the caller leaves at once, the thread runs to its end,
+    and what it returns is handed to ``abandoned`` (to remove or close it)."""
+    work = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        if abandoned is not None:
+            drop = abandoned
+
+            def left(done: asyncio.Future[T]) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    drop(done.result())
+
+            work.add_done_callback(left)
+        raise
+
+
+async def _pending(path: Path, fmt: InputFormat, skip: set[int]) -> AsyncIterator[BatchRow]:
+    """The rows the journal does not have; a resumed job skips its done rows a few hundred
+    at a time, giving the loop its turn in between."""
+    skipped = 0
+    for row in read_rows(path, fmt):
+        if row.row not in skip:
+            yield row
+        else:
+            skipped += 1
+            if skipped % 256 == 0:
+                await asyncio.sleep(0)

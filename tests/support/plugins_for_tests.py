@@ -1,0 +1,122 @@
+"""Order-API plug-ins for tests/test_orders_fake_plugin.py, loaded by ``load_plugin``."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Self
+
+from lookup.domain.errors import TransientApiError
+from lookup.domain.models import CheckOutcome
+
+HIT = "13812341234"
+FLAKY = "13900000000"
+
+
+class FullAsyncApi:
+    """A complete async OrderApi: load_plugin returns it unchanged."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def check(self, phone: str) -> CheckOutcome:
+        return CheckOutcome(phone=phone, has_orders=phone == HIT)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+full_async_api = FullAsyncApi()
+
+
+class SyncApi:
+    """A blocking SDK-style client: ``check`` returns an order count."""
+
+    def __init__(self, orders: Mapping[str, int] | None = None) -> None:
+        self.orders = dict(orders or {HIT: 2})
+        self.check_threads: list[int] = []
+        self.close_threads: list[int] = []
+
+    def check(self, phone: str) -> int:
+        self.check_threads.append(threading.get_ident())
+        if phone == FLAKY:
+            raise TransientApiError("flaky upstream")
+        return self.orders.get(phone, 0)
+
+    def check_many(self, phones: Sequence[str]) -> dict[str, int]:
+        if FLAKY in phones:
+            raise TransientApiError("flaky upstream")
+        return {p: self.orders.get(p, 0) for p in phones}
+
+    def close(self) -> None:
+        self.close_threads.append(threading.get_ident())
+
+
+class SyncBoolApi:
+    """``check`` returns a bool; no ``close``, no ``check_many``."""
+
+    def check(self, phone: str) -> bool:
+        return phone == HIT
+
+
+class AsyncCheckOnly:
+    """An async ``check`` returning a bool, and an async ``close``; nothing else."""
+
+    def __init__(self) -> None:
+        self.closed = 0
+
+    async def check(self, phone: str) -> bool:
+        return phone == HIT
+
+    async def close(self) -> None:
+        self.closed += 1
+
+
+def make_sync_api(*, orders: Mapping[str, int]) -> SyncApi:
+    """A factory taking options."""
+    return SyncApi(orders)
+
+
+class Factories:
+    """Reached with a dotted attribute path: ``plugins_for_tests:Factories.bool_api``."""
+
+    @staticmethod
+    def bool_api() -> SyncBoolApi:
+        return SyncBoolApi()
+
+
+class NoCheck:
+    """A class whose instances have no ``check``."""
+
+
+def returns_nothing_useful() -> int:
+    return 42
+
+
+NOT_AN_API = 42
+
+
+def failing_factory() -> object:
+    """A factory that fails with a full number in its message (issue 9: a traceback)."""
+    raise RuntimeError("no session for 13857152046")
+
+
+class LeakyApi:
+    """Fails with a message holding the full candidate number and a key (issue 9)."""
+
+    def check(self, phone: str) -> bool:
+        from lookup.domain.errors import FatalApiError
+
+        raise FatalApiError(f"denied for {phone}: bad credentials api_key=sk-live-123456")
