@@ -247,6 +247,10 @@ async def _lookup(
     return RowResult.from_lookup(row, result)
 
 
+RowLookup = Callable[[BatchRow], Awaitable["RowResult"]]
+"""Runs one row (the one lookup path's ``row``)."""
+
+
 def _puller(rows: Iterable[BatchRow] | AsyncIterable[BatchRow]) -> Callable[[], Awaitable[BatchRow | None]]:  # fmt: skip
     """``await pull()`` -> the next row or ``None``; safe for concurrent workers."""
     if isinstance(rows, AsyncIterable):
@@ -285,6 +289,7 @@ async def run_batch(
     caller: str = "batch",
     db: SegmentDB | None = None,
     group: Hashable = None,
+    lookup: RowLookup | None = None,
 ) -> BatchSummary:
     """Look up every row, ``lookups_in_flight`` at a time, over one shared ``checker``.
 
@@ -294,6 +299,11 @@ async def run_batch(
     next to the checker's other callers): together they keep the slots busy, a lookup
     that hits has few checks to waste, and the last lookups of a batch widen to the whole
     pool. The checker's own limits (rate, retries, breaker) hold for all of them together.
+
+    ``lookup(row)``, when given, runs each row instead of the plain engine call: the shells
+    pass :meth:`lookup.runtime.lookups.LookupPath.row`, the one lookup path (admission,
+    audit, metrics, privacy); ``mode``, ``max_candidates``, ``caller`` and ``group`` are then
+    its business.
 
     ``on_result(result)`` (sync or async) is called as each row finishes, in completion
     order; results carry ``row``, so callers can restore the input order. An exception
@@ -315,9 +325,12 @@ async def run_batch(
 
     async def worker() -> None:
         while (row := await pull()) is not None:
-            result = await _lookup(row, checker, mode=mode, caller=caller,
-                                   max_candidates=max_candidates, db=db,
-                                   group=caller if group is None else group)  # fmt: skip
+            if lookup is not None:
+                result = await lookup(row)
+            else:
+                result = await _lookup(row, checker, mode=mode, caller=caller,
+                                       max_candidates=max_candidates, db=db,
+                                       group=caller if group is None else group)  # fmt: skip
             summary.add(result)
             log.debug("row %d %s: %s, %d checks", result.row, mask_phone(result.mask),
                       result.status, result.checks_sent)  # fmt: skip

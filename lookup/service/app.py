@@ -31,42 +31,49 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import signal
-import time
-from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Final, TextIO
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from cachetools import LRUCache
 from pydantic import ValidationError
 
 from lookup import __version__
-from lookup.domain.errors import ConfigError, InputError, InvalidMaskError, UnknownRegionError
+from lookup.domain.errors import (
+    ConfigError,
+    InputError,
+    TooManyQueuedError,
+)
 from lookup.domain.segments import SegmentDB
-from lookup.domain.tiers import TierPlan, plan
 from lookup.engine.batch import BatchRow, RowResult, run_batch
 from lookup.engine.checker import Checker
-from lookup.engine.matcher import find
 from lookup.orders.base import OrderApi
 from lookup.runtime.engine import open_engine
+from lookup.runtime.lookups import LookupPath
 from lookup.runtime.settings import Settings
-from lookup.service.desk import is_open_path, setup_web
+from lookup.service.desk import REVEALS, is_open_path, setup_web
 from lookup.service.http import (
     MIN_TOKEN_LENGTH,
     ProblemError,
     auth_middleware,
-    caller_var,
     check_exposure,
     is_loopback,
     json_body,
     listen,
     problems_middleware,
     request_id_middleware,
-    request_id_var,
+)
+from lookup.service.lookups import (
+    LOOKUPS,
+    Lookups,
+    audit_caller,
+    caller_of,
+    input_problem,
+    post_lookup,
+    post_stream,
+    too_many,
 )
 from lookup.service.metrics import ServiceMetrics
 from lookup.service.openapi import DOCS_CSP, docs_page, openapi_document
@@ -120,142 +127,25 @@ class _State:
     db: SegmentDB
     metrics: ServiceMetrics = field(init=False)
     checker: Checker | None = None
+    path: LookupPath | None = None
     description: str = ""
-    queued: Counter[str] = field(default_factory=Counter)
     stopping: bool = False
-    lookup_seconds: float = 1.0  # a moving average, for Retry-After
-    plans: LRUCache[tuple[str | int | None, ...], TierPlan] = field(
-        default_factory=lambda: LRUCache(_PLANS)
-    )
-
-    def plan(self, mask: str, cap: int, hints: dict[str, str | None]) -> TierPlan:
-        """The plan of ``mask`` with ``hints``, made once per distinct request (LRU)."""
-        key = (mask, cap, *hints.values())
-        found = self.plans.get(key)
-        if found is None:
-            found = plan(
-                mask, self.db, city=hints["city"], province=hints["province"],
-                area_code=hints["area_code"], zip=hints["zip"], carrier=hints["carrier"],
-                max_candidates=cap,
-            )  # fmt: skip
-            self.plans[key] = found
-        return found
 
     def __post_init__(self) -> None:
         self.metrics = ServiceMetrics(lambda: self.checker)
 
-    def ready_checker(self) -> Checker:
-        if self.checker is None:  # pragma: no cover - routes run only after startup
+    def ready_path(self) -> LookupPath:
+        if self.path is None:  # pragma: no cover - routes run only after startup
             raise ProblemError(
                 "unavailable", "the service is starting", headers={"Retry-After": "1"}
             )
-        return self.checker
-
-    def observe(self, seconds: float) -> None:
-        self.metrics.lookup_seconds.observe(seconds)
-        self.lookup_seconds = 0.9 * self.lookup_seconds + 0.1 * seconds
-
-    @contextlib.contextmanager
-    def admit(self, caller: str, lookups: int) -> Iterator[None]:
-        """Hold ``lookups`` places of ``caller``'s queue, or raise a 429 problem."""
-        cap = self.settings.service_max_queued
-        held = self.queued[caller]
-        if held + lookups > cap:
-            self.metrics.refused.inc()
-            retry = min(max(math.ceil(self.lookup_seconds), 1), 60)
-            raise ProblemError(
-                "too-many-queued",
-                f"{caller} has {held} lookups running or queued and may have {cap} "
-                f"(LOOKUP_SERVICE_MAX_QUEUED): retry in {retry} s, or wait for an answer",
-                headers={"Retry-After": str(retry)},
-            )
-        self.queued[caller] += lookups
-        try:
-            yield
-        finally:
-            self.queued[caller] -= lookups
-            if self.queued[caller] <= 0:
-                del self.queued[caller]
+        return self.path
 
 
 _STATE: Final = web.AppKey("lookup_service_state", _State)
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def _caller(request: web.Request) -> str:
-    return caller_var.get() or request.remote or "-"
-
-
-def _audit_caller(caller: str) -> str:
-    # lookup.engine.matcher.audit takes a caller string only: the request id rides along in it.
-    return f"{caller} request_id={request_id_var.get()}"
-
-
-def _offending_field(exc: InputError, given: dict[str, str | None]) -> str:
-    if isinstance(exc, InvalidMaskError):
-        return "mask"
-    if isinstance(exc, UnknownRegionError):
-        hints = [h for h in _HINTS if given.get(h)]
-        named = [h for h in hints if h.replace("_", " ") in str(exc)]
-        return (named or hints or ["hints"])[0]
-    return "body"
-
-
-def _cap(state: _State, asked: int | None) -> int:
-    cap = state.settings.max_candidates
-    if asked is not None and asked > cap:
-        state.metrics.lookups.labels("invalid").inc()
-        raise ProblemError(
-            "invalid-input",
-            f"max_candidates {asked:,} is above this service's cap of {cap:,}; "
-            "omit it or ask for less",
-            errors=[FieldProblem(field="max_candidates", message=f"at most {cap}")],
-            kind="ConfigError",
-        )
-    return asked or cap
-
-
-# -- handlers --------------------------------------------------------------------------------
-
-
-async def _post_lookup(request: web.Request) -> web.Response:
-    state = request.app[_STATE]
-    try:
-        req: LookupRequest = await json_body(
-            request, LookupRequest, state.settings.service_read_timeout
-        )
-    except ProblemError as exc:
-        if exc.slug == "invalid-body":
-            state.metrics.lookups.labels("invalid").inc()
-        raise
-    cap = _cap(state, req.max_candidates)
-    caller = _caller(request)
-    checker = state.ready_checker()
-    hints = {h: getattr(req, h) for h in _HINTS}
-    with state.admit(caller, 1):
-        started = time.perf_counter()
-        state.metrics.in_progress.inc()
-        try:
-            plan_ = state.plan(req.mask, cap, hints)
-            result = await find(
-                plan_, checker=checker, db=state.db, mode=req.mode,
-                caller=_audit_caller(caller), group=caller,
-            )  # fmt: skip
-        except InputError as exc:
-            state.metrics.lookups.labels("invalid").inc()
-            raise ProblemError(
-                "invalid-input",
-                str(exc),
-                kind=type(exc).__name__,
-                errors=[FieldProblem(field=_offending_field(exc, hints), message=str(exc))],
-            ) from None
-        finally:
-            state.metrics.in_progress.dec()
-    state.metrics.lookups.labels(result.status).inc()
-    state.observe(time.perf_counter() - started)
-    return web.Response(text=result.model_dump_json(), content_type="application/json")
 
 
 async def _post_batch(request: web.Request) -> web.Response:
@@ -269,7 +159,11 @@ async def _post_batch(request: web.Request) -> web.Response:
             "too-large",
             f"{len(batch.lookups):,} lookups in one batch; at most {limit:,}: split it",
         )
-    cap = _cap(state, batch.max_candidates)
+    path = state.ready_path()
+    try:
+        cap = path.cap(batch.max_candidates)
+    except InputError as exc:
+        raise input_problem(exc) from None
     rows: list[BatchRow] = []
     problems: dict[int, list[FieldProblem]] = {}
     for n, data in enumerate(batch.lookups, 1):
@@ -287,19 +181,23 @@ async def _post_batch(request: web.Request) -> web.Response:
         results[result.row - 1] = BatchResult(
             **result.model_dump(), errors=problems.get(result.row)
         )
-        state.metrics.lookups.labels(result.status).inc()
-        if result.status != "invalid":
-            state.observe(result.elapsed_ms / 1000)
 
-    caller = _caller(request)
+    caller = caller_of(request)
     runnable = len(rows) - len(problems)
     at_once = min(BATCH_LOOKUPS_IN_FLIGHT, state.settings.service_max_queued, runnable)
-    with state.admit(caller, at_once):
-        summary = await run_batch(
-            rows, checker=state.ready_checker(), lookups_in_flight=max(at_once, 1),
-            mode=batch.mode, max_candidates=cap, on_result=on_result,
-            caller=_audit_caller(caller), db=state.db, group=caller,
-        )  # fmt: skip
+
+    async def lookup(row: BatchRow) -> RowResult:
+        return await path.row(row, caller=caller, surface="service_batch", mode=batch.mode,
+                              audit_caller=audit_caller(caller), max_candidates=cap)  # fmt: skip
+
+    try:
+        with path.admit(caller, at_once, surface="service_batch"):
+            summary = await run_batch(
+                rows, checker=path.checker, lookups_in_flight=max(at_once, 1),
+                mode=batch.mode, on_result=on_result, lookup=lookup,
+            )  # fmt: skip
+    except TooManyQueuedError as exc:
+        raise too_many(exc) from None
     done = [r for r in results if r is not None]
     answer = BatchResponse(results=done, summary=summary)
     return web.Response(
@@ -411,28 +309,43 @@ def create_app(
     async def order_api(app: web.Application) -> AsyncIterator[None]:
         if checker is not None:
             state.checker, state.description = checker, "injected checker"
+            state.path = _path(settings, state)
             yield
         else:
             async with open_engine(settings, api=api, on_latency=state.metrics.on_latency) as e:
                 state.checker, state.description = e.checker, e.description
+                state.path = _path(settings, state)
                 yield
-        state.checker = None
+        state.checker = state.path = None
 
     async def stopping(app: web.Application) -> None:
         state.stopping = True
 
     app.cleanup_ctx.append(order_api)
     app.on_shutdown.append(stopping)
-    app.router.add_post("/v1/lookups", _post_lookup)
+    app[LOOKUPS] = Lookups(path=lambda: state.path, read_timeout=settings.service_read_timeout,
+                           reveal=lambda caller, result: app[REVEALS](caller, result))  # fmt: skip
+    app.router.add_post("/v1/lookups", post_lookup)
+    app.router.add_post("/v1/lookups/stream", post_stream)
     app.router.add_post("/v1/lookups/batch", _post_batch)
     app.router.add_get("/v1/segments/{seven}", _get_segment)
     app.router.add_get("/healthz", _get_health)
     app.router.add_get("/metrics", _get_metrics)
     app.router.add_get("/openapi.json", _get_openapi)
     app.router.add_get("/docs", _get_docs)
-    setup_web(app, settings, checker=lambda: state.checker, caller=_caller, db=state.db,
-              jobs=worker is None)  # fmt: skip
+    setup_web(app, settings, checker=lambda: state.checker, caller=caller_of, db=state.db,
+              path=lambda: state.path, jobs=worker is None)  # fmt: skip
     return app
+
+
+def _path(settings: Settings, state: _State) -> LookupPath:
+    """The service's one lookup path over its checker (every route's lookups go through it)."""
+    assert state.checker is not None
+    return LookupPath(
+        state.checker, state.db, max_candidates=settings.max_candidates,
+        max_queued=settings.service_max_queued, secrets=settings.secret_values(),
+        metrics=state.metrics,
+    )  # fmt: skip
 
 
 @web.middleware

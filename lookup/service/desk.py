@@ -24,10 +24,8 @@ without tokens under a name that is not a loopback one (DNS rebinding).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ipaddress
-import json
 import logging
 import re
 import secrets
@@ -36,7 +34,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -46,9 +44,8 @@ from lookup.domain.errors import InputError, UnknownRegionError
 from lookup.domain.models import LookupResult
 from lookup.domain.privacy import mask_phone
 from lookup.domain.segments import SegmentDB
-from lookup.domain.tiers import plan
 from lookup.engine.checker import Checker
-from lookup.engine.matcher import find
+from lookup.runtime.lookups import LookupPath
 from lookup.runtime.settings import Settings
 from lookup.service.jobroutes import JobRoutes, answer, error_answer
 from lookup.service.jobs import JobStore
@@ -165,6 +162,8 @@ class _Web:
 
 
 _WEB: Final = web.AppKey("lookup_webui", _Web)
+REVEALS: Final[web.AppKey[Callable[[str, LookupResult], str | None]]] = web.AppKey("lookup_reveals")
+"""Keeps a streamed result's number for its caller; returns the reveal id."""
 
 
 def _validation_error(exc: ValidationError) -> web.Response:
@@ -222,11 +221,6 @@ async def _get_asset(request: web.Request) -> web.FileResponse:
 # -- a lookup with live progress ------------------------------------------------------------
 
 
-async def _event(resp: web.StreamResponse, name: str, data: object) -> None:
-    text = json.dumps(data, ensure_ascii=False)
-    await resp.write(f"event: {name}\ndata: {text}\n\n".encode())
-
-
 def checker_state(checker: Checker) -> dict[str, str]:
     """``{"state", "text"}``: the engine's own status when it has one, else the breaker's."""
     status = getattr(checker, "status", None)
@@ -236,75 +230,6 @@ def checker_state(checker: Checker) -> dict[str, str]:
     breaker = getattr(checker, "breaker_state", "closed")
     state = {"open": "down", "half_open": "probing"}.get(breaker, "ok")
     return {"state": state, "text": {"down": "API down", "probing": "probing"}.get(state, "ok")}
-
-
-async def _post_stream(request: web.Request) -> web.StreamResponse:
-    ui = request.app[_WEB]
-    caller = ui.caller(request)
-    try:
-        form = _LookupForm.model_validate_json(await request.read())
-    except ValidationError as exc:
-        return _validation_error(exc)
-    cap = ui.settings.max_candidates
-    if form.max_candidates is not None and form.max_candidates > cap:
-        return error_answer(f"max_candidates {form.max_candidates:,} is above this service's cap of "
-                      f"{cap:,}; omit it or ask for less", "ConfigError", 422, "max_candidates")  # fmt: skip
-    limit = form.max_candidates or cap
-    try:  # the plan is cheap (counts, no request): input errors answer before the stream
-        plan_ = plan(form.mask, ui.db, city=form.city or None, province=form.province or None,
-                     area_code=form.area_code or None, zip=form.zip or None,
-                     carrier=form.carrier or None, max_candidates=limit)  # fmt: skip
-    except InputError as exc:
-        return error_answer(str(exc), type(exc).__name__, 422, _field_of(exc, form))
-    checker = ui.ready_checker()
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
-                                       "Cache-Control": "no-store", "X-Accel-Buffering": "no"})  # fmt: skip
-    await resp.prepare(request)
-    tiers: dict[str, dict[str, Any]] = {t.name: {"name": t.name, "candidates": t.count, "answered": 0,
-                      "state": "pending" if t.count else "empty"} for t in plan_.tiers}  # fmt: skip
-    await _event(resp, "plan", {"mask": str(plan_.mask), "tiers": list(tiers.values()),
-                                "hint": str(plan_.region) if plan_.region else None})  # fmt: skip
-    current: list[str] = []
-
-    def progress(tier: str, answered: int, count: int) -> None:
-        del count
-        if current and current[-1] != tier:
-            tiers[current[-1]]["state"] = "done"
-        if not current or current[-1] != tier:
-            current.append(tier)
-        tiers[tier].update(answered=answered, state="running")
-
-    started = time.monotonic()
-    task = asyncio.create_task(find(form.mask, checker=checker, db=ui.db, mode=form.mode,
-                                    max_candidates=limit, caller=caller, progress=progress,
-                                    city=form.city or None, province=form.province or None,
-                                    area_code=form.area_code or None, zip=form.zip or None,
-                                    carrier=form.carrier or None))  # fmt: skip
-    try:
-        while not (await asyncio.wait({task}, timeout=PROGRESS_EVERY))[0]:
-            elapsed = time.monotonic() - started
-            answered = sum(int(t["answered"]) for t in tiers.values())
-            await _event(resp, "progress", {
-                "tier": current[-1] if current else None, "tiers": list(tiers.values()),
-                "answered": answered, "elapsed_s": round(elapsed, 2),
-                "rate": round(answered / elapsed, 1) if elapsed > 0 else None,
-                **checker_state(checker),
-            })  # fmt: skip
-        result = task.result()
-    finally:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    shown: dict[str, Any] = json.loads(mask_phone(result.model_dump_json()))
-    # A segment is the first 7 digits: with the mask's last 4 it would be the number.
-    for region in [shown.get("region"), *(h.get("region") for h in shown.get("hits", []))]:
-        if isinstance(region, dict):
-            region["segment"] = None
-    shown["reveal"] = ui.reveals.put(caller, result)
-    await _event(resp, "result", shown)
-    await resp.write_eof()
-    return resp
 
 
 async def _post_reveal(request: web.Request) -> web.Response:
@@ -394,9 +319,11 @@ def setup_web(
     checker: Callable[[], Checker | None],
     caller: Callable[[web.Request], str],
     db: SegmentDB,
+    path: Callable[[], LookupPath | None],
     jobs: bool = True,
 ) -> None:
-    """Add the desk page, the streamed lookup, reveals and ``/v1/jobs`` to the service app.
+    """Add the desk page, reveals and ``/v1/jobs`` to the service app (the page's lookups
+    are ``POST /v1/lookups/stream``, :mod:`lookup.service.lookups`).
 
     ``checker`` returns the service's checker once it started; ``caller`` names who is
     asking (``token#N``). Call it after the service's own startup hooks: the job store
@@ -408,12 +335,13 @@ def setup_web(
     pages = {"zh": html, "en": html.replace('lang="zh-CN"', 'lang="en"', 1)}
     ui = _Web(settings=settings, checker=checker, caller=caller, db=db, pages=pages)
     app[_WEB] = ui
+    app[REVEALS] = ui.reveals.put
     app.middlewares.append(_same_origin(tokenless=not settings.service_tokens))
     app.on_response_prepare.append(_security_headers)
 
     async def start_jobs(app: web.Application) -> AsyncIterator[None]:
         store = JobStore(settings.service_jobs_dir or default_jobs_dir(),
-                         checker=ui.ready_checker(), settings=settings,
+                         checker=ui.ready_checker(), settings=settings, path=path,
                          retention_s=settings.service_job_retention, db=db)  # fmt: skip
         await store.start()
         ui.jobs = store
@@ -426,7 +354,6 @@ def setup_web(
     r = app.router
     r.add_get("/", _get_page)
     r.add_get("/assets/{name}", _get_asset)
-    r.add_post("/v1/lookups/stream", _post_stream)
     r.add_post("/v1/reveal", _post_reveal)
     if jobs:
         JobRoutes(ui.store, caller).add_to(r)

@@ -278,6 +278,7 @@ async def json_body(request: web.Request, model: type[_M], read_timeout: float) 
             "the body does not fit the schema: "
             + "; ".join(f"{e.field}: {e.message}" for e in errors),
             errors=errors,
+            kind="ValidationError",
         ) from None
 
 

@@ -54,7 +54,8 @@ if TYPE_CHECKING:
     from lookup.domain.segments import SegmentDB
     from lookup.engine.checker import Checker
     from lookup.engine.matcher import Mode
-    from lookup.runtime.settings import Settings
+    from lookup.runtime.lookups import LookupPath
+from lookup.runtime.settings import Settings
 
 __all__ = [
     "DEFAULT_RETENTION",
@@ -172,8 +173,10 @@ class JobStore:
         max_rows: int = MAX_JOB_ROWS,
         db: SegmentDB | None = None,
         clock: Callable[[], float] = time.time,
+        path: Callable[[], LookupPath | None] | None = None,
     ) -> None:
         self.root = Path(root)
+        self.path = path
         self.checker = checker
         self.settings = settings
         self.retention_s = retention_s
@@ -421,6 +424,14 @@ class JobStore:
                 journal.append(result)
                 job.add(result)
 
+            lookup = None
+            one = self.path() if self.path is not None else None
+            if one is not None:
+                owner, run_one = job.owner, one
+
+                async def lookup(row: BatchRow) -> RowResult:
+                    return await run_one.row(row, caller=owner, surface="job", mode=job.mode)
+
             if job.done < job.total:
                 await run_batch(
                     _pending(path, job.format, kept),
@@ -431,6 +442,7 @@ class JobStore:
                     on_result=on_result,
                     caller=job.owner,
                     db=self.db,
+                    lookup=lookup,
                 )
 
     def _records(self, job: Job) -> list[RowResult]:

@@ -25,6 +25,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 
+from lookup.runtime.lookups import SURFACES, Surface
+
 __all__ = ["CHECKER_STATES", "LOOKUP_STATUSES", "ServiceMetrics"]
 
 LOOKUP_STATUSES: Final = ("matched", "not_found", "inconclusive", "api_error", "invalid")
@@ -80,14 +82,15 @@ class ServiceMetrics:
             ["route", "status"], registry=r,
         )  # fmt: skip
         self.lookups = Counter(
-            "lookup_lookups", "Lookups answered, by status ('invalid': input errors)",
-            ["status"], registry=r,
+            "lookup_lookups", "Lookups answered, by surface and status ('invalid': input errors)",
+            ["surface", "status"], registry=r,
         )  # fmt: skip
-        for status in LOOKUP_STATUSES:
-            self.lookups.labels(status)
+        for surface in SURFACES:
+            for status in LOOKUP_STATUSES:
+                self.lookups.labels(surface, status)
         self.lookup_seconds = Histogram(
-            "lookup_lookup_duration_seconds", "Wall time of a lookup", registry=r,
-            buckets=_LOOKUP_BUCKETS,
+            "lookup_lookup_duration_seconds", "Wall time of a lookup, by surface", ["surface"],
+            registry=r, buckets=_LOOKUP_BUCKETS,
         )  # fmt: skip
         self.in_progress = Gauge("lookup_lookups_in_progress", "Lookups running", registry=r)
         self.check_seconds = Histogram(
@@ -96,9 +99,23 @@ class ServiceMetrics:
         )  # fmt: skip
         self.refused = Counter(
             "lookup_lookups_refused", "Lookups refused with 429: the caller's queue was full",
-            registry=r,
+            ["surface"], registry=r,
         )  # fmt: skip
         r.register(self)  # collect() below
+
+    # -- the one lookup path's sink (lookup.runtime.lookups.LookupMetrics) --
+
+    def lookup_started(self, surface: Surface) -> None:
+        self.in_progress.inc()
+
+    def lookup_ended(self, surface: Surface, status: str, seconds: float | None) -> None:
+        self.lookups.labels(surface, status).inc()
+        if seconds is not None:
+            self.in_progress.dec()
+            self.lookup_seconds.labels(surface).observe(seconds)
+
+    def lookup_refused(self, surface: Surface) -> None:
+        self.refused.labels(surface).inc()
 
     def worker_info(self, worker: str) -> None:
         """``lookup_service_worker_info{worker}`` 1: which worker of ``--workers N`` this

@@ -431,7 +431,7 @@ async def test_metrics_count_lookups_checks_and_expose_the_breaker() -> None:
         after = await scrape()
 
     def status(name: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-        return ("lookup_lookups_total", (("status", name),))
+        return ("lookup_lookups_total", (("status", name), ("surface", "service")))
 
     def outcome(name: str) -> tuple[str, tuple[tuple[str, str], ...]]:
         return ("lookup_checks_total", (("outcome", name),))
@@ -454,7 +454,7 @@ async def test_metrics_count_lookups_checks_and_expose_the_breaker() -> None:
     assert len(buckets) > 5
     assert after[("lookup_check_duration_seconds_count", ())] == answered
     assert after[("lookup_check_duration_seconds_bucket", (("le", "+Inf"),))] == answered
-    assert after[("lookup_lookup_duration_seconds_count", ())] == 3
+    assert after[("lookup_lookup_duration_seconds_count", (("surface", "service"),))] == 3
 
 
 async def test_metrics_see_429s_retries_fatal_errors_and_an_open_breaker(
@@ -496,7 +496,11 @@ async def test_metrics_see_429s_retries_fatal_errors_and_an_open_breaker(
     assert after[("lookup_checks_total", (("outcome", "throttled"),))] >= 2
     assert after[("lookup_breaker_state", ())] in (0, 1, 2)
     assert health["breaker"] in ("closed", "half_open", "open")
-    lookups = {k[1][0][1]: v for k, v in after.items() if k[0] == "lookup_lookups_total"}
+    lookups = {
+        dict(k[1])["status"]: v
+        for k, v in after.items()
+        if k[0] == "lookup_lookups_total" and dict(k[1])["surface"] == "service"
+    }
     assert lookups == {
         "matched": 0, "not_found": 2, "inconclusive": 1, "api_error": 1, "invalid": 0,
     }  # fmt: skip

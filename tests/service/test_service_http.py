@@ -328,7 +328,8 @@ async def test_a_caller_over_its_queue_cap_gets_429_with_retry_after_others_do_n
             assert resp.status == 200  # room again
         async with session.get("/metrics", headers=auth()) as resp:
             text = await resp.text()
-    assert "lookup_lookups_refused_total 2.0" in text
+    assert 'lookup_lookups_refused_total{surface="service"} 1.0' in text
+    assert 'lookup_lookups_refused_total{surface="service_batch"} 1.0' in text
 
 
 async def test_one_callers_big_batch_does_not_starve_another_callers_lookup() -> None:

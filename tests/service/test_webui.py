@@ -390,9 +390,43 @@ async def test_many_streams_at_once(tmp_path: Path) -> None:
             got = await events(resp)
         return got[0][0], got[-1][1]["status"]
 
-    async with running(tmp_path, api, max_in_flight=32) as (session, _):
+    async with running(tmp_path, api, max_in_flight=32, service_max_queued=40) as (session, _):
         answers = await asyncio.gather(*(one(session, CASES[i % len(CASES)]) for i in range(40)))
     assert answers == [("plan", CASES[i % len(CASES)]["expected_status"]) for i in range(40)]
+
+
+async def test_streams_share_the_lookup_paths_queue_cap_and_metrics(tmp_path: Path) -> None:
+    """The live stream is the same lookup as POST /v1/lookups: the caller's queue cap
+    answers 429 past it (another caller is not refused), a text/plain body is a 415, and
+    its lookups are counted in /metrics under surface="stream"."""
+    import asyncio
+
+    api = FakeOrderApi.from_orders(ORDERS, latency=0.02)
+    case = CASES[0]
+    body = {"mask": case["mask"], **case["hints"]}
+
+    async def stream(session: aiohttp.ClientSession, token: str) -> int:
+        headers = {"Authorization": f"Bearer {token}"}
+        async with session.post("/v1/lookups/stream", json=body, headers=headers) as resp:
+            await resp.read()
+            return resp.status
+
+    async with running(tmp_path, api, service_max_queued=4) as (session, _):
+        async with session.post("/v1/lookups/stream", data="mask=138", headers={
+                **auth(), "Content-Type": "text/plain"}) as resp:  # fmt: skip
+            assert resp.status == 415
+        statuses = await asyncio.gather(
+            *(stream(session, TOKENS[0]) for _ in range(30)), stream(session, TOKENS[1])
+        )
+        async with session.get("/metrics", headers=auth()) as resp:
+            text = await resp.text()
+    assert statuses[-1] == 200  # the other caller
+    assert statuses[:-1].count(200) >= 4 and statuses[:-1].count(429) >= 20
+    assert set(statuses) == {200, 429}
+    assert 'lookup_lookups_refused_total{surface="stream"}' in text
+    counted = [line for line in text.splitlines()
+               if line.startswith('lookup_lookups_total{status="matched",surface="stream"}')]  # fmt: skip
+    assert counted and float(counted[0].split()[-1]) == statuses.count(200)
 
 
 async def test_the_services_retention_setting_removes_ended_jobs(tmp_path: Path) -> None:
