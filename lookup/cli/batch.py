@@ -30,8 +30,10 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
     """Run the batch; the summary goes to ``out`` (to stderr when the results go to stdout)."""
     from lookup.domain.errors import ConfigError
     from lookup.domain.privacy import Redactor
-    from lookup.files.run import run_file
+    from lookup.domain.segments import SegmentDB
+    from lookup.files.run import LocalRunner, run_file
     from lookup.runtime.engine import open_engine
+    from lookup.runtime.lookups import LookupPath
 
     ray = args.engine == "ray"
     if not ray and (args.ray_address or args.ray_actors is not None):
@@ -77,7 +79,10 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
                     return await go(runner=runner)
             async with open_engine(settings) as engine:
                 checker = engine.checker
-                return await go(engine=engine)
+                path = LookupPath(engine.checker, SegmentDB.default(),
+                                  max_candidates=settings.max_candidates,
+                                  secrets=settings.secret_values())  # fmt: skip
+                return await go(runner=LocalRunner(engine, args.lookups_in_flight, path))
         finally:
             ticker.cancel()
 

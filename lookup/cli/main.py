@@ -377,15 +377,22 @@ def _cmd_find(args: argparse.Namespace, out: TextIO) -> int:
 
     async def run() -> LookupResult:
         from lookup.cli.common import FindProgress
-        from lookup.engine.matcher import find
+        from lookup.domain.models import LookupRequest
+        from lookup.domain.segments import SegmentDB
         from lookup.runtime.engine import open_engine
+        from lookup.runtime.lookups import LookupPath
 
         async with open_engine(settings) as engine:
+            path = LookupPath(engine.checker, SegmentDB.default(),
+                              max_candidates=settings.max_candidates,
+                              secrets=settings.secret_values())  # fmt: skip
+            # planned already (input errors before the API opened): the request carries the mode
+            request = LookupRequest.model_construct(mask=args.mask, mode=args.mode)
             if not (args.json or quiet):
                 out.write(redact(f"asking the {engine.description}\n"))
                 out.flush()
             if quiet:
-                return await find(p, checker=engine.checker, mode=args.mode, caller="cli")
+                return await path.run(request, caller="cli", surface="cli", planned=p)
             progress = FindProgress(term, engine.checker)
 
             async def tick() -> None:
@@ -395,8 +402,8 @@ def _cmd_find(args: argparse.Namespace, out: TextIO) -> int:
 
             ticker = asyncio.create_task(tick())
             try:
-                return await find(p, checker=engine.checker, mode=args.mode, caller="cli",
-                                  progress=progress)  # fmt: skip
+                return await path.run(request, caller="cli", surface="cli", planned=p,
+                                      progress=progress)  # fmt: skip
             finally:
                 ticker.cancel()
                 progress.done()

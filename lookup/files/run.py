@@ -39,7 +39,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Final, Protocol, TextIO
+from typing import TYPE_CHECKING, BinaryIO, Final, Literal, Protocol, TextIO
 
 from lookup.domain.errors import ConfigError, LookupFailure
 from lookup.domain.privacy import Redactor
@@ -178,12 +178,21 @@ class RowRunner(Protocol):
                   on_result: ResultCallback) -> BatchSummary: ...  # fmt: skip
 
 
+class RowPath(Protocol):
+    """The one lookup path's batch-row call (:meth:`lookup.runtime.lookups.LookupPath.row`)."""
+
+    async def row(self, row: BatchRow, *, caller: str, surface: Literal["batch"], mode: Mode,
+                  max_candidates: int | None = None) -> RowResult: ...  # fmt: skip
+
+
 @dataclass(frozen=True)
 class LocalRunner:
-    """Rows through :func:`~lookup.engine.batch.run_batch` over the engine's one checker."""
+    """Rows through :func:`~lookup.engine.batch.run_batch` over the engine's one checker,
+    each through ``path`` (the one lookup path: audit, metrics, privacy) when given."""
 
     engine: EngineLike
     lookups_in_flight: int = DEFAULT_LOOKUPS_IN_FLIGHT
+    path: RowPath | None = None
 
     @property
     def description(self) -> str:
@@ -191,8 +200,16 @@ class LocalRunner:
 
     async def run(self, rows: Iterable[BatchRow], *, mode: Mode, max_candidates: int,
                   on_result: ResultCallback) -> BatchSummary:  # fmt: skip
+        lookup = None
+        if self.path is not None:
+            path = self.path
+
+            async def lookup(row: BatchRow) -> RowResult:
+                return await path.row(row, caller="batch", surface="batch", mode=mode,
+                                      max_candidates=max_candidates)  # fmt: skip
+
         return await run_batch(rows, checker=self.engine.checker, mode=mode,
-                               lookups_in_flight=self.lookups_in_flight,
+                               lookups_in_flight=self.lookups_in_flight, lookup=lookup,
                                max_candidates=max_candidates, on_result=on_result)  # fmt: skip
 
 
