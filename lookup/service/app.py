@@ -15,7 +15,7 @@ Decisions:
   ``api_error`` are answers about the number; the ``status`` field says which.
 * Every error is ``application/problem+json`` (:mod:`lookup.service.problems`), with the request
   id as ``instance``; a 422 names the offending fields and never echoes the body.
-* Fairness: each caller (``token#N``, or the peer without tokens) is its own fair-share
+* Fairness: each caller (its token's ``caller_name``, or the peer without tokens) is its own fair-share
   group of the checker, and may have at most ``service_max_queued`` lookups running or
   queued (a batch counts as the lookups it runs at once); beyond that, 429 with
   ``Retry-After``.

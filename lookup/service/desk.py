@@ -307,9 +307,13 @@ def job_store(app: web.Application) -> JobStore | None:
     return app[_WEB].jobs
 
 
-def default_jobs_dir() -> Path:
-    """Where jobs live unless ``service_jobs_dir`` says otherwise."""
-    return Path.home() / ".local" / "state" / "lookup" / "jobs"
+def default_jobs_dir(settings: Settings) -> Path:
+    """Where jobs live unless ``service_jobs_dir`` says otherwise: a folder of this
+    service's address (``jobs/127.0.0.1-8000``). Two services cannot listen on one address
+    at once, so they never share a folder by accident, and a restart on the same address
+    finds its jobs again."""
+    where = f"{settings.service_host}-{settings.service_port}".replace(":", "_").replace("/", "_")
+    return Path.home() / ".local" / "state" / "lookup" / "jobs" / where
 
 
 def setup_web(
@@ -326,7 +330,7 @@ def setup_web(
     are ``POST /v1/lookups/stream``, :mod:`lookup.service.lookups`).
 
     ``checker`` returns the service's checker once it started; ``caller`` names who is
-    asking (``token#N``). Call it after the service's own startup hooks: the job store
+    asking (``token:`` and a keyed hash of the token, :func:`lookup.service.http.caller_name`). Call it after the service's own startup hooks: the job store
     starts once the checker exists, and stops before it closes. ``jobs=False`` (a worker
     of ``serve --workers N``): no job store; ``/v1/jobs`` answers 501, since a job's state
     lives in the process that runs it and another worker would lose or re-run it.
@@ -340,7 +344,7 @@ def setup_web(
     app.on_response_prepare.append(_security_headers)
 
     async def start_jobs(app: web.Application) -> AsyncIterator[None]:
-        store = JobStore(settings.service_jobs_dir or default_jobs_dir(),
+        store = JobStore(settings.service_jobs_dir or default_jobs_dir(settings),
                          checker=ui.ready_checker(), settings=settings, path=path,
                          retention_s=settings.service_job_retention, db=db)  # fmt: skip
         await store.start()

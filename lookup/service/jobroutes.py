@@ -8,7 +8,8 @@
 * ``GET /v1/jobs/{id}``: progress (state, done/total, counts by status, rows/s, ETA).
 * ``GET /v1/jobs/{id}/results?format=csv|jsonl``: the results file of an ended job
   (``409`` while it runs); every download writes an audit line.
-* ``DELETE /v1/jobs/{id}``: cancel; the rows done so far stay in the results.
+* ``DELETE /v1/jobs/{id}``: cancel a queued or running job (the rows done so far stay in
+  its results); remove an ended one with its files (204).
 
 Another caller's job is ``404`` like one that does not exist.
 """
@@ -140,8 +141,8 @@ class JobRoutes:
         return answer(job.progress())
 
     async def cancel(self, request: web.Request) -> web.Response:
-        job = await self._store().cancel(self._caller(request), request.match_info["id"])
-        return answer(job.progress())
+        job = await self._store().delete(self._caller(request), request.match_info["id"])
+        return answer(job.progress()) if job is not None else web.Response(status=204)
 
     async def results(self, request: web.Request) -> web.StreamResponse:
         fmt = request.query.get("format", "jsonl")

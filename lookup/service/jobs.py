@@ -13,7 +13,7 @@ rows already in the journal are not looked up twice. A cancelled job keeps the r
 so far and its results hold only those. Jobs that ended are removed ``retention_s``
 seconds later.
 
-Jobs belong to the caller that created them (``token#N``); asking for another caller's
+Jobs belong to the caller that created them (``token:`` and a keyed hash of the token, :func:`lookup.service.http.caller_name`); asking for another caller's
 job, or one that does not exist, is the same :class:`JobNotFoundError`. This module does
 no HTTP: :mod:`lookup.service.jobroutes` puts it behind ``/v1/jobs``.
 
@@ -322,6 +322,17 @@ class JobStore:
         if job.state not in _ENDED:  # cancelled before its task ran
             await self._end(job, "cancelled")
         return job
+
+    async def delete(self, owner: str, job_id: str) -> Job | None:
+        """``DELETE``: a queued or running job is cancelled (and returned); an ended one is
+        removed with its folder and results files (``None``)."""
+        job = self.get(owner, job_id)
+        if job.state not in _ENDED:
+            return await self.cancel(owner, job_id)
+        shutil.rmtree(self._dir(job.id), ignore_errors=True)
+        self._jobs.pop(job.id, None)
+        log.info("removed job %s at its owner's request", job.id)
+        return None
 
     async def wait(self, owner: str, job_id: str) -> Job:
         """Wait until the job ended (done, cancelled or failed)."""

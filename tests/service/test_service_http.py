@@ -21,6 +21,7 @@ from lookup.domain.segments import SegmentDB
 from lookup.orders import FakeOrderApi
 from lookup.runtime.settings import Settings
 from lookup.service.app import create_app, serving
+from lookup.service.http import caller_name
 
 TOKENS = ["first-service-token", "second-service-token"]
 CITY_HIT = {"mask": "138****2046", "city": "杭州"}  # 102 candidates in its city tier
@@ -133,7 +134,7 @@ async def test_request_id_is_kept_when_sane_generated_otherwise_and_audited(
         assert resp.status == 401
         assert (await problem_of(resp))["instance"] == "r404"
     audit = [r.getMessage() for r in records.records if r.name == "lookup.audit"]
-    assert len(audit) == 1 and audit[0].endswith("caller=token#1 request_id=req-1.A_b")
+    assert len(audit) == 1 and audit[0].endswith(f"caller={caller_name(TOKENS[0].encode())} request_id=req-1.A_b")
     access = [r.getMessage() for r in records.records if r.name == "aiohttp.access"]
     assert any(line.endswith("request_id=req-1.A_b") for line in access)
 
@@ -311,7 +312,7 @@ async def test_a_caller_over_its_queue_cap_gets_429_with_retry_after_others_do_n
             assert int(resp.headers["Retry-After"]) >= 1
             problem = await problem_of(resp)
         assert problem["type"] == "/docs#problem-too-many-queued"
-        assert "token#1 has 2 lookups" in problem["detail"]
+        assert f"{caller_name(TOKENS[0].encode())} has 2 lookups" in problem["detail"]
         batch = {"lookups": masks}
         async with session.post("/v1/lookups/batch", json=batch, headers=auth()) as resp:
             assert resp.status == 429  # a batch needs room too

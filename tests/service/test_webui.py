@@ -21,6 +21,7 @@ from lookup.orders import FakeOrderApi
 from lookup.runtime.settings import Settings
 from lookup.service.app import create_app, serving
 from lookup.service.desk import CSP, job_store
+from lookup.service.http import caller_name
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES: list[dict[str, Any]] = json.loads((ROOT / "data" / "demo_cases.json").read_text("utf-8"))
@@ -133,7 +134,7 @@ async def test_a_streamed_lookup_masks_the_number_until_an_audited_reveal(
             async with session.post("/v1/reveal", json=reveal, headers=auth()) as resp:
                 assert resp.status == 200 and resp.headers["Cache-Control"] == "no-store"
                 assert (await resp.json())["phone"] == phone
-        line = f"reveal mask={case['mask']} phone={result['phone']} caller=token#1"
+        line = f"reveal mask={case['mask']} phone={result['phone']} caller={caller_name(TOKENS[0].encode())}"
         assert line in caplog.text and phone not in caplog.text
 
 
@@ -261,7 +262,7 @@ async def test_jobs_over_http_per_token(tmp_path: Path) -> None:
             assert (await resp.json())["jobs"] == []
         store = job_store(app)
         assert store is not None
-        await store.wait("token#1", job["id"])
+        await store.wait(caller_name(TOKENS[0].encode()), job["id"])
         async with session.get(f"/v1/jobs/{job['id']}", headers=auth()) as resp:
             done = await resp.json()
         assert done["state"] == "done" and done["counts"]["matched"] == 4
@@ -327,7 +328,7 @@ async def test_hostile_uploads_and_job_ids(tmp_path: Path) -> None:
         assert (jobs / job["id"] / "input.csv").is_file()
         store = job_store(app)
         assert store is not None
-        await store.wait("token#1", job["id"])
+        await store.wait(caller_name(TOKENS[0].encode()), job["id"])
         url = f"/v1/jobs/{job['id']}/results"
         async with session.get(url, params={"format": "csv"}, headers=auth()) as resp:
             assert resp.headers["Content-Disposition"] == 'attachment; filename="x-results.csv"'
@@ -440,7 +441,7 @@ async def test_the_services_retention_setting_removes_ended_jobs(tmp_path: Path)
         folder = tmp_path / "jobs" / job["id"]
         store = job_store(app)
         assert store is not None and store.retention_s == 0.5
-        await store.wait("token#1", job["id"])
+        await store.wait(caller_name(TOKENS[0].encode()), job["id"])
         assert folder.is_dir()
         for _ in range(200):  # the sweep runs every second: bounded at 10 s
             if not folder.exists():
@@ -449,3 +450,59 @@ async def test_the_services_retention_setting_removes_ended_jobs(tmp_path: Path)
         assert not folder.exists()
         async with session.get(f"/v1/jobs/{job['id']}", headers=auth()) as resp:
             assert resp.status == 404
+
+
+async def test_a_job_belongs_to_its_token_across_a_restart_and_a_reordered_token_list(
+    tmp_path: Path,
+) -> None:
+    """The owner is the token's stable name, not its position: after a restart with the
+    tokens reordered (and one added) the owner still sees its job, the others never do,
+    and DELETE of the ended job removes it with its files."""
+    third = "desk-token-three"
+
+    def app_with(tokens: list[str]) -> Any:
+        settings = Settings(rate=None, service_tokens=[SecretStr(t) for t in tokens],
+                            service_jobs_dir=tmp_path / "jobs")  # fmt: skip
+        return create_app(settings, api=FakeOrderApi.from_orders(ORDERS))
+
+    def bearer(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    data = f"mask,city\n{CASES[0]['mask']},杭州\n".encode()
+    app = app_with(TOKENS)
+    async with serving(app, shutdown_timeout=2) as url, aiohttp.ClientSession(url) as session:
+        async with session.post("/v1/jobs", params={"name": "a.csv"}, data=data,
+                                headers=bearer(TOKENS[0])) as resp:  # fmt: skip
+            assert resp.status == 201
+            job = await resp.json()
+        store = job_store(app)
+        assert store is not None
+        await store.wait(caller_name(TOKENS[0].encode()), job["id"])
+    folder = tmp_path / "jobs" / job["id"]
+    assert folder.is_dir()
+
+    app = app_with([third, TOKENS[1], TOKENS[0]])  # reordered, one added
+    async with serving(app, shutdown_timeout=2) as url, aiohttp.ClientSession(url) as session:
+        for other in (third, TOKENS[1]):
+            async with session.get(f"/v1/jobs/{job['id']}", headers=bearer(other)) as resp:
+                assert resp.status == 404
+            async with session.get("/v1/jobs", headers=bearer(other)) as resp:
+                assert (await resp.json())["jobs"] == []
+            async with session.delete(f"/v1/jobs/{job['id']}", headers=bearer(other)) as resp:
+                assert resp.status == 404
+        async with session.get(f"/v1/jobs/{job['id']}", headers=bearer(TOKENS[0])) as resp:
+            assert resp.status == 200 and (await resp.json())["state"] == "done"
+        assert folder.is_dir()
+        async with session.delete(f"/v1/jobs/{job['id']}", headers=bearer(TOKENS[0])) as resp:
+            assert resp.status == 204
+        assert not folder.exists()
+        async with session.get(f"/v1/jobs/{job['id']}", headers=bearer(TOKENS[0])) as resp:
+            assert resp.status == 404
+
+
+def test_the_default_jobs_folder_is_the_services_own() -> None:
+    from lookup.service.desk import default_jobs_dir
+
+    one = default_jobs_dir(Settings(service_port=8000))
+    other = default_jobs_dir(Settings(service_port=8001))
+    assert one != other and one.name == "127.0.0.1-8000"
