@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lookup.domain.errors import (
+        CandidateCapError,
         CircuitOpenError,
         ConfigError,
         DataError,
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
         OrderApiError,
         ThrottledApiError,
         TooManyCandidatesError,
+        TooManyQueuedError,
         TransientApiError,
         UnknownRegionError,
     )
@@ -71,7 +73,9 @@ _EXPORTS: dict[str, str] = {
     "plan": "lookup.domain.tiers",
     "Tier": "lookup.domain.tiers",
     "TierPlan": "lookup.domain.tiers",
+    "CandidateCapError": "lookup.domain.errors",
     "CircuitOpenError": "lookup.domain.errors",
+    "TooManyQueuedError": "lookup.domain.errors",
     "ConfigError": "lookup.domain.errors",
     "DataError": "lookup.domain.errors",
     "FatalApiError": "lookup.domain.errors",
@@ -89,6 +93,7 @@ __all__ = [
     "DEFAULT_LIMITS",
     "BatchRow",
     "BatchSummary",
+    "CandidateCapError",
     "CheckOutcome",
     "Checker",
     "CircuitOpenError",
@@ -117,6 +122,7 @@ __all__ = [
     "TierReport",
     "Timeouts",
     "TooManyCandidatesError",
+    "TooManyQueuedError",
     "TransientApiError",
     "UnknownRegionError",
     "find",

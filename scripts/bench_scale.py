@@ -159,7 +159,7 @@ def run() -> None:
         import bench_ray
         import ray  # noqa: F401 - the [ray] extra
     except ImportError:
-        print("\n== batch on Ray: SKIPPED (pip install 'phone-order-lookup[ray]')")
+        print("\n== batch on Ray: SKIPPED (pip install '.[ray]')")
     else:
         print()
         bench_ray.main()

@@ -24,13 +24,14 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p
 )
 if os.environ.get("LOOKUP_TEST_AGAINST_WHEEL") == "1" and Path(lookup.__file__).resolve().is_relative_to(
-    SOURCE_TREE
+    SOURCE_TREE / "lookup"
 ):
     raise pytest.UsageError(
         f"LOOKUP_TEST_AGAINST_WHEEL=1 but lookup was imported from the checkout "
         f"({lookup.__file__}): run the suite through tox (see README.md)"
     )
 
+from support.batches import mock  # noqa: F401  (the mock order API in a thread, for every folder)
 from support.components import missing as _missing
 from support.nginx import NGINX_MISSING, find_nginx
 from support.redis_fixture import REDIS_MISSING, RedisServer, find_redis

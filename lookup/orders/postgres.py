@@ -21,7 +21,7 @@ wrong password) is :class:`~lookup.domain.errors.FatalApiError` with the server'
 masked. The password (from the DSN, ``PGPASSWORD`` or a ``.pgpass``, which asyncpg reads
 itself) never appears in a message or ``repr``.
 
-asyncpg is an optional dependency: ``pip install 'phone-order-lookup[postgres]'``. Run
+asyncpg is an optional dependency: ``pip install '.[postgres]'``. Run
 ``python -m lookup.mockapi.pgseed seed DSN`` to load the synthetic demo orders into a table.
 """
 
@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 SCHEMES: Final = ("postgresql", "postgres")
-INSTALL_HINT: Final = "pip install 'phone-order-lookup[postgres]'"
+INSTALL_HINT: Final = "pip install '.[postgres]'"
 _IDENT: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 # SQLSTATE classes worth retrying: connection exceptions, insufficient resources, operator
 # intervention (admin shutdown, cannot connect now, query canceled), system errors,

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DRAIN", "INSTALL_HINT", "WORKER_GRACE", "check_workers", "serve_workers"]
 
-INSTALL_HINT: Final = "pip install 'phone-order-lookup[workers]'"
+INSTALL_HINT: Final = "pip install '.[workers]'"
 _MOCK_START: Final = 30.0
 """Seconds the bundled demo mock may take to print its listening line."""
 

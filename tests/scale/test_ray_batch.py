@@ -185,7 +185,7 @@ def test_without_ray_engine_ray_is_a_one_line_error(
                  "http://127.0.0.1:9/{phone}", "--engine", "ray"], stdout=out, stderr=err)  # fmt: skip
     assert code == 2
     assert err.getvalue() == f"lookup: error: {RAY_MISSING}\n"
-    assert "pip install 'phone-order-lookup[ray]'" in err.getvalue()
+    assert "pip install '.[ray]'" in err.getvalue()
     assert not (tmp_path / "o.jsonl.journal").exists()
 
 

@@ -233,7 +233,7 @@ def test_workers_without_gunicorn_name_the_extra(monkeypatch: pytest.MonkeyPatch
     assert cli_main(argv, stdout=out, stderr=err) == 2
     text = err.getvalue()
     assert text.count("\n") == 1, text
-    assert "pip install 'phone-order-lookup[workers]'" in text and "gunicorn" in text
+    assert "pip install '.[workers]'" in text and "gunicorn" in text
 
 
 def test_zero_workers_is_a_usage_error() -> None:

@@ -120,3 +120,14 @@ class LeakyApi:
         from lookup.domain.errors import FatalApiError
 
         raise FatalApiError(f"denied for {phone}: bad credentials api_key=sk-live-123456")
+
+
+class OnUvloop:
+    """A plug-in answering "has orders" only when it runs on uvloop (the CLI's loop test)."""
+
+    async def check(self, phone: str) -> bool:
+        import asyncio
+
+        import uvloop
+
+        return isinstance(asyncio.get_running_loop(), uvloop.Loop)

@@ -64,7 +64,7 @@ __all__ = [
 log = logging.getLogger("lookup.raybatch")
 
 RAY_MISSING: Final = ("--engine ray needs Ray, which is not installed: "
-                      "pip install 'phone-order-lookup[ray]'")  # fmt: skip
+                      "pip install '.[ray]'")  # fmt: skip
 NAMESPACE: Final = "lookup"
 
 

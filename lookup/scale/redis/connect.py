@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = ["INSTALL_HINT", "SCHEMES", "namespace_of", "open_quota", "secret_of"]
 
-INSTALL_HINT = "pip install 'phone-order-lookup[redis]'"
+INSTALL_HINT = "pip install '.[redis]'"
 SCHEMES = ("redis://", "rediss://", "unix://")
 
 
