@@ -4,7 +4,8 @@ One module on purpose (about 500 lines): the brief of issue 9 asks for the shell
 helpers in one place, so that ``cli``, ``batch_cli`` and ``service`` depend on it alone.
 
 ``cli``, ``batch_cli`` and ``service`` import these; they never import each other. Only
-the standard library is imported at module level, so a cold ``lookup segment`` stays fast.
+the standard library (and ``lookup.domain.privacy``, stdlib only) is imported at module
+level, so a cold ``lookup segment`` stays fast.
 
 The terminal: a :class:`Terminal` wraps stderr. Log lines written through it (the
 logging handler writes to it) appear *above* the live status line, never inside it; the
@@ -22,6 +23,8 @@ import unicodedata
 from collections.abc import Callable
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, Final, Protocol, TextIO
+
+from lookup.domain.privacy import escape_controls
 
 if TYPE_CHECKING:
     from lookup.domain.models import LookupResult
@@ -332,16 +335,20 @@ class Terminal:
         return self._columns()
 
     def write(self, text: str) -> int:
+        n = len(text)
+        # whatever reaches the terminal: a raw ESC, CR or bidi override in a value from
+        # outside (a plug-in's error, a mask) is shown escaped; line breaks stay
+        text = escape_controls(text, keep="\n")
         if not self.live:
             self.stream.write(text)
-            return len(text)
+            return n
         self._partial += text  # whole lines only: a half line would land in the status
         if "\n" in self._partial:
             done, _, self._partial = self._partial.rpartition("\n")
             self._erase()
             self.stream.write(done + "\n")
             self._draw()
-        return len(text)
+        return n
 
     def flush(self) -> None:
         self.stream.flush()
@@ -350,7 +357,7 @@ class Terminal:
         """Show ``text`` as the live line (cut to the width); nothing off a terminal."""
         if not self.live:
             return
-        self._line = text
+        self._line = escape_controls(text)
         self._draw()
         self.stream.flush()
 

@@ -527,10 +527,13 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0)
     from lookup.domain.errors import InputError, LookupFailure
-    from lookup.domain.privacy import Redactor
+    from lookup.domain.privacy import Redactor, escape_controls
 
     func: _Handler = args.func
-    safe = Redactor()  # the error's text may quote a plug-in's message or a URL
+    redact = Redactor()  # the error's text may quote a plug-in's message or a URL
+
+    def safe(text: str) -> str:  # ... and an ANSI escape or a line break of its own
+        return escape_controls(redact(text))
     try:
         return func(args, out)
     except InputError as exc:

@@ -6,6 +6,7 @@ from typing import Any, Final, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from lookup.domain.privacy import redact_text
 from lookup.domain.segments import SegmentInfo
 from lookup.domain.tiers import TierName
 
@@ -196,3 +197,10 @@ class LookupResult(BaseModel):
     elapsed_ms: float = 0.0
     reason: str | None = None
     data_version: str = ""
+
+    @field_validator("reason")
+    @classmethod
+    def _safe_reason(cls, value: str | None) -> str | None:
+        # the reason may quote a source's own error text: a plug-in's token, a number,
+        # an ANSI escape; every surface shows it, so it is cleaned once, here
+        return None if value is None else redact_text(value)

@@ -24,6 +24,7 @@ and the start-up lines.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from typing import Final
 from urllib.parse import parse_qsl, urlsplit
@@ -32,7 +33,9 @@ __all__ = [
     "MIN_SECRET_LENGTH",
     "SECRET_QUERY_KEYS",
     "Redactor",
+    "escape_controls",
     "mask_phone",
+    "redact_text",
     "redact_url",
     "url_secrets",
 ]
@@ -42,17 +45,34 @@ SECRET_QUERY_KEYS: Final = ("token", "key", "secret", "sig", "auth", "pass", "cr
 MIN_SECRET_LENGTH: Final = 4
 """Configured secrets shorter than this are not searched for (they would garble every line)."""
 
-_D: Final = "[0-9\uff10-\uff19]"  # ASCII and full-width digits
-_SEP: Final = "[ .\\-\u00a0\u3000\uff0d\uff0e]"  # space, dot, dash (and full-width ones)
-# A mobile number: 1, then 10 digits, at most one separator between two digits; an
-# optional country code before it. Not part of a longer run of digits.
-_MOBILE: Final = re.compile(
-    rf"(?<![0-9\uff10-\uff19])"
-    rf"(?P<prefix>(?:(?:\+|\uff0b|00|\uff10\uff10)?(?:86|\uff18\uff16){_SEP}?)?)"
-    rf"(?P<number>[1\uff11](?:{_SEP}?{_D}){{10}})"
-    rf"(?![0-9\uff10-\uff19])"
+# A mobile number is matched on an ASCII copy of the text (every Unicode decimal digit,
+# full-width and Arabic-Indic included, turned into its ASCII digit: one code point each,
+# so positions line up), then masked in the original.
+_DASHES: Final = (
+    "\\-\u00ad\u058a\u05be\u2010-\u2015\u2043\u2212\u2e3a\u2e3b\u30fc\ufe58\ufe63\uff0d\uff70"
 )
-_IPV4: Final = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+_DOTS: Final = ".\u00b7\u0387\u2022\u2024\u2027\u3002\u30fb\uff0e\uff61\uff65"
+_OTHER_SEPS: Final = (
+    "/\\\\\u2044\u2215\uff0f\uff3c"  # slashes
+    "_\uff3f"  # underscores
+    ",\u060c\u066b\u066c\u3001\uff0c'\u2019\u02bc"  # commas and digit-group marks
+    "()\\[\\]{}\uff08\uff09\uff3b\uff3d\uff5b\uff5d\u3010\u3011\u3014\u3015"  # brackets
+)
+# between two digits: a run of any whitespace and up to three visible separators
+_VISIBLE: Final = f"[\\s{_DASHES}{_DOTS}{_OTHER_SEPS}]"
+# zero-width characters, bidi marks and format characters: any number of them
+_INVISIBLE: Final = "[\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+_SEP: Final = f"{_INVISIBLE}*(?:{_VISIBLE}{_INVISIBLE}*){{0,3}}"
+# A mobile number: 1, then 10 digits, separators between them; before it an optional
+# country code (86, +86, 0086) and an optional trunk 0. Not part of a longer run of digits.
+_MOBILE: Final = re.compile(
+    rf"(?<![0-9])"
+    rf"(?P<prefix>(?:(?:[+\uff0b\ufe62]|00)?86{_SEP})?(?:0{_SEP})?)"
+    rf"(?P<number>1(?:{_SEP}[0-9]){{10}})"
+    rf"(?![0-9])"
+)
+_OCTET: Final = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4: Final = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 _HIDE: Final = frozenset((3, 4, 5, 6))  # which digits of the eleven are hidden
 _USERINFO: Final = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)[^/\s@?#]+@")
 # name=value where the name looks like a credential: in a query string or in free text
@@ -61,26 +81,74 @@ _QUERY_SECRET: Final = re.compile(
     r"[^&\s#\"'<>,;)]+",
     re.IGNORECASE,
 )
-_BEARER: Final = re.compile(r"(?P<scheme>\bBearer\s+)[A-Za-z0-9\-._~+/]+=*", re.IGNORECASE)
+_SECRET_WORDS: Final = (*SECRET_QUERY_KEYS, "pwd", "cookie", "session")
+# "name: value", "name = value", '"name": "value"' (JSON, YAML, headers, SDK messages)
+_PAIR_SECRET: Final = re.compile(
+    r"(?P<name>(?<![\w.\-])[\w.\-]*(?:" + "|".join(_SECRET_WORDS) + r")[\w.\-]*[\"']?"
+    r"(?:\s*:\s*|\s+=\s*|=\s+)[\"']?)"
+    r"(?P<value>[^&\s#\"'<>,;)}\]]+)",
+    re.IGNORECASE,
+)
+# names whose value is always a secret; other credential-like names only hide a value
+# that looks like a token (so that "key: missing" stays readable)
+_STRONG_NAME: Final = re.compile(
+    r"pass|pwd|secret|token|api[_\-]?key|private|cookie|session|credential", re.IGNORECASE
+)
+_TOKENISH: Final = re.compile(r"(?=[^\s]*\d)[^\s]{8,}|[^\s]{20,}")
+# "token 3f9a...": a long hex or base64 run right after a credential-like word
+_WORD_THEN_TOKEN: Final = re.compile(
+    r"(?P<name>\b(?:" + "|".join(_SECRET_WORDS) + r")\w*\s+)"
+    r"[A-Za-z0-9+/_\-]{16,}={0,2}(?![\w+/=\-])",
+    re.IGNORECASE,
+)
+_BEARER: Final = re.compile(
+    r"(?P<scheme>\b(?:Bearer|Basic|Digest)\s+)[A-Za-z0-9\-._~+/]+=*", re.IGNORECASE
+)
+# well-known token shapes that need no name: JWTs, sk-..., ghp_..., AKIA..., xoxb-...
+_KNOWN_TOKEN: Final = re.compile(
+    r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*"
+    r"|\b(?:sk|pk|rk)-[A-Za-z0-9_\-]{16,}"
+    r"|\bgh[pousr]_[A-Za-z0-9]{20,}"
+    r"|\bgithub_pat_[A-Za-z0-9_]{20,}"
+    r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"
+    r"|\bxox[abprs]-[A-Za-z0-9\-]{10,}"
+)
+# Characters that move the cursor, end a line, or reorder what a terminal shows: C0
+# (tab and newline too), DEL, C1, the bidi embeddings, overrides and isolates, the bidi
+# marks, and the line and paragraph separators.
+_CONTROLS: Final = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+_NAMED_ESCAPES: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
-def _mask_match(m: re.Match[str]) -> str:
-    number = m["number"]
-    plain = number.translate(_FULL_TO_ASCII)
-    if not m["prefix"] and _IPV4.fullmatch(plain):
+class _AsciiDigits(dict[int, int]):
+    """A ``str.translate`` table: every Unicode decimal digit to its ASCII digit."""
+
+    def __missing__(self, code: int) -> int:
+        value = unicodedata.decimal(chr(code), None)
+        out = code if value is None else 0x30 + value
+        if len(self) < 4096:  # bounded: a text of every code point must not grow it forever
+            self[code] = out
+        return out
+
+
+_ASCII_DIGITS: Final = _AsciiDigits()
+
+
+def _mask_in(text: str, plain: str, m: re.Match[str]) -> str:
+    start, end = m.span("number")
+    if not m["prefix"] and _IPV4.fullmatch(plain[start:end]):
         return m[0]  # 172.16.100.200 is an address, not a phone number
     out: list[str] = []
     i = 0
-    for c in number:
-        if c.isdigit():
-            out.append("*" if i in _HIDE else c)
+    for pos in range(start, end):
+        if "0" <= plain[pos] <= "9":
+            out.append("*" if i in _HIDE else text[pos])
             i += 1
         else:
-            out.append(c)
-    return m["prefix"] + "".join(out)
-
-
-_FULL_TO_ASCII: Final = {0xFF10 + i: ord("0") + i for i in range(10)}
+            out.append(text[pos])
+    return text[m.start() : start] + "".join(out)
 
 
 def mask_phone(text: str) -> str:
@@ -96,7 +164,17 @@ def mask_phone(text: str) -> str:
     """
     if not text:
         return text
-    return _MOBILE.sub(_mask_match, text)
+    plain = text if text.isascii() else text.translate(_ASCII_DIGITS)
+    pieces: list[str] = []
+    last = 0
+    for m in _MOBILE.finditer(plain):
+        pieces.append(text[last : m.start()])
+        pieces.append(_mask_in(text, plain, m))
+        last = m.end()
+    if not pieces:
+        return text
+    pieces.append(text[last:])
+    return "".join(pieces)
 
 
 def redact_url(url: str) -> str:
@@ -136,15 +214,66 @@ def url_secrets(url: str) -> list[str]:
     return found
 
 
+def _hide_pair(m: re.Match[str]) -> str:
+    if _STRONG_NAME.search(m["name"]) or _TOKENISH.fullmatch(m["value"]):
+        return m["name"] + "***"
+    return m[0]
+
+
 def _redact_credentials(text: str) -> str:
-    """URL user info and token-ish query values anywhere in free text."""
+    """URL user info, token-ish ``name=value`` / ``name: value`` pairs, ``Bearer`` and
+    ``Basic`` credentials and well-known token shapes anywhere in free text."""
     if "://" in text:
         text = _USERINFO.sub(r"\g<scheme>***@", text)
     if "=" in text:
         text = _QUERY_SECRET.sub(r"\g<name>***", text)
-    if "earer" in text:
-        text = _BEARER.sub(r"\g<scheme>***", text)
-    return text
+    if ":" in text or "=" in text:
+        text = _PAIR_SECRET.sub(_hide_pair, text)
+    text = _WORD_THEN_TOKEN.sub(r"\g<name>***", text)
+    text = _BEARER.sub(r"\g<scheme>***", text)
+    return _KNOWN_TOKEN.sub("***", text)
+
+
+def redact_text(text: str) -> str:
+    """A third party's free text (a plug-in's or a driver's error) made safe to show:
+    credentials it may quote redacted, numbers masked, control characters escaped.
+
+    >>> redact_text("auth failed: api_key: 9f8e7d6c5b4a for 13812345678\\x1b[2J")
+    'auth failed: api_key: *** for 138****5678\\\\x1b[2J'
+    """
+    return escape_controls(mask_phone(_redact_credentials(text)))
+
+
+def _escape(m: re.Match[str]) -> str:
+    c = m[0]
+    named = _NAMED_ESCAPES.get(c)
+    if named:
+        return named
+    return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+
+
+def _escape_json(m: re.Match[str]) -> str:
+    return f"\\u{ord(m[0]):04x}"
+
+
+def escape_controls(text: str, *, keep: str = "", json: bool = False) -> str:
+    """``text`` with every control character written as an escape (``\\n``, ``\\x1b``,
+    ``\\u202e``), so that a value from outside can neither forge a line, move a
+    terminal's cursor nor reorder what is shown.
+
+    ``keep`` names characters left alone (``"\\n"`` for a multi-line block the tool
+    itself wrote). ``json=True`` writes ``\\uXXXX`` for all of them, which stays valid
+    inside a JSON string.
+
+    >>> escape_controls("x\\nforged \\x1b[31mred\\u202e")
+    'x\\\\nforged \\\\x1b[31mred\\\\u202e'
+    """
+    if not _CONTROLS.search(text):
+        return text
+    replace = _escape_json if json else _escape
+    if not keep:
+        return _CONTROLS.sub(replace, text)
+    return _CONTROLS.sub(lambda m: m[0] if m[0] in keep else replace(m), text)
 
 
 class Redactor:

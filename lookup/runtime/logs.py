@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from lookup.domain.errors import ConfigError
-from lookup.domain.privacy import Redactor, mask_phone
+from lookup.domain.privacy import Redactor, escape_controls, mask_phone
 
 if TYPE_CHECKING:
     from lookup.runtime.settings import Settings
@@ -30,9 +30,19 @@ mask_numbers = mask_phone
 """``13812345678`` -> ``138****5678`` everywhere in ``text`` (:func:`lookup.domain.privacy.mask_phone`)."""
 
 
+def _block(text: str) -> str:
+    """A traceback or stack under its record: control characters escaped but its own
+    line breaks, and every line indented, so that no line of it looks like a record."""
+    return "\n".join("  " + line for line in escape_controls(text, keep="\n").split("\n"))
+
+
 class TextFormatter(logging.Formatter):
     """``time level logger: message`` with numbers masked and secrets redacted; with
-    ``worker``, ``time level [worker W] logger: message`` (``serve --workers N``)."""
+    ``worker``, ``time level [worker W] logger: message`` (``serve --workers N``).
+
+    One record is one line: control characters in the message (a path from a request, a
+    plug-in's error) are escaped, so a value from outside cannot forge a record or steer
+    a terminal. A traceback follows on lines that start with a space."""
 
     def __init__(self, redact: Redactor, full_numbers: bool, worker: str | None = None) -> None:
         tag = f" [worker {worker.replace('%', '%%')}]" if worker else ""
@@ -40,11 +50,32 @@ class TextFormatter(logging.Formatter):
         self.redact = redact
         self.full_numbers = full_numbers
 
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # masked before escaping: "138\n5715\n2046" is a number, its escape is not
+        record.message = escape_controls(self.redact(record.message))
+        return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:
+        return _block(self.redact(super().formatException(ei)))
+
+    def formatStack(self, stack_info: str) -> str:
+        return _block(self.redact(super().formatStack(stack_info)))
+
     def format(self, record: logging.LogRecord) -> str:
-        line = self.redact(super().format(record))
+        # logging's own format, without its cache of the traceback text (a handler
+        # that formatted the record first may have left it unescaped)
+        record.message = record.getMessage()
+        record.asctime = self.formatTime(record, self.datefmt)
+        line = self.formatMessage(record)
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        elif record.exc_text:
+            line += "\n" + _block(self.redact(record.exc_text))
+        if record.stack_info:
+            line += "\n" + self.formatStack(record.stack_info)
         full = getattr(record, "full_phone", None)
         if self.full_numbers and full:
-            line += f" full_phone={full}"
+            line += f" full_phone={escape_controls(str(full))}"
         return line
 
 
@@ -82,7 +113,9 @@ class JsonFormatter(logging.Formatter):
         full = getattr(record, "full_phone", None)
         if self.full_numbers and full:
             clean["full_phone"] = full
-        return json.dumps(clean, ensure_ascii=False)
+        # json escapes C0; DEL, C1, bidi overrides and line separators are escaped too,
+        # as \uXXXX (still valid JSON), so the raw line cannot steer a terminal
+        return escape_controls(json.dumps(clean, ensure_ascii=False, default=str), json=True)
 
 
 class TextSink(Protocol):

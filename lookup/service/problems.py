@@ -17,6 +17,8 @@ from typing import Final
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 
+from lookup.domain.privacy import escape_controls, mask_phone
+
 __all__ = [
     "PROBLEMS",
     "PROBLEM_JSON",
@@ -108,13 +110,19 @@ class Problem(BaseModel):
     )
 
 
+def _shown(text: str) -> str:
+    """A problem's text as it may leave: numbers masked, control characters escaped (a
+    validator's message may quote the caller's input, a path its bytes)."""
+    return escape_controls(mask_phone(text))
+
+
 def field_problems(exc: ValidationError, prefix: str = "") -> list[FieldProblem]:
     """One :class:`FieldProblem` per pydantic error, without the input values."""
     out = []
     for err in exc.errors(include_url=False, include_input=False, include_context=False):
         path = ".".join(str(p) for p in err["loc"])
         field = ".".join(p for p in (prefix, path) if p) or "body"
-        out.append(FieldProblem(field=field, message=err["msg"]))
+        out.append(FieldProblem(field=_shown(field), message=_shown(err["msg"])))
     return out
 
 
@@ -135,9 +143,12 @@ def problem_response(
         ptype = _BY_STATUS.get(slug_or_status) or ProblemType(
             slug="http-error", status=slug_or_status, title="HTTP error", when=""
         )
+    shown = [
+        FieldProblem(field=_shown(e.field), message=_shown(e.message)) for e in errors or ()
+    ]
     problem = Problem(
-        type=ptype.uri, title=ptype.title, status=ptype.status, detail=detail,
-        instance=instance, errors=errors, kind=kind,
+        type=ptype.uri, title=ptype.title, status=ptype.status, detail=_shown(detail),
+        instance=_shown(instance), errors=shown if errors is not None else None, kind=kind,
     )  # fmt: skip
     return web.Response(
         status=ptype.status,

@@ -314,3 +314,72 @@ def test_short_secrets_are_not_redacted(logs: Setup) -> None:
     stream = logs("text", secrets=["abc", "", SECRET])
     log.warning("abc %s", SECRET)
     assert lines(stream)[0].endswith("abc ***")
+
+
+# -- control characters from outside never reach the log raw --------------------------------
+
+_RECORD_START = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
+HOSTILE_VALUES = [
+    "x\n2024-01-01 00:00:00,000 INFO lookup.audit: mask=138****2046 status=matched",
+    "x\r\n2024-01-01 00:00:00,000 WARNING lookup: forged",
+    "nul\x00here",
+    "\x1b[2J\x1b[31mred\x1b[0m",
+    "bell\x07 and backspace\x08",
+    "del\x7f and csi\x9b31m",
+    "bidi \u202eevil\u202c and isolate \u2066x\u2069",
+    "line\u2028separator\u2029paragraph",
+    "vertical\x0btab\x0cfeed\x1cfile-sep\x85nel",
+    "138\n5715\n2046",  # a number split by line breaks is still a number
+]
+
+
+def _assert_clean_text(out: str, records: int) -> None:
+    physical = out.splitlines()
+    assert len([ln for ln in physical if _RECORD_START.match(ln)]) == records
+    for line in physical:
+        assert line.isprintable(), repr(line)
+        assert _RECORD_START.match(line) or line.startswith(" "), repr(line)
+    assert "57152046" not in re.sub(r"\\[nrx]", "", out.replace("\\n", ""))
+
+
+@pytest.mark.parametrize("value", HOSTILE_VALUES)
+def test_text_lines_escape_control_characters(logs: Setup, value: str) -> None:
+    stream = logs("text")
+    log.warning("GET %s 404", value)
+    logging.getLogger("aiohttp.access").info("%s", value)
+    _assert_clean_text(stream.getvalue(), 2)
+
+
+@pytest.mark.parametrize("value", HOSTILE_VALUES)
+def test_text_tracebacks_escape_control_characters(logs: Setup, value: str) -> None:
+    stream = logs("text")
+    try:
+        raise RuntimeError(value)
+    except RuntimeError:
+        log.exception("the plug-in failed: %s", value)
+    out = stream.getvalue()
+    _assert_clean_text(out, 1)
+    assert "Traceback" in out
+
+
+@pytest.mark.parametrize("value", HOSTILE_VALUES)
+def test_json_lines_escape_control_characters(logs: Setup, value: str) -> None:
+    stream = logs("json")
+    log.warning("GET %s 404", value, extra={"path": value})
+    out = stream.getvalue()
+    assert out.count("\n") == 1 and out.endswith("\n")
+    assert out[:-1].isprintable(), repr(out)
+    data = json.loads(out)
+    assert data["message"].startswith("GET ")
+    if "2046" not in value:
+        assert data["path"] == value  # escaped on the wire, the same value once parsed
+
+
+def test_debug_row_lines_print_no_raw_control_characters(logs: Setup) -> None:
+    stream = logs("text")
+    logging.getLogger("lookup.engine.batch").debug(
+        "row %d %s: %s, %d checks", 3, "138\x1b[2J****\n2046", "invalid", 0
+    )
+    out = stream.getvalue()
+    assert out.count("\n") == 1 and out[:-1].isprintable()
+    assert "\\x1b[2J" in out and "\\n2046" in out

@@ -131,3 +131,16 @@ class OnUvloop:
         import uvloop
 
         return isinstance(asyncio.get_running_loop(), uvloop.Loop)
+
+
+class HostileTextApi:
+    """Fails with a message that would steer a terminal and leak its own token: ANSI
+    escapes, a line break that forges a line, a bidi override, ``token: ...``."""
+
+    def check(self, phone: str) -> bool:
+        from lookup.domain.errors import FatalApiError
+
+        raise FatalApiError(
+            f"\x1b[2J\x1b[31mdenied\x1b[0m for {phone}\nlookup: matched 13900001111 "
+            "\u202eevil token: 9f8e7d6c5b4a3f2e1d0c Authorization: Bearer abc.def-123"
+        )
