@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from lookup.domain.errors import InvalidMaskError, TooManyCandidatesError, UnknownRegionError
-from lookup.domain.masks import HIDDEN, Mask, parse_mask
+from lookup.domain.masks import HIDDEN, Mask, combine_sightings
 from lookup.domain.segments import (
     FIRST_SEGMENT,
     LAST_SEGMENT,
@@ -254,6 +254,7 @@ def plan(
     max_candidates: int = DEFAULT_MAX_CANDIDATES,
     seed: int | None = None,
     include_nonstandard: bool = False,
+    also: Iterable[str | Mask] = (),
 ) -> TierPlan:
     """Split the numbers that fit ``mask`` into the four tiers.
 
@@ -265,6 +266,9 @@ def plan(
     the carrier, every number that fits was left out as nonstandard, or more than
     ``max_candidates`` numbers: nothing is generated then) and
     :class:`~lookup.domain.errors.UnknownRegionError` (bad hint) before any work.
+    ``also`` are other sightings of the same number (``1385715****`` beside
+    ``138****2046``): they are intersected with ``mask`` first, and sightings that
+    contradict each other raise :class:`~lookup.domain.errors.InvalidMaskError`.
     Within a tier the order is by segment, then by the hidden tail digits; ``seed``
     shuffles segments reproducibly instead.
 
@@ -272,7 +276,7 @@ def plan(
     >>> [(t.name, t.count) for t in p.tiers]  # doctest: +SKIP
     [('city', 352), ('province', 1026), ('national', 8622), ('unlocated', 0)]
     """
-    m = parse_mask(mask)
+    m = combine_sightings(mask, also)
     db = db if db is not None else SegmentDB.default()
     region = db.resolve(city=city, province=province, area_code=area_code, zip=zip)
     allowed = carrier_codes(carrier, db) if carrier else None

@@ -45,7 +45,13 @@ from cachetools import LRUCache
 from pydantic import ValidationError
 
 from lookup import __version__
-from lookup.domain.errors import ConfigError, InputError, InvalidMaskError, UnknownRegionError
+from lookup.domain.errors import (
+    ConfigError,
+    InputError,
+    InvalidMaskError,
+    SightingsDisagreeError,
+    UnknownRegionError,
+)
 from lookup.domain.segments import SegmentDB
 from lookup.domain.tiers import TierPlan, plan
 from lookup.engine.batch import BatchRow, RowResult, run_batch
@@ -128,15 +134,16 @@ class _State:
         default_factory=lambda: LRUCache(_PLANS)
     )
 
-    def plan(self, mask: str, cap: int, hints: dict[str, str | None]) -> TierPlan:
-        """The plan of ``mask`` with ``hints``, made once per distinct request (LRU)."""
-        key = (mask, cap, *hints.values())
+    def plan(self, mask: str, cap: int, hints: dict[str, str | None],
+             also: tuple[str, ...] = ()) -> TierPlan:  # fmt: skip
+        """The plan of ``mask`` (and ``also``) with ``hints``, made once per distinct request."""
+        key = (mask, cap, *hints.values(), *also)
         found = self.plans.get(key)
         if found is None:
             found = plan(
                 mask, self.db, city=hints["city"], province=hints["province"],
                 area_code=hints["area_code"], zip=hints["zip"], carrier=hints["carrier"],
-                max_candidates=cap,
+                max_candidates=cap, also=also,
             )  # fmt: skip
             self.plans[key] = found
         return found
@@ -194,6 +201,8 @@ def _audit_caller(caller: str) -> str:
 
 
 def _offending_field(exc: InputError, given: dict[str, str | None]) -> str:
+    if isinstance(exc, SightingsDisagreeError):
+        return "also"
     if isinstance(exc, InvalidMaskError):
         return "mask"
     if isinstance(exc, UnknownRegionError):
@@ -238,7 +247,7 @@ async def _post_lookup(request: web.Request) -> web.Response:
         started = time.perf_counter()
         state.metrics.in_progress.inc()
         try:
-            plan_ = state.plan(req.mask, cap, hints)
+            plan_ = state.plan(req.mask, cap, hints, tuple(req.also))
             result = await find(
                 plan_, checker=checker, db=state.db, mode=req.mode,
                 caller=_audit_caller(caller), group=caller,
