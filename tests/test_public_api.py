@@ -124,6 +124,7 @@ TREE = [
     ("InputError", "ValueError"),
     ("InvalidMaskError", "InputError"),
     ("TooManyCandidatesError", "InvalidMaskError"),
+    ("SightingsDisagreeError", "InvalidMaskError"),
     ("UnknownRegionError", "InputError"),
     ("ConfigError", "InputError"),
     ("DataError", "LookupFailure"),

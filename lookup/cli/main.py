@@ -91,6 +91,14 @@ def _add_nonstandard_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_also_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--also", action="append", default=[], metavar="MASK",
+        help="another sighting of the same number (1385715****), intersected with MASK; "
+        "repeat for more",
+    )  # fmt: skip
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from lookup import __version__
 
@@ -112,6 +120,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plan", help="which numbers fit a mask, tier by tier (no requests)")
     pl.add_argument("mask", help="masked number: 138****1234, 138xxxx1234, +86 138 **** 1234")
+    _add_also_option(pl)
     add_hint_options(pl)
     pl.add_argument("--max-candidates", type=int, default=10_000, dest="max_candidates")
     pl.add_argument("--seed", type=int, help="shuffle the order within tiers reproducibly")
@@ -130,6 +139,7 @@ def _build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     fd.add_argument("mask", help="masked number: 138****1234, 138xxxx1234, +86 138 **** 1234")
+    _add_also_option(fd)
     add_hint_options(fd)
     add_api_options(fd)
     fd.add_argument(
@@ -277,7 +287,8 @@ def _cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     db = SegmentDB.load(args.data) if args.data else SegmentDB.default()
     hints = _hints(args)
     p = plan(args.mask, db, max_candidates=args.max_candidates, seed=args.seed,
-             include_nonstandard=args.include_nonstandard, **hints.hints())  # fmt: skip
+             include_nonstandard=args.include_nonstandard, also=args.also,
+             **hints.hints())  # fmt: skip
     if args.list_tier:
         if args.list_tier == "nonstandard" and not args.include_nonstandard:
             from lookup.domain.errors import ConfigError
@@ -293,12 +304,22 @@ def _cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
         out.write(json.dumps(plan_summary(p), ensure_ascii=False) + "\n")
         return ExitStatus.OK
     where = f" in {p.region}" if p.region else ""
-    out.write(f"{p.mask}{where}: {p.total:,} candidates\n")
+    out.write(f"{_sightings(p, args)}{where}: {p.total:,} candidates\n")
     width = max(10, *(len(t.name) for t in p.tiers))
     out.writelines(f"  {t.name:<{width}} {t.count:>7,}\n" for t in p.tiers)
     if p.excluded:
         out.write(f"  {'excluded':<{width}} {p.excluded:>7,}  {p.excluded_reason}\n")
     return ExitStatus.OK
+
+
+def _sightings(p: TierPlan, args: argparse.Namespace) -> str:
+    """The mask as the header shows it: the sightings as given, not their (maybe full)
+    intersection, which is not yet known to be anyone's number."""
+    if not args.also:
+        return str(p.mask)
+    from lookup.domain.masks import parse_mask
+
+    return " + ".join(str(parse_mask(m)) for m in (args.mask, *args.also))
 
 
 def _hints(args: argparse.Namespace) -> Hints:
@@ -366,11 +387,12 @@ def _cmd_find(args: argparse.Namespace, out: TextIO) -> int:
     hints = _hints(args)
     # Input errors surface before any API is opened or request sent.
     p = plan(args.mask, max_candidates=settings.max_candidates, seed=args.seed,
-             include_nonstandard=args.include_nonstandard, **hints.hints())  # fmt: skip
+             include_nonstandard=args.include_nonstandard, also=args.also,
+             **hints.hints())  # fmt: skip
     if not (args.json or quiet):
         counts = ", ".join(f"{t.name} {t.count:,}" for t in p.tiers)
         where = f" in {p.region}" if p.region else ""
-        out.write(f"{p.mask}{where}: {p.total:,} candidates ({counts})\n")
+        out.write(f"{_sightings(p, args)}{where}: {p.total:,} candidates ({counts})\n")
         if p.excluded:
             out.write(f"  left out: {p.excluded_reason}\n")
         out.flush()

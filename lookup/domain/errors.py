@@ -5,7 +5,8 @@
     LookupFailure                      base of everything lookup raises on purpose
     ├── InputError (ValueError)        bad input; raised before any request is sent
     │   ├── InvalidMaskError           the mask cannot be parsed or is not resolvable
-    │   │   └── TooManyCandidatesError more candidates than the cap allows
+    │   │   ├── TooManyCandidatesError more candidates than the cap allows
+    │   │   └── SightingsDisagreeError several sightings of one number that no number fits
     │   ├── UnknownRegionError         a city / province / area code / zip hint is unknown or ambiguous
     │   └── ConfigError                a setting or option is invalid
     │       └── CandidateCapError      a request asked for more candidates than the cap
@@ -38,6 +39,7 @@ __all__ = [
     "InvalidMaskError",
     "LookupFailure",
     "OrderApiError",
+    "SightingsDisagreeError",
     "ThrottledApiError",
     "TooManyCandidatesError",
     "TooManyQueuedError",
@@ -66,6 +68,14 @@ class TooManyCandidatesError(InvalidMaskError):
         super().__init__(message)
         self.count = count
         self.cap = cap
+
+
+class SightingsDisagreeError(InvalidMaskError):
+    """Several sightings of one number show different digits at one position."""
+
+    def __init__(self, message: str, *, position: int) -> None:
+        super().__init__(message)
+        self.position = position
 
 
 class UnknownRegionError(InputError):

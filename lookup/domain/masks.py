@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from lookup.domain.errors import InvalidMaskError
+from lookup.domain.errors import InvalidMaskError, SightingsDisagreeError
 
-__all__ = ["HIDDEN", "Mask", "parse_mask"]
+__all__ = ["HIDDEN", "Mask", "combine_sightings", "parse_mask"]
 
 HIDDEN = "*"
 _WILDCARDS = frozenset("*xX?")
@@ -203,3 +204,35 @@ def parse_mask(text: str | Mask) -> Mask:
     pattern = "".join(chars)
     _validate(pattern, original)
     return Mask(pattern)
+
+
+def combine_sightings(mask: str | Mask, also: Iterable[str | Mask] = ()) -> Mask:
+    """Intersect several sightings of one number into the one mask every sighting allows.
+
+    Each sighting must be a mask on its own (:func:`parse_mask`). A position is known when
+    any sighting shows it; two sightings that show different digits at one position cannot
+    be the same number, which is bad input naming the first such position.
+
+    >>> str(combine_sightings("138****2046", ["1385715****"]))
+    '13857152046'
+    """
+    first = parse_mask(mask)
+    also = list(also)
+    if not also:
+        return first
+    cells = list(first.pattern)
+    shown_by = [first] * 11  # which sighting showed each known digit, for the message
+    for other in also:
+        seen = parse_mask(other)
+        for i, (have, new) in enumerate(zip(cells, seen.pattern, strict=True)):
+            if new == HIDDEN or have == new:
+                continue
+            if have != HIDDEN:
+                raise SightingsDisagreeError(
+                    f"the sightings disagree at digit {i + 1}: {shown_by[i]} shows {have}, "
+                    f"{seen} shows {new}, so no number fits both; check that they are the "
+                    "same customer's number",
+                    position=i + 1,
+                )
+            cells[i], shown_by[i] = new, seen
+    return Mask("".join(cells))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal, TypedDict
+from typing import Annotated, Any, Final, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -13,6 +13,7 @@ from lookup.domain.tiers import TierName
 __all__ = [
     "DEFAULT_LIMITS",
     "HINT_FIELDS",
+    "MAX_SIGHTINGS",
     "CheckOutcome",
     "HintArgs",
     "Hints",
@@ -28,6 +29,9 @@ __all__ = [
 
 Status = Literal["matched", "not_found", "inconclusive", "api_error"]
 Mode = Literal["first", "all"]
+
+MAX_SIGHTINGS: Final = 8
+"""At most this many other sightings (``also``) of one number per lookup."""
 
 HINT_FIELDS: Final = ("city", "province", "area_code", "zip", "carrier")
 """The names of the five hints, in the order the CLI, batch files and the service use."""
@@ -92,6 +96,12 @@ class LookupRequest(Hints):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
     mask: str = Field(min_length=1, max_length=64, description="e.g. 138****1234")
+    also: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list,
+        max_length=MAX_SIGHTINGS,
+        description="other sightings of the same number, e.g. ['1385715****']: intersected "
+        "with mask before planning",
+    )
     mode: Mode = "first"
     max_candidates: int | None = Field(
         None, ge=1, description="refuse masks with more candidates (at most the service's cap)"

@@ -27,7 +27,15 @@ from typing import Any, Final
 
 from lookup.domain.errors import DataError, UnknownRegionError
 
-__all__ = ["FIRST_SEGMENT", "LAST_SEGMENT", "UNLOCATED", "Region", "SegmentDB", "SegmentInfo"]
+__all__ = [
+    "FIRST_SEGMENT",
+    "LAST_SEGMENT",
+    "UNLOCATED",
+    "Region",
+    "RegionGeo",
+    "SegmentDB",
+    "SegmentInfo",
+]
 
 FIRST_SEGMENT = 1_300_000
 LAST_SEGMENT = 1_999_999
@@ -99,6 +107,33 @@ class Region:
         return {"province": self.province, "cities": list(self.cities), "label": str(self)}
 
 
+@dataclass(frozen=True, slots=True)
+class RegionGeo:
+    """A point (longitude, latitude) per province (its capital) and per region code.
+
+    ``points[code]`` for codes 1..R (index 0 unused); a region the source could not place
+    sits at its province's capital.
+    """
+
+    provinces: dict[str, tuple[float, float]]
+    points: tuple[tuple[float, float], ...]
+
+    @classmethod
+    def load(cls, path: Path, db: SegmentDB) -> RegionGeo:
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+            provinces = {p: (float(x), float(y)) for p, (x, y) in meta["provinces"].items()}
+            cities = meta["cities"]
+            points = [(0.0, 0.0)] + [
+                tuple(cities.get(city) or provinces[province])
+                for province, city in db.region_names()
+            ]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"cannot read the region points at {path}: {exc}; rebuild them "
+                            "with scripts/build_region_geo.py") from exc  # fmt: skip
+        return cls(provinces, tuple((float(x), float(y)) for x, y in points))
+
+
 def _normalise(name: str) -> str:
     text = unicodedata.normalize("NFKC", name).strip().replace(" ", "")
     return text
@@ -151,6 +186,7 @@ class SegmentDB:
         "_carrier_names",
         "_children",
         "_codes",
+        "_geo",
         "_nonstandard",
         "_province_alias",
         "_provinces",
@@ -185,6 +221,7 @@ class SegmentDB:
         self._children: dict[str, list[str]] = dict(meta["children"])
         self._alias: dict[str, str] = dict(meta["city_aliases"])
         self._province_alias: dict[str, str] = dict(meta["province_aliases"])
+        self._geo: RegionGeo | None = None
         self._area_codes: dict[str, list[int]] = {}
         self._zip_stems: dict[str, list[int]] = {}
         for i, (_, _, area_code, zip_code) in enumerate(self._regions):
@@ -264,6 +301,16 @@ class SegmentDB:
     def province_codes(self, province: str) -> list[int]:
         """Region codes (1..R) of every region of ``province``."""
         return [i + 1 for i, r in enumerate(self._regions) if r[0] == province]
+
+    def region_names(self) -> list[tuple[str, str]]:
+        """``(province, city label)`` of every region, indexed by region code - 1."""
+        return [(r[0], r[1]) for r in self._regions]
+
+    def geo(self) -> RegionGeo:
+        """Where the regions are (``region_geo.json`` beside the database), loaded on first use."""
+        if self._geo is None:
+            self._geo = RegionGeo.load(self.path.with_name("region_geo.json"), self)
+        return self._geo
 
     def carrier_name(self, code: int) -> str | None:
         return self._carrier_names.get(code)

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from lookup.domain.errors import InvalidMaskError, TooManyCandidatesError, UnknownRegionError
-from lookup.domain.masks import HIDDEN, Mask, parse_mask
+from lookup.domain.masks import HIDDEN, Mask, combine_sightings
+from lookup.domain.order import NEARER, RegionOrder
 from lookup.domain.segments import (
     FIRST_SEGMENT,
     LAST_SEGMENT,
@@ -242,6 +243,18 @@ def _nothing_fits(m: Mask, region: Region | None, carrier: str | None, values: S
             "allows; check the digits shown")  # fmt: skip
 
 
+def _order(buckets: dict[TierName, list[int]], keys: Sequence[tuple[float, ...]] | None,
+           codes: Sequence[int]) -> None:  # fmt: skip
+    """Sort the province and national tiers by their regions' keys (stable: ties stay
+    numeric). The city tier is the hint itself, unlocated segments have no region."""
+    if keys is None:
+        return
+    for name in ("province", "national"):
+        bucket = buckets[name]
+        if len(bucket) > 1:
+            bucket.sort(key=lambda seg: keys[codes[seg - FIRST_SEGMENT]])
+
+
 def plan(
     mask: str | Mask,
     db: SegmentDB | None = None,
@@ -254,6 +267,8 @@ def plan(
     max_candidates: int = DEFAULT_MAX_CANDIDATES,
     seed: int | None = None,
     include_nonstandard: bool = False,
+    also: Iterable[str | Mask] = (),
+    order: RegionOrder | None = NEARER,
 ) -> TierPlan:
     """Split the numbers that fit ``mask`` into the four tiers.
 
@@ -265,14 +280,20 @@ def plan(
     the carrier, every number that fits was left out as nonstandard, or more than
     ``max_candidates`` numbers: nothing is generated then) and
     :class:`~lookup.domain.errors.UnknownRegionError` (bad hint) before any work.
-    Within a tier the order is by segment, then by the hidden tail digits; ``seed``
-    shuffles segments reproducibly instead.
+    ``also`` are other sightings of the same number (``1385715****`` beside
+    ``138****2046``): they are intersected with ``mask`` first, and sightings that
+    contradict each other raise :class:`~lookup.domain.errors.InvalidMaskError`.
+    Within a tier the segments go by ``order`` (:mod:`lookup.domain.order`): by default the
+    regions nearest the hint first (provinces in the national tier, cities in the province
+    tier), learned counts when given, ``None`` for plain numeric order; inside a segment,
+    by the hidden tail digits. ``seed`` shuffles segments reproducibly instead. The order
+    never moves a number between tiers.
 
     >>> p = plan("138****1234", city="杭州")
     >>> [(t.name, t.count) for t in p.tiers]  # doctest: +SKIP
     [('city', 352), ('province', 1026), ('national', 8622), ('unlocated', 0)]
     """
-    m = parse_mask(mask)
+    m = combine_sightings(mask, also)
     db = db if db is not None else SegmentDB.default()
     region = db.resolve(city=city, province=province, area_code=area_code, zip=zip)
     allowed = carrier_codes(carrier, db) if carrier else None
@@ -322,6 +343,8 @@ def plan(
         rng = random.Random(seed)
         for b in buckets.values():
             rng.shuffle(b)
+    elif order is not None:
+        _order(buckets, order.keys(db, region), codes)
     tiers = tuple(Tier(name, tuple(buckets[name]), tuple(tails)) for name in names)
     return TierPlan(
         mask=m,

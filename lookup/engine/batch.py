@@ -18,12 +18,12 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Hashable, Iterable
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lookup.domain.errors import ConfigError, InputError
-from lookup.domain.models import HINT_FIELDS, Hints
+from lookup.domain.models import HINT_FIELDS, MAX_SIGHTINGS, Hints
 from lookup.domain.privacy import mask_phone
 from lookup.domain.tiers import DEFAULT_MAX_CANDIDATES, TierName, plan
 from lookup.engine.matcher import Mode, audit, match_plan
@@ -80,6 +80,8 @@ class BatchRow(Hints):
     row: int = Field(ge=1)
     id: str | int | None = None
     mask: str = ""
+    also: tuple[Annotated[str, Field(max_length=64)], ...] = Field((), max_length=MAX_SIGHTINGS)
+    """Other sightings of the same number (a file's ``also`` cell: masks separated by ``;``)."""
     problem: str | None = None
 
     @field_validator("mask", mode="before")
@@ -90,6 +92,18 @@ class BatchRow(Hints):
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value)
         return value.strip() if isinstance(value, str) else value
+
+    @field_validator("also", mode="before")
+    @classmethod
+    def _sightings(cls, value: object) -> object:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = value.split(";")
+        if isinstance(value, list | tuple):
+            texts = [v.strip() if isinstance(v, str) else v for v in value]
+            return tuple(v for v in texts if v != "")
+        return value
 
     @field_validator("id", mode="before")
     @classmethod
@@ -239,7 +253,7 @@ async def _lookup(
     try:
         plan_ = plan(row.mask, db, city=row.city, province=row.province,
                      area_code=row.area_code, zip=row.zip, carrier=row.carrier,
-                     max_candidates=max_candidates)  # fmt: skip
+                     max_candidates=max_candidates, also=row.also)  # fmt: skip
     except InputError as exc:
         return RowResult.invalid(row, str(exc), round((time.perf_counter() - t0) * 1000, 3))
     result = await match_plan(plan_, checker, mode=mode, group=group)

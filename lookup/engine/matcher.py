@@ -442,6 +442,7 @@ async def find(
     deadline: float | None = None,
     group: Hashable = None,
     include_nonstandard: bool = False,
+    also: Iterable[str | Mask] = (),
 ) -> LookupResult:
     """Find the number behind ``mask`` by checking candidates against ``api``, tier by tier.
 
@@ -456,6 +457,8 @@ async def find(
     ``deadline`` (seconds, default ``limits.deadline``, 300) bounds the lookup: checks
     that keep failing are retried until then, and an open breaker is waited out until then.
     ``group`` names the caller for fair shares (the service passes the token's name).
+    ``also`` lists other sightings of the same number (``find("138****2046",
+    also=["1385715****"])``): they are intersected with ``mask`` before planning.
 
     Input errors (:class:`~lookup.domain.errors.InputError`) are raised before any request.
     API trouble is reported in the result, never raised: ``inconclusive`` when checks
@@ -468,6 +471,8 @@ async def find(
         raise ConfigError(f"mode must be 'first' or 'all', got {mode!r}")
     if deadline is not None and not deadline > 0:
         raise ConfigError(f"deadline must be a positive number of seconds, got {deadline!r}")
+    if also and isinstance(mask, TierPlan):
+        raise ConfigError("also= cannot be combined with a ready plan: pass it to plan()")
     # A ready plan (a shell that showed its counts first) skips planning; hints unused.
     plan_ = mask if isinstance(mask, TierPlan) else plan(
         mask,
@@ -480,6 +485,7 @@ async def find(
         max_candidates=max_candidates,
         seed=seed,
         include_nonstandard=include_nonstandard,
+        also=also,
     )
     if checker is None:
         if api is None:

@@ -150,7 +150,7 @@ def _undecodable(n: int, codec: str, exc: UnicodeDecodeError) -> str:
 
 
 def _row(n: int, data: dict[str, Any], line: int) -> BatchRow:
-    fields = {k: data[k] for k in ("id", "mask", *HINTS) if k in data}
+    fields = {k: data[k] for k in ("id", "mask", "also", *HINTS) if k in data}
     try:
         return BatchRow(row=n, **fields)
     except ValidationError as exc:
@@ -171,7 +171,7 @@ def _csv_rows(feed: _Feed, name: str) -> Iterator[BatchRow]:
         found = ", ".join(repr(c) for c in columns if c) or "nothing"
         raise ConfigError(
             f"{name}: the first line must be a header with a 'mask' column (and optionally "
-            f"id, {', '.join(HINTS)}); found {found}"
+            f"id, also, {', '.join(HINTS)}); found {found}"
         )
     n = 0
     while True:

@@ -132,14 +132,15 @@ class LookupPath:
     def plan(self, request: LookupRequest) -> TierPlan:
         """The plan of ``request`` (made once per distinct request; input errors raise)."""
         cap = self.cap(request.max_candidates)
+        also = tuple(request.also or ())
         key = (request.mask, cap, request.city, request.province, request.area_code,
-               request.zip, request.carrier)  # fmt: skip
+               request.zip, request.carrier, *also)  # fmt: skip
         found = self._plans.get(key)
         if found is None:
             found = plan(
                 request.mask, self.db, city=request.city, province=request.province,
                 area_code=request.area_code, zip=request.zip, carrier=request.carrier,
-                max_candidates=cap,
+                max_candidates=cap, also=also,
             )  # fmt: skip
             if len(self._plans) >= _PLANS:
                 self._plans.pop(next(iter(self._plans)))
@@ -216,6 +217,7 @@ class LookupPath:
             request = LookupRequest(
                 mask=row.mask, city=row.city, province=row.province, area_code=row.area_code,
                 zip=row.zip, carrier=row.carrier, mode=mode, max_candidates=max_candidates,
+                also=list(row.also),
             )  # fmt: skip
             planned = self.plan(request)
         except (InputError, ValueError) as exc:

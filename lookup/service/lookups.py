@@ -25,6 +25,7 @@ from aiohttp import web
 from lookup.domain.errors import (
     CandidateCapError,
     InputError,
+    SightingsDisagreeError,
     TooManyQueuedError,
     UnknownRegionError,
 )
@@ -90,6 +91,8 @@ def too_many(exc: TooManyQueuedError) -> ProblemError:
 def _field_of(exc: InputError, request: LookupRequest | None) -> str:
     if isinstance(exc, CandidateCapError):
         return "max_candidates"
+    if isinstance(exc, SightingsDisagreeError):
+        return "also"
     given = {h: getattr(request, h) for h in HINT_FIELDS} if request is not None else {}
     given = {k: v for k, v in given.items() if v}
     if isinstance(exc, UnknownRegionError):

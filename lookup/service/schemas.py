@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lookup.domain.models import LookupRequest, LookupResult
+from lookup.domain.models import MAX_SIGHTINGS, LookupRequest, LookupResult
 from lookup.engine.batch import BatchSummary, RowResult
 from lookup.service.openapi import Operation
 from lookup.service.problems import FieldProblem
@@ -29,6 +29,10 @@ class BatchItem(BaseModel):
 
     id: str | int | None = Field(None, description="echoed in the result (default: position)")
     mask: str = Field(min_length=1, max_length=64, description="e.g. 138****1234")
+    also: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=MAX_SIGHTINGS,
+        description="other sightings of the same number, intersected with mask",
+    )  # fmt: skip
     city: str | None = Field(None, max_length=64)
     province: str | None = Field(None, max_length=64)
     area_code: str | None = Field(None, max_length=16)

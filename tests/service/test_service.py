@@ -617,3 +617,33 @@ def test_app_is_an_aiohttp_application() -> None:
     assert isinstance(app, web.Application)
     paths = {r.resource.canonical for r in app.router.routes() if r.resource is not None}
     assert {"/v1/lookups", "/v1/lookups/batch", "/healthz", "/metrics"} <= paths
+
+
+# -- several sightings -------------------------------------------------------------------------
+
+
+async def test_also_is_intersected_and_a_contradiction_is_422_on_also(
+    fake_service: tuple[aiohttp.ClientSession, FakeOrderApi],
+) -> None:
+    session, api = fake_service
+    hit = CITY_HIT["expected_phone"]
+    sighting = hit[:7] + "****"
+    payload = {"mask": CITY_HIT["mask"], "also": [sighting]}
+    async with session.post("/v1/lookups", json=payload, headers=auth()) as resp:
+        assert resp.status == 200
+        result = await resp.json()
+    assert result["status"] == "matched" and result["phone"] == hit
+    assert api.calls == [hit]
+    wrong = {"mask": CITY_HIT["mask"], "also": [sighting, hit[:3] + "****" + "9999"]}
+    async with session.post("/v1/lookups", json=wrong, headers=auth()) as resp:
+        assert resp.status == 422
+        problem = await resp.json(content_type=None)
+    assert problem["kind"] == "SightingsDisagreeError"
+    assert problem["errors"][0]["field"] == "also"
+    assert "disagree at digit 8" in problem["detail"]
+    batch = {"lookups": [{"mask": CITY_HIT["mask"], "also": [sighting]}, wrong]}
+    async with session.post("/v1/lookups/batch", json=batch, headers=auth()) as resp:
+        results = (await resp.json())["results"]
+    assert [r["status"] for r in results] == ["matched", "invalid"]
+    assert "disagree at digit 8" in results[1]["reason"]
+    assert api.calls == [hit]  # the second lookup came from the cache; nothing else was sent
