@@ -18,6 +18,7 @@ from lookup.cli.common import BatchProgress, ExitStatus, Terminal, settings_from
 from lookup.runtime.logs import configure_logging
 
 if TYPE_CHECKING:
+    from lookup.engine.checkstate import HasStatus
     from lookup.files.run import FileRun
     from lookup.runtime.engine import Engine
     from lookup.runtime.settings import Settings
@@ -54,7 +55,7 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
                           "--api demo or --api-plugin package.module:attr; or set "
                           "LOOKUP_API_URL")  # fmt: skip
     progress: BatchProgress | None = None
-    checker: object = None
+    checker: HasStatus | None = None
 
     def on_start(total: int, done: dict[str, int]) -> None:
         nonlocal progress

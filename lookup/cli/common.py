@@ -22,13 +22,14 @@ import time
 import unicodedata
 from collections.abc import Callable
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any, Final, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from lookup.domain.privacy import escape_controls
 
 if TYPE_CHECKING:
     from lookup.domain.models import LookupResult
     from lookup.engine.batch import RowResult
+    from lookup.engine.checkstate import HasStatus
     from lookup.runtime.settings import Settings
 
 __all__ = [
@@ -391,20 +392,9 @@ def _isatty(stream: TextIO) -> bool:
         return False
 
 
-class _HasStatus(Protocol):
-    @property
-    def text(self) -> str: ...
-
-
-def checker_state(checker: object) -> str:
-    """The checker's state in words (``Checker.status().text``), or "" when it has none."""
-    status: Callable[[], _HasStatus] | None = getattr(checker, "status", None)
-    if status is None:
-        return ""
-    try:
-        return status().text
-    except (AttributeError, TypeError):
-        return ""
+def checker_state(checker: HasStatus | None) -> str:
+    """The checker's state in words (``Checker.status().text``), or "" without a checker."""
+    return checker.status().text if checker is not None else ""
 
 
 class FindProgress:
@@ -418,7 +408,7 @@ class FindProgress:
     def __init__(
         self,
         term: Terminal,
-        checker: object = None,
+        checker: HasStatus | None = None,
         *,
         every: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
@@ -498,7 +488,7 @@ class BatchProgress:
     def __init__(self, stream: TextIO | Terminal, total: int, done: int = 0, *,
                  counts: dict[str, int] | None = None, live: bool | None = None,
                  clock: Callable[[], float] = time.monotonic, every: float = 5.0,
-                 checker: object = None) -> None:  # fmt: skip
+                 checker: HasStatus | None = None) -> None:  # fmt: skip
         self.term = stream if isinstance(stream, Terminal) else Terminal(stream, live=live)
         if live is not None:
             self.term.live = live

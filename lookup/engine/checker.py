@@ -3,8 +3,15 @@
 One :class:`Checker` per process (or per client) is shared by every lookup, so its
 limits hold across concurrent lookups, batch runs and the service. A check goes:
 
-    cache -> single flight -> breaker (wait while open) -> concurrency slot -> pacing
-    -> the API -> outcome recorded (breaker, pacing AIMD, retry budget, cache)
+    cache -> single flight -> breaker (wait while open) -> concurrency slot -> quota
+    -> the API -> outcome recorded (breaker, quota AIMD, retry budget, cache)
+
+Every policy is reached through the same few hooks, in one loop (:meth:`Checker._attempts`):
+a synchronous ``try_*`` fast path and an awaited wait before the request
+(``breaker.admit``, ``slots.try_acquire``/``acquire``, ``quota.try_admit``/``admit``), then
+one report after it: an answer (``on_success``, ``on_clean``), a throttle (``on_throttle``)
+or a failure (``on_failure``). The order is fixed, not a list walked per check: the check
+path stays as short as a hand-written loop.
 
 Throttling (429, 503 + ``Retry-After``, a throttle signal in the body) is backpressure:
 the pacer lowers its rate (and pauses for ``Retry-After``) and the check is sent again
@@ -15,10 +22,11 @@ tokens; what still fails is raised for the matcher to defer.
 Each running lookup sees the checker through :meth:`Checker.lookup`, a view that keeps it
 to its fair share of the in-flight slots (:mod:`lookup.engine.policies.fair`).
 
-Given a :class:`~lookup.engine.policies.quota.Quota` (one budget for many processes), the checker
-paces by the quota instead of its own pacer, reports throttles and clean answers to it only,
-and, where the quota shares them, opens and probes its breaker with the other processes and
-asks the shared cache and single flight before sending (see :mod:`lookup.engine.policies.quota`).
+Pacing always goes through a :class:`~lookup.engine.policies.quota.Quota`: the checker's own
+:class:`~lookup.engine.policies.quota.LocalQuota` (its pacer), or one budget for many processes
+(Redis, the Ray token actor). The shared ones also open and probe the breaker with the
+other processes, and may share the outcome cache and single flight (see
+:mod:`lookup.engine.policies.quota`).
 
 The happy path creates no task and awaits nothing but the API call itself.
 """
@@ -49,10 +57,10 @@ from lookup.engine.checkstate import (
 from lookup.engine.policies import (
     Breaker,
     BreakerState,
-    ConcurrencyLimit,
     FairScheduler,
+    FifoSlots,
     Gate,
-    Pacer,
+    LocalQuota,
     Quota,
     RetryBudget,
     RetryPolicy,
@@ -90,8 +98,9 @@ class Checker:
     :param rng: source of backoff jitter; seed it for reproducible runs.
     :param on_latency: called after every attempt with its duration in seconds and one of
         ``"hit"``, ``"miss"``, ``"transient"``, ``"throttled"``, ``"fatal"``.
-    :param quota: a rate budget shared with other checkers (processes): it paces instead of
-        this checker's pacer, and ``limits.max_per_second`` is then the shared ceiling.
+    :param quota: a rate budget shared with other checkers (processes), and
+        ``limits.max_per_second`` is then the shared ceiling; by default the checker's own
+        :class:`~lookup.engine.policies.quota.LocalQuota` over ``limits``.
 
     Example::
 
@@ -114,8 +123,6 @@ class Checker:
         quota: Quota | None = None,
     ) -> None:
         self._api = api
-        self._quota = quota
-        self._quota_rate = quota.rate if quota is not None else None
         self._last_throttle = -math.inf
         self._limits = limits
         self._clock = clock
@@ -127,16 +134,18 @@ class Checker:
         )
 
         self._latency = 0.0  # EWMA of answer times, for sizing the window to the rate
-        self._pacer = Pacer(
-            limits.max_per_second,
-            clock=clock,
-            sleep=sleep,
-            start=limits.start_rate,
-            on_change=self._rate_changed,
-        )
         # With no ceiling the pacer starts modest and doubles (its slow start): the pacer
         # spaces the starts; the window follows the rate once the first throttle ends it.
-        self._slots = ConcurrencyLimit(limits.max_in_flight)
+        self._slots = FifoSlots(limits.max_in_flight)
+        self._quota: Quota = (
+            quota
+            if quota is not None
+            else LocalQuota(
+                limits.max_per_second, clock=clock, sleep=sleep, start=limits.start_rate,
+                on_change=self._rate_changed,
+            )
+        )  # fmt: skip
+        self._quota_rate = self._quota.rate
         self._retry = RetryPolicy(
             limits.max_attempts,
             base=limits.backoff_base,
@@ -161,6 +170,8 @@ class Checker:
         self._flights: SingleFlight[CheckOutcome] = SingleFlight((CheckHalted,))
         self._fair = FairScheduler(lambda: self._slots.limit)
         self._background: set[asyncio.Future[None]] = set()
+        # Chosen once: the shared outcome cache's claim and publish, or none.
+        self._send_one = self._single if self._quota.outcomes is None else self._single_shared
 
     # -- public surface ------------------------------------------------------------------
 
@@ -186,15 +197,13 @@ class Checker:
 
     @property
     def rate(self) -> float | None:
-        """The effective rate (checks/s): the ceiling, or what the pacer has learned;
-        with a quota, the shared one (``None``: unpaced)."""
-        if self._quota is not None:
-            return self._quota.rate
-        return self._pacer.rate
+        """The effective rate (checks/s): the ceiling, or what the quota has learned
+        (``None``: unpaced)."""
+        return self._quota.rate
 
     @property
-    def quota(self) -> Quota | None:
-        """The shared budget this checker paces by, if any."""
+    def quota(self) -> Quota:
+        """The budget this checker paces by (its own :class:`LocalQuota`, or a shared one)."""
         return self._quota
 
     @property
@@ -216,12 +225,7 @@ class Checker:
         """The state now: ``ok``, ``throttled``, ``paused``, ``down`` or ``probing``."""
         now = self._clock()
         breaker = self._breaker.state
-        pacer = self._pacer
-        quota = self._quota
-        if quota is None:
-            pause, throttled = pacer.paused_until - now, pacer.last_throttle
-        else:
-            pause, throttled = quota.paused_for, self._last_throttle
+        pause, throttled = self._quota.paused_for, self._last_throttle
         state: State
         probe_in = paused_for = None
         if breaker == "open":
@@ -291,7 +295,7 @@ class Checker:
                 stats.cache_hits += 1
                 return cached
         outcome, joined = await self._flights.run(
-            phone, lambda: self._single(phone, stats, deadline)
+            phone, lambda: self._send_one(phone, stats, deadline)
         )
         if joined:
             self._counters.deduped += 1
@@ -336,12 +340,14 @@ class Checker:
 
     async def _single(self, phone: str, stats: CheckStats, deadline: float) -> CheckOutcome:
         api = self._api
-        shared = self._quota.outcomes if self._quota is not None else None
-        if shared is None:
-            outcome: CheckOutcome = await self._attempts(
-                lambda: api.check(phone), 1, stats, deadline
-            )
-            return self._record(phone, outcome)
+        outcome: CheckOutcome = await self._attempts(lambda: api.check(phone), 1, stats, deadline)
+        return self._record(phone, outcome)
+
+    async def _single_shared(self, phone: str, stats: CheckStats, deadline: float) -> CheckOutcome:
+        """:meth:`_single` asking the quota's shared outcomes first, and telling them after."""
+        api = self._api
+        shared = self._quota.outcomes
+        assert shared is not None
         known = await shared.claim(phone)
         if known is not None:  # another process's answer (cached, or its flight landed)
             self._counters.cache_hits += 1
@@ -350,7 +356,9 @@ class Checker:
                 self._cache[phone] = known
             return known
         try:
-            outcome = await self._attempts(lambda: api.check(phone), 1, stats, deadline)
+            outcome: CheckOutcome = await self._attempts(
+                lambda: api.check(phone), 1, stats, deadline
+            )
         except BaseException:
             # Release the claim so a waiting process checks it; not awaited here, as a
             # cancelled task must not wait on the store (the claim also expires by itself).
@@ -379,11 +387,10 @@ class Checker:
     ) -> T:
         counters = self._counters
         breaker = self._breaker
-        pacer = self._pacer
         slots = self._slots
-        clock = self._clock
         quota = self._quota
-        shared = quota.breaker if quota is not None else None
+        shared = quota.breaker
+        clock = self._clock
         attempt = 0
         resend = stats.deferred
         while True:
@@ -391,91 +398,80 @@ class Checker:
                 raise CheckHalted
             probe = False
             if not breaker.closed:
-                try:
-                    probe = await breaker.admit(deadline)
-                except Exception:
-                    counters.short_circuited += 1
-                    raise
-                if probe and shared is not None and not await shared.claim_probe():
-                    # Another process probes (or re-opened it): wait with the others.
-                    breaker.hold(max(shared.open_for(), _PROBE_RETRY))
-                    breaker.probe_cancelled()
-                    probe = False
-                    continue
+                turn = await self._admit_probe(deadline)
+                if turn is None:
+                    continue  # another process probes: wait with the others
+                probe = turn
+            held = False
             try:
                 if not slots.try_acquire():
                     await slots.acquire()
+                held = True
                 counters.in_flight = slots.active
-                try:
-                    if quota is None:
-                        paced = pacer.try_start() or await pacer.wait(deadline)
-                    else:
-                        paced = await quota.admit(deadline - clock())
-                        if quota.rate != self._quota_rate:
-                            self._quota_rate = quota.rate
-                            self._rate_changed(quota.rate, "shared")
-                    if not paced:
-                        raise TransientApiError(
-                            "the lookup's deadline came before this check could be sent"
-                        )
-                    if stats.halt:
-                        raise CheckHalted
-                    if not probe and shared is not None and breaker.closed:
+                if not (quota.try_admit() or await quota.admit(deadline - clock())):
+                    raise TransientApiError(
+                        "the lookup's deadline came before this check could be sent"
+                    )
+                if quota.rate != self._quota_rate:
+                    self._rate_changed(quota.rate, "shared")
+                if stats.halt:
+                    raise CheckHalted
+                if not probe:
+                    if breaker.closed:
                         open_for = shared.open_for()
                         if open_for > 0:  # another process's breaker opened: ours too
                             breaker.hold(open_for)
-                    if not probe and not breaker.closed:
-                        # The breaker opened while this check queued for its slot or
-                        # its pacing: send nothing, wait for the probe with the others.
+                    if not breaker.closed:
+                        # The breaker opened while this check queued for its slot or its
+                        # pacing: send nothing, wait for the probe with the others.
                         continue
-                    counters.requests += 1
-                    counters.numbers += numbers
-                    stats.sent += 1
-                    if resend:
-                        stats.retries += 1
-                        counters.retries += 1
-                    start = clock()
-                    stats.on_wire = True
-                    try:
-                        result = await send()
-                    except ThrottledApiError as exc:
-                        stats.on_wire = False
-                        retry_after = self._throttled(exc, probe, start)
-                        if probe and shared is not None:
-                            await shared.closed()
+                counters.requests += 1
+                counters.numbers += numbers
+                stats.sent += 1
+                if resend:
+                    stats.retries += 1
+                    counters.retries += 1
+                start = clock()
+                stats.on_wire = True
+                try:
+                    result = await send()
+                except ThrottledApiError as exc:
+                    stats.on_wire = False
+                    retry_after = self._throttled(exc, probe, start)
+                    if probe:
+                        await shared.closed()
+                    probe = False
+                    resend = True
+                    await quota.on_throttle(clock() - start, retry_after)
+                    continue  # sent again when the lowered rate allows
+                except TransientApiError as exc:
+                    stats.on_wire = False
+                    opened = self._failed(exc, probe, start)
+                    probe = False
+                    error = exc
+                    if opened:
+                        await shared.opened(self._limits.breaker_cooldown, str(exc))
+                except FatalApiError:
+                    stats.on_wire = False
+                    self._answered(probe, start, "fatal")
+                    counters.fatal_errors += 1
+                    if probe:
+                        await shared.closed()
+                    probe = False
+                    raise
+                else:
+                    stats.on_wire = False
+                    self._answered(probe, start, _answer_label(result))
+                    if stats.deferred and attempt == 0:
+                        self._budget.refund()  # its wait_retry token was well spent
+                    if probe:
+                        await shared.closed()
                         probe = False
-                        resend = True
-                        if quota is not None:
-                            await quota.on_throttle(clock() - start, retry_after)
-                        continue  # sent again when the lowered rate allows
-                    except TransientApiError as exc:
-                        stats.on_wire = False
-                        opened = self._failed(exc, probe, start)
-                        probe = False
-                        error = exc
-                        if opened and shared is not None:
-                            await shared.opened(self._limits.breaker_cooldown, str(exc))
-                    except FatalApiError:
-                        stats.on_wire = False
-                        self._answered(probe, start, "fatal")
-                        counters.fatal_errors += 1
-                        if probe and shared is not None:
-                            await shared.closed()
-                        probe = False
-                        raise
-                    else:
-                        stats.on_wire = False
-                        self._answered(probe, start, _answer_label(result))
-                        if stats.deferred and attempt == 0:
-                            self._budget.refund()  # its wait_retry token was well spent
-                        if probe and shared is not None:
-                            await shared.closed()
-                        probe = False
-                        return result
-                finally:
+                    return result
+            finally:
+                if held:
                     slots.release()
                     counters.in_flight = slots.active
-            finally:
                 if probe:  # cancelled (or halted) before its answer: let another caller probe
                     breaker.probe_cancelled()
 
@@ -492,6 +488,24 @@ class Checker:
             await self._sleep(delay)
             resend = True
 
+    async def _admit_probe(self, deadline: float) -> bool | None:
+        """The breaker is not closed: wait for it (``False``: closed meanwhile, ``True``:
+        this caller sends the probe); ``None`` when another process holds the probe."""
+        breaker = self._breaker
+        try:
+            probe = await breaker.admit(deadline)
+        except Exception:
+            self._counters.short_circuited += 1
+            raise
+        if probe:
+            shared = self._quota.breaker
+            if not await shared.claim_probe():
+                # Another process probes (or re-opened it): wait with the others.
+                breaker.hold(max(shared.open_for(), _PROBE_RETRY))
+                breaker.probe_cancelled()
+                return None
+        return probe
+
     def _answered(self, probe: bool, start: float, label: str) -> None:
         """The API answered (an outcome, or a fatal refusal): it is up."""
         now = self._clock()
@@ -500,16 +514,13 @@ class Checker:
         self._breaker.on_success(probe)
         if label != "fatal":
             self._budget.on_success()
-            if self._quota is not None:
-                self._quota.on_clean()
-            else:
-                self._pacer.on_clean(start)
+            self._quota.on_clean(elapsed)
         if self._on_latency is not None:
             self._on_latency(elapsed, label)
 
     def _throttled(self, exc: ThrottledApiError, probe: bool, start: float) -> float | None:
-        """Count a throttle; without a quota, pause and lower the local rate. Returns the
-        capped ``Retry-After`` (for the quota, which the caller tells)."""
+        """Count a throttle. Returns the capped ``Retry-After`` (for the quota, which the
+        caller tells: it pauses and lowers the rate)."""
         counters = self._counters
         counters.throttled += 1
         counters.rate_limited += 1
@@ -518,10 +529,6 @@ class Checker:
         if exc.retry_after is not None:
             retry_after = min(max(exc.retry_after, 0.0), self._limits.retry_after_cap)
         self._last_throttle = self._clock()
-        if self._quota is None:
-            if retry_after is not None:
-                self._pacer.pause(retry_after)
-            self._pacer.on_throttle(start)
         if self._on_latency is not None:
             self._on_latency(self._clock() - start, "throttled")
         return retry_after
@@ -542,14 +549,15 @@ class Checker:
 
     def _rate_changed(self, rate: float | None, why: str) -> None:
         """The concurrency window follows the rate: what the rate keeps busy, plus room."""
-        if rate is None or (self._quota is None and self._pacer.slow_start):
+        self._quota_rate = rate
+        if rate is None or self._quota.slow_start:
             return
         latency = self._latency or 0.05
         slots = self._slots
         before = slots.limit
         slots.set_limit(math.ceil(rate * latency * 2.0) + 2)
-        if slots.limit > before:
-            self._fair.wake_all()  # wider shares for the lookups waiting on theirs
+        if slots.limit != before:
+            self._fair.rebalance()  # the lookups' shares follow the window
 
 
 def _answer_label(result: object) -> str:

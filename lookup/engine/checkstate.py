@@ -20,6 +20,7 @@ __all__ = [
     "CheckerCounters",
     "CheckerStatus",
     "Checks",
+    "HasStatus",
     "State",
 ]
 
@@ -125,6 +126,12 @@ class CheckerStatus:
         if self.state == "throttled":
             return f"throttled{rate}"
         return f"ok{rate}"
+
+
+class HasStatus(Protocol):
+    """What progress lines and health checks read of a checker: its typed status."""
+
+    def status(self) -> CheckerStatus: ...
 
 
 class Checks(Protocol):

@@ -223,12 +223,11 @@ async def _get_segment(request: web.Request) -> web.Response:
 async def _get_health(request: web.Request) -> web.Response:
     state = request.app[_STATE]
     checker = state.checker
-    status_of = getattr(checker, "status", None)
     health = Health(
         status="stopping" if state.stopping else "ok",
         data_version=state.db.version,
         breaker=checker.breaker_state if checker is not None else "closed",
-        checker=getattr(status_of(), "text", None) if callable(status_of) else None,
+        checker=checker.status().text if checker is not None else None,
     )
     return _json(health.model_dump(exclude_none=True))
 

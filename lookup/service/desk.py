@@ -222,14 +222,9 @@ async def _get_asset(request: web.Request) -> web.FileResponse:
 
 
 def checker_state(checker: Checker) -> dict[str, str]:
-    """``{"state", "text"}``: the engine's own status when it has one, else the breaker's."""
-    status = getattr(checker, "status", None)
-    if callable(status):
-        st = status()
-        return {"state": str(getattr(st, "state", "ok")), "text": str(getattr(st, "text", ""))}
-    breaker = getattr(checker, "breaker_state", "closed")
-    state = {"open": "down", "half_open": "probing"}.get(breaker, "ok")
-    return {"state": state, "text": {"down": "API down", "probing": "probing"}.get(state, "ok")}
+    """``{"state", "text"}``: the checker's status (:meth:`Checker.status`)."""
+    st = checker.status()
+    return {"state": st.state, "text": st.text}
 
 
 async def _post_reveal(request: web.Request) -> web.Response:

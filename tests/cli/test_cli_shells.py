@@ -305,9 +305,9 @@ def test_find_progress_off_a_terminal_prints_a_plain_line_every_few_seconds() ->
     ]
 
 
-def test_find_progress_without_a_status_method() -> None:
+def test_find_progress_without_a_checker() -> None:
     stream = _Tty()
-    progress = FindProgress(Terminal(stream, columns=lambda: 100), object(), clock=lambda: 1.0)
+    progress = FindProgress(Terminal(stream, columns=lambda: 100), None, clock=lambda: 1.0)
     progress("province", 3, 10)
     assert "province" in stream.getvalue() and "3/10" in stream.getvalue()
     progress.done()

@@ -14,7 +14,6 @@ times; the fair-share tests use ``lookup.orders.FakeOrderApi``.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import inspect
 import math
 import random
@@ -24,6 +23,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from support.fakes import FakeTime
 
 from lookup.domain.errors import (
     CircuitOpenError,
@@ -38,53 +38,6 @@ from lookup.orders import FakeOrderApi
 
 # ---------------------------------------------------------------------------------------
 # fakes
-
-
-class FakeTime:
-    """Virtual monotonic time with an auto-advancing sleep.
-
-    ``sleep(d)`` waits on a timer at ``now + d``. A driver task lets every runnable task
-    run (``SETTLE`` loop turns) and then fires the earliest timer, moving ``now`` to it.
-    Tests may also move ``now`` by hand.
-    """
-
-    SETTLE = 20
-
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-        self.sleeps: list[float] = []
-        self._timers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._seq = 0
-        self._driver: asyncio.Task[None] | None = None
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, delay: float) -> None:
-        self.sleeps.append(delay)
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._timers, (self.now + max(delay, 0.0), self._seq, fut))
-        self._seq += 1
-        if self._driver is None:
-            self._driver = asyncio.create_task(self._drive())
-        await fut
-
-    async def _drive(self) -> None:
-        try:
-            while self._timers:
-                for _ in range(self.SETTLE):
-                    await asyncio.sleep(0)
-                deadline, _, fut = heapq.heappop(self._timers)
-                if not fut.done():  # a cancelled sleeper just drops out
-                    self.now = max(self.now, deadline)
-                    fut.set_result(None)
-        finally:
-            self._driver = None
-
-    async def idle(self) -> None:
-        """Wait until no timer is pending."""
-        while self._driver is not None:
-            await self._driver
 
 
 Respond = Callable[[str, int], "CheckOutcome | Exception | Awaitable[CheckOutcome | Exception]"]

@@ -4,7 +4,7 @@ Two checkers over one :class:`LocalQuota` stand for two processes over one share
 they share the spacing, a throttle seen by one lowers (once) the rate of both, a
 ``Retry-After`` pauses both. In-memory fakes of :class:`SharedBreaker` and
 :class:`SharedOutcomes` pin what the checker asks of the optional parts. Time is virtual
-(``FakeTime`` of test_checker).
+(``FakeTime`` of support.fakes).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from __future__ import annotations
 import itertools
 import math
 
+from support.fakes import FakeTime
 from test_checker import (
     FakeApi,
-    FakeTime,
     answer,
     outcome_or_error,
     phones,
@@ -25,7 +25,7 @@ from test_checker import (
 
 from lookup.domain.models import CheckOutcome, Limits
 from lookup.engine.checker import Checker, CheckStats
-from lookup.engine.policies import LocalQuota, SharedBreaker, SharedOutcomes
+from lookup.engine.policies import UNSHARED_BREAKER, LocalQuota, SharedBreaker, SharedOutcomes
 
 
 def quota_checker(
@@ -70,9 +70,8 @@ async def test_a_throttle_seen_by_one_lowers_the_rate_of_both_once() -> None:
     assert quota.pacer.decreases == 1
     assert a.rate == b.rate == quota.rate and quota.rate is not None and quota.rate < 10.0
     assert a.status().state == "throttled" and a.counters.throttled == 1
-    # The checkers' own pacers heard nothing: no second decrease anywhere.
-    assert a._pacer.decreases == b._pacer.decreases == 0
-    assert a._pacer.rate == b._pacer.rate == 10.0
+    # Both pace by the one quota only: no pacer of their own to hear a second decrease.
+    assert a.quota is quota and b.quota is quota
 
 
 async def test_retry_after_seen_by_one_pauses_both() -> None:
@@ -166,7 +165,7 @@ class SharedQuota(LocalQuota):
         outcomes: SharedOutcomes | None = None,
     ) -> None:
         super().__init__(None, clock=time.clock, sleep=time.sleep)
-        self.breaker = breaker
+        self.breaker = breaker if breaker is not None else UNSHARED_BREAKER
         self.outcomes = outcomes
 
 

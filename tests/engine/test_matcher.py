@@ -10,7 +10,6 @@ runs on a virtual clock.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import re
 from collections.abc import Coroutine
@@ -18,6 +17,7 @@ from itertools import islice, pairwise
 from typing import Any
 
 import pytest
+from support.fakes import FakeTime
 
 from lookup.domain.errors import (
     CircuitOpenError,
@@ -475,46 +475,6 @@ async def test_no_check_is_sent_after_the_hit_is_known() -> None:
 
 # ---------------------------------------------------------------------------------------
 # rate limit on a virtual clock
-
-
-class FakeTime:
-    """Virtual monotonic time: ``sleep`` parks on a timer; a driver task lets every
-    runnable task run, then fires the earliest timer and moves ``now`` to it."""
-
-    SETTLE = 20
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self._timers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._seq = 0
-        self._driver: asyncio.Task[None] | None = None
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, delay: float) -> None:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._timers, (self.now + max(delay, 0.0), self._seq, fut))
-        self._seq += 1
-        if self._driver is None:
-            self._driver = asyncio.create_task(self._drive())
-        await fut
-
-    async def _drive(self) -> None:
-        try:
-            while self._timers:
-                for _ in range(self.SETTLE):
-                    await asyncio.sleep(0)
-                deadline, _, fut = heapq.heappop(self._timers)
-                if not fut.done():
-                    self.now = max(self.now, deadline)
-                    fut.set_result(None)
-        finally:
-            self._driver = None
-
-    async def idle(self) -> None:
-        while self._driver is not None:
-            await self._driver
 
 
 def max_per_window(starts: list[float], width: float = 1.0) -> int:

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Self
 
 import pytest
-from test_matcher import CITY, MASK, PLAN, SMALL, FakeTime, limits, max_per_window, tier
+from support.fakes import FakeTime
+from test_matcher import CITY, MASK, PLAN, SMALL, limits, max_per_window, tier
 
 from lookup.domain.errors import TransientApiError
 from lookup.domain.models import CheckOutcome, LookupResult

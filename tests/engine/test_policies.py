@@ -1,6 +1,6 @@
 """Unit tests of each policy in lookup.engine.policies, alone, with a fake clock.
 
-:class:`FakeClock` is the simplest virtual time there is: ``sleep(dt)`` moves ``now``
+:class:`FakeTime` is the simplest virtual time there is: ``sleep(dt)`` moves ``now``
 forward by ``dt`` at once and yields to the loop once. The policies compute every sleep
 from the clock just before sleeping, so concurrent sleepers stay consistent.
 """
@@ -12,6 +12,7 @@ import random
 from collections.abc import Awaitable, Callable
 
 import pytest
+from support.fakes import FakeTime
 
 from lookup.domain.errors import CircuitOpenError
 from lookup.engine.policies import (
@@ -26,23 +27,9 @@ from lookup.engine.policies import (
 )
 
 
-class FakeClock:
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, dt: float) -> None:
-        self.sleeps.append(dt)
-        self.now += max(dt, 0.0)
-        await asyncio.sleep(0)
-
-
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> FakeTime:
+    return FakeTime(step=True)
 
 
 async def settle(turns: int = 50) -> None:
@@ -153,7 +140,7 @@ async def test_concurrency_limit_cancelled_waiter_never_leaks_a_slot() -> None:
 
 
 def pacer(
-    clock: FakeClock,
+    clock: FakeTime,
     ceiling: float | None,
     *,
     headroom: float = 0.02,
@@ -166,7 +153,7 @@ def pacer(
     )  # fmt: skip
 
 
-async def test_pacer_spaces_starts_and_allows_no_burst_after_idle(clock: FakeClock) -> None:
+async def test_pacer_spaces_starts_and_allows_no_burst_after_idle(clock: FakeTime) -> None:
     p = pacer(clock, 10.0, headroom=0.0)
     assert p.rate == 10.0
     assert p.try_start()
@@ -183,14 +170,14 @@ async def test_pacer_spaces_starts_and_allows_no_burst_after_idle(clock: FakeClo
     assert clock.now == pytest.approx(100.5)
 
 
-async def test_pacer_headroom_paces_under_the_ceiling(clock: FakeClock) -> None:
+async def test_pacer_headroom_paces_under_the_ceiling(clock: FakeTime) -> None:
     p = pacer(clock, 10.0)  # default headroom 2 %
     assert p.try_start()
     assert await p.wait()
     assert clock.now == pytest.approx(0.102)
 
 
-async def test_pacer_pause_holds_everyone_and_resumes_spaced(clock: FakeClock) -> None:
+async def test_pacer_pause_holds_everyone_and_resumes_spaced(clock: FakeTime) -> None:
     p = pacer(clock, 10.0, headroom=0.0)
     p.pause(2.0)
     assert p.paused_until == 2.0
@@ -213,7 +200,7 @@ async def test_pacer_pause_holds_everyone_and_resumes_spaced(clock: FakeClock) -
     assert p.paused_until == pytest.approx(clock.now + 1.0)
 
 
-async def test_pacer_pause_during_a_wait_requeues_the_caller(clock: FakeClock) -> None:
+async def test_pacer_pause_during_a_wait_requeues_the_caller(clock: FakeTime) -> None:
     p = pacer(clock, 1.0, headroom=0.0)
     real_sleep = clock.sleep
 
@@ -230,7 +217,7 @@ async def test_pacer_pause_during_a_wait_requeues_the_caller(clock: FakeClock) -
 
 
 async def test_pacer_wait_gives_up_when_the_slot_falls_after_the_deadline(
-    clock: FakeClock,
+    clock: FakeTime,
 ) -> None:
     p = pacer(clock, 1.0, headroom=0.0)
     assert p.try_start()
@@ -247,7 +234,7 @@ async def test_pacer_wait_gives_up_when_the_slot_falls_after_the_deadline(
 # Pacer: AIMD
 
 
-async def test_pacer_throttle_lowers_from_the_measured_rate_when_lower(clock: FakeClock) -> None:
+async def test_pacer_throttle_lowers_from_the_measured_rate_when_lower(clock: FakeTime) -> None:
     changes: list[tuple[float | None, str]] = []
     p = pacer(clock, 100.0, on_change=lambda rate, why: changes.append((rate, why)))
     for _ in range(10):  # callers send only 20/s, under the 100/s rate
@@ -263,14 +250,14 @@ async def test_pacer_throttle_lowers_from_the_measured_rate_when_lower(clock: Fa
     assert changes == [(p.rate, "throttled")]
 
 
-async def test_pacer_throttle_lowers_from_the_rate_without_measurements(clock: FakeClock) -> None:
+async def test_pacer_throttle_lowers_from_the_rate_without_measurements(clock: FakeTime) -> None:
     p = pacer(clock, 100.0)
     assert p.try_start()
     assert p.on_throttle(sent_at=0.0)
     assert p.rate == pytest.approx(100.0 * pacing.DECREASE)
 
 
-async def test_pacer_decreases_only_once_per_reaction(clock: FakeClock) -> None:
+async def test_pacer_decreases_only_once_per_reaction(clock: FakeTime) -> None:
     p = pacer(clock, 100.0)
     clock.now = 1.0
     assert p.on_throttle(sent_at=0.9)
@@ -286,7 +273,7 @@ async def test_pacer_decreases_only_once_per_reaction(clock: FakeClock) -> None:
     assert p.decreases == 2
 
 
-async def test_pacer_never_goes_below_its_minimum_rate(clock: FakeClock) -> None:
+async def test_pacer_never_goes_below_its_minimum_rate(clock: FakeTime) -> None:
     p = pacer(clock, 1.0)
     for i in range(30):
         clock.now = float(i)
@@ -294,14 +281,14 @@ async def test_pacer_never_goes_below_its_minimum_rate(clock: FakeClock) -> None
     assert p.rate == pacing.MIN_RATE
 
 
-async def hold_back(p: Pacer, clock: FakeClock) -> None:
+async def hold_back(p: Pacer, clock: FakeTime) -> None:
     """One caller finds its slot taken and waits: the rate is holding callers back."""
     p.try_start()
     assert await p.wait()
 
 
 async def test_pacer_clean_interval_with_callers_held_back_raises_the_rate(
-    clock: FakeClock,
+    clock: FakeTime,
 ) -> None:
     changes: list[tuple[float | None, str]] = []
     p = pacer(clock, 100.0, on_change=lambda rate, why: changes.append((rate, why)))
@@ -329,7 +316,7 @@ async def test_pacer_clean_interval_with_callers_held_back_raises_the_rate(
     assert p.rate == pytest.approx(70.0 + 2 * step)  # additive: the same fixed step
 
 
-async def test_pacer_increase_never_passes_the_ceiling(clock: FakeClock) -> None:
+async def test_pacer_increase_never_passes_the_ceiling(clock: FakeTime) -> None:
     p = pacer(clock, 100.0)
     p.on_throttle(sent_at=0.0)
     for _ in range(30):
@@ -341,7 +328,7 @@ async def test_pacer_increase_never_passes_the_ceiling(clock: FakeClock) -> None
     assert p.rate == 100.0
 
 
-async def test_pacer_throttle_during_the_interval_earns_no_increase(clock: FakeClock) -> None:
+async def test_pacer_throttle_during_the_interval_earns_no_increase(clock: FakeTime) -> None:
     p = pacer(clock, 100.0)
     p.on_throttle(sent_at=0.0)
     await hold_back(p, clock)
@@ -357,7 +344,7 @@ async def test_pacer_throttle_during_the_interval_earns_no_increase(clock: FakeC
 
 
 async def test_pacer_decreases_once_per_reaction_window_and_keeps_to_the_accepted_rate(
-    clock: FakeClock,
+    clock: FakeTime,
 ) -> None:
     p = pacer(clock, 150.0)
     for _ in range(50):  # the API accepted ~100/s over the last half second
@@ -376,7 +363,7 @@ async def test_pacer_decreases_once_per_reaction_window_and_keeps_to_the_accepte
 
 
 async def test_pacer_far_above_the_accepted_rate_cuts_by_the_accepted_share(
-    clock: FakeClock,
+    clock: FakeTime,
 ) -> None:
     p = pacer(clock, 1000.0)
     # Since the last change: 2 answers accepted, then refusals, 1 ms apart (inside the
@@ -395,7 +382,7 @@ async def test_pacer_far_above_the_accepted_rate_cuts_by_the_accepted_share(
     assert p.rate == pytest.approx(700.0 * max(pacing.DEEPEST_CUT, 1 / 5))
 
 
-async def test_pacer_decrease_respaces_callers_already_waiting(clock: FakeClock) -> None:
+async def test_pacer_decrease_respaces_callers_already_waiting(clock: FakeTime) -> None:
     p = pacer(clock, 100.0, headroom=0.0)
     assert p.try_start()  # t=0; the next slot is 0.01
     wake = asyncio.Event()
@@ -415,7 +402,7 @@ async def test_pacer_decrease_respaces_callers_already_waiting(clock: FakeClock)
     assert list(p._sent) == pytest.approx([0.0, 1 / 70, 2 / 70, 3 / 70])
 
 
-async def test_pacer_accepted_rate_counts_from_the_first_refusal(clock: FakeClock) -> None:
+async def test_pacer_accepted_rate_counts_from_the_first_refusal(clock: FakeTime) -> None:
     p = pacer(clock, 1000.0)
     for _ in range(20):  # a burst allowance: 20 accepted at once, then 100/s
         p.on_clean()
@@ -430,7 +417,7 @@ async def test_pacer_accepted_rate_counts_from_the_first_refusal(clock: FakeCloc
     assert accepted == pytest.approx(100.0, rel=0.05)  # not inflated by the burst
 
 
-async def test_pacer_without_ceiling_starts_modest_and_doubles(clock: FakeClock) -> None:
+async def test_pacer_without_ceiling_starts_modest_and_doubles(clock: FakeTime) -> None:
     changes: list[tuple[float | None, str]] = []
     p = pacer(clock, None, on_change=lambda rate, why: changes.append((rate, why)))
     assert p.rate == pacing.START_RATE and p.slow_start
@@ -449,7 +436,7 @@ async def test_pacer_without_ceiling_starts_modest_and_doubles(clock: FakeClock)
     assert changes[-1] == (800.0, "clean")
 
 
-async def test_pacer_slow_start_ends_at_the_first_throttle(clock: FakeClock) -> None:
+async def test_pacer_slow_start_ends_at_the_first_throttle(clock: FakeTime) -> None:
     p = pacer(clock, None)
     for _ in range(20):
         await hold_back(p, clock)
@@ -467,7 +454,7 @@ async def test_pacer_slow_start_ends_at_the_first_throttle(clock: FakeClock) -> 
 
 
 async def test_pacer_without_ceiling_starts_unpaced_then_halves_the_measured_rate(
-    clock: FakeClock,
+    clock: FakeTime,
 ) -> None:
     p = pacer(clock, None, start=None)
     assert p.rate is None
@@ -484,7 +471,7 @@ async def test_pacer_without_ceiling_starts_unpaced_then_halves_the_measured_rat
     assert not p.try_start()  # paced from now on
 
 
-async def test_pacer_without_ceiling_or_measurements_starts_low(clock: FakeClock) -> None:
+async def test_pacer_without_ceiling_or_measurements_starts_low(clock: FakeTime) -> None:
     p = pacer(clock, None, start=None)
     p.on_throttle(sent_at=0.0)
     assert p.rate == pytest.approx(10.0 * pacing.SLOW_START_DECREASE)
@@ -496,7 +483,7 @@ async def test_pacer_without_ceiling_or_measurements_starts_low(clock: FakeClock
     assert p.rate > 5.0
 
 
-async def test_pacer_clean_answers_change_nothing_while_unpaced(clock: FakeClock) -> None:
+async def test_pacer_clean_answers_change_nothing_while_unpaced(clock: FakeTime) -> None:
     changes: list[tuple[float | None, str]] = []
     p = pacer(clock, None, start=None, on_change=lambda rate, why: changes.append((rate, why)))
     clock.now += 10.0
@@ -509,7 +496,7 @@ async def test_pacer_clean_answers_change_nothing_while_unpaced(clock: FakeClock
 # RetryBudget and RetryPolicy
 
 
-async def test_retry_budget_capacity_and_refill_per_success(clock: FakeClock) -> None:
+async def test_retry_budget_capacity_and_refill_per_success(clock: FakeTime) -> None:
     budget = RetryBudget(3, per_success=0.5, per_second=0.0, clock=clock)
     assert [budget.try_take() for _ in range(4)] == [True, True, True, False]
     budget.on_success()
@@ -522,7 +509,7 @@ async def test_retry_budget_capacity_and_refill_per_success(clock: FakeClock) ->
     assert budget.wait_time() == 0.0
 
 
-async def test_retry_budget_refills_per_second(clock: FakeClock) -> None:
+async def test_retry_budget_refills_per_second(clock: FakeTime) -> None:
     budget = RetryBudget(2, per_success=0.0, per_second=2.0, clock=clock)
     assert budget.try_take() and budget.try_take()
     assert budget.wait_time() == pytest.approx(0.5)
@@ -539,7 +526,7 @@ async def test_retry_budget_refills_per_second(clock: FakeClock) -> None:
     assert empty.wait_time() is None
 
 
-async def test_retry_budget_take_waits_for_the_refill(clock: FakeClock) -> None:
+async def test_retry_budget_take_waits_for_the_refill(clock: FakeTime) -> None:
     budget = RetryBudget(1, per_success=0.0, per_second=2.0, clock=clock)
     assert await budget.take(10.0, clock.sleep)
     assert clock.now == 0.0
@@ -547,7 +534,7 @@ async def test_retry_budget_take_waits_for_the_refill(clock: FakeClock) -> None:
     assert clock.now == pytest.approx(0.5)
 
 
-async def test_retry_budget_take_gives_up_at_the_deadline(clock: FakeClock) -> None:
+async def test_retry_budget_take_gives_up_at_the_deadline(clock: FakeTime) -> None:
     budget = RetryBudget(1, per_success=0.0, per_second=2.0, clock=clock)
     assert budget.try_take()
     assert not await budget.take(0.1, clock.sleep)
@@ -560,7 +547,7 @@ async def test_retry_budget_take_gives_up_at_the_deadline(clock: FakeClock) -> N
     assert clock.now == pytest.approx(3.0)
 
 
-async def test_retries_slow_down_under_failure_but_never_stop(clock: FakeClock) -> None:
+async def test_retries_slow_down_under_failure_but_never_stop(clock: FakeTime) -> None:
     budget = RetryBudget(5, per_success=0.5, per_second=1.0, clock=clock)
     times = []
     for _ in range(20):  # nothing succeeds: only time refills the bucket
@@ -570,7 +557,7 @@ async def test_retries_slow_down_under_failure_but_never_stop(clock: FakeClock) 
     assert times[5:] == pytest.approx([float(i) for i in range(1, 16)])
 
 
-async def test_answered_retries_give_their_token_back(clock: FakeClock) -> None:
+async def test_answered_retries_give_their_token_back(clock: FakeTime) -> None:
     # A retry pass paced by its failures: answered retries refund, failed ones drain.
     budget = RetryBudget(2, per_success=0.0, per_second=0.0, clock=clock)
     for _ in range(50):  # every retry answered: the bucket never empties
@@ -585,7 +572,7 @@ async def test_answered_retries_give_their_token_back(clock: FakeClock) -> None:
     assert budget.tokens == pytest.approx(2.0)  # never past the capacity
 
 
-async def test_retry_budget_take_survives_float_rounding(clock: FakeClock) -> None:
+async def test_retry_budget_take_survives_float_rounding(clock: FakeTime) -> None:
     # Refilling for exactly the computed wait can leave 0.9999999999999998 tokens; the
     # next wait (4e-16 s) does not move a clock near 4.0 s. take() must not spin on it.
     clock.now = 2.0000000000000004
@@ -628,12 +615,12 @@ def state(b: Breaker) -> str:
     return b.state
 
 
-def breaker(clock: FakeClock, threshold: int = 3, cooldown: float = 10.0) -> Breaker:
+def breaker(clock: FakeTime, threshold: int = 3, cooldown: float = 10.0) -> Breaker:
     return Breaker(threshold, cooldown, clock=clock, sleep=clock.sleep)
 
 
 async def test_breaker_opens_after_a_run_of_failures_and_answers_reset_it(
-    clock: FakeClock,
+    clock: FakeTime,
 ) -> None:
     b = breaker(clock)
     b.on_failure(False, "HTTP 503")
@@ -653,13 +640,13 @@ async def test_breaker_opens_after_a_run_of_failures_and_answers_reset_it(
     assert state(b) == "half_open"
 
 
-async def test_breaker_closed_admits_at_once(clock: FakeClock) -> None:
+async def test_breaker_closed_admits_at_once(clock: FakeTime) -> None:
     b = breaker(clock)
     assert await b.admit() is False
     assert clock.sleeps == []
 
 
-async def test_breaker_waiters_wait_for_one_probe_which_closes_it(clock: FakeClock) -> None:
+async def test_breaker_waiters_wait_for_one_probe_which_closes_it(clock: FakeTime) -> None:
     b = breaker(clock, threshold=1)
     b.on_failure(False, "HTTP 503")
     tasks = [asyncio.create_task(b.admit()) for _ in range(3)]
@@ -677,7 +664,7 @@ async def test_breaker_waiters_wait_for_one_probe_which_closes_it(clock: FakeClo
     assert not b.probing
 
 
-async def test_breaker_failed_probe_reopens_and_waiters_keep_waiting(clock: FakeClock) -> None:
+async def test_breaker_failed_probe_reopens_and_waiters_keep_waiting(clock: FakeTime) -> None:
     b = breaker(clock, threshold=1, cooldown=5.0)
     b.on_failure(False, "HTTP 503")
     clock.now = 5.0
@@ -697,7 +684,7 @@ async def test_breaker_failed_probe_reopens_and_waiters_keep_waiting(clock: Fake
     assert sorted(await asyncio.gather(*waiters)) == [False, True]
 
 
-async def test_breaker_waiter_past_its_deadline_gets_circuit_open(clock: FakeClock) -> None:
+async def test_breaker_waiter_past_its_deadline_gets_circuit_open(clock: FakeTime) -> None:
     b = breaker(clock, threshold=2, cooldown=10.0)
     b.on_failure(False, "HTTP 503")
     b.on_failure(False, "HTTP 503")
@@ -710,7 +697,7 @@ async def test_breaker_waiter_past_its_deadline_gets_circuit_open(clock: FakeClo
         await b.admit(deadline=10.0)  # the probe runs and this waiter has no time left
 
 
-async def test_breaker_cancelled_probe_lets_another_caller_probe(clock: FakeClock) -> None:
+async def test_breaker_cancelled_probe_lets_another_caller_probe(clock: FakeTime) -> None:
     b = breaker(clock, threshold=1, cooldown=1.0)
     b.on_failure(False, "HTTP 503")
     clock.now = 1.0
@@ -723,7 +710,7 @@ async def test_breaker_cancelled_probe_lets_another_caller_probe(clock: FakeCloc
     assert b.probing
 
 
-async def test_breaker_fatal_and_throttle_answers_do_not_open(clock: FakeClock) -> None:
+async def test_breaker_fatal_and_throttle_answers_do_not_open(clock: FakeTime) -> None:
     b = breaker(clock, threshold=2)
     for _ in range(10):
         b.on_failure(False, "HTTP 503")

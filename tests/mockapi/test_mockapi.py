@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 from pydantic import ValidationError
+from support.fakes import FakeTime
 
 from lookup.mockapi.server import (
     MAX_BATCH,
@@ -393,23 +394,13 @@ def test_standalone_process_prints_url_and_stops_on_sigterm() -> None:
 # -- fault knobs of issue 8: throttle styles, outages, server-side counts -------------------
 
 
-class FakeClock:
-    """The server's clock, moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+@pytest.fixture
+def clock() -> FakeTime:
+    return FakeTime(1000.0)
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def timed(clock: FakeClock) -> AsyncIterator[MockOrderServer]:
+async def timed(clock: FakeTime) -> AsyncIterator[MockOrderServer]:
     """A mock on a fake clock: rate windows and outages move only when the test says so."""
     async with MockOrderServer(ORDERS, clock=clock) as srv:
         yield srv
@@ -428,7 +419,7 @@ async def answer(
 
 
 async def test_rate_limit_window_on_the_server_clock(
-    timed: MockOrderServer, session: aiohttp.ClientSession, clock: FakeClock
+    timed: MockOrderServer, session: aiohttp.ClientSession, clock: FakeTime
 ) -> None:
     timed.config = MockConfig(rate_limit=2)
     assert [(await answer(session, timed))[0] for _ in range(3)] == [200, 200, 429]
@@ -485,7 +476,7 @@ def test_throttle_body_needs_the_body_style() -> None:
 
 
 async def test_outage_after_n_requests_for_s_seconds(
-    timed: MockOrderServer, session: aiohttp.ClientSession, clock: FakeClock
+    timed: MockOrderServer, session: aiohttp.ClientSession, clock: FakeTime
 ) -> None:
     timed.config = MockConfig(outage_after=2, outage_seconds=5)
     assert [(await answer(session, timed))[0] for _ in range(2)] == [200, 200]
@@ -536,7 +527,7 @@ async def test_outage_comes_before_the_rate_limit_and_after_auth(
 
 
 async def test_start_outage_programmatically(
-    timed: MockOrderServer, session: aiohttp.ClientSession, clock: FakeClock
+    timed: MockOrderServer, session: aiohttp.ClientSession, clock: FakeTime
 ) -> None:
     timed.config = MockConfig(outage_status=504)
     timed.start_outage(3)
@@ -550,7 +541,7 @@ async def test_start_outage_programmatically(
 
 
 async def test_orders_requests_counts_every_request_that_reached_the_server(
-    timed: MockOrderServer, session: aiohttp.ClientSession, clock: FakeClock
+    timed: MockOrderServer, session: aiohttp.ClientSession, clock: FakeTime
 ) -> None:
     timed.config = MockConfig(rate_limit=1)
     await answer(session, timed)  # 200
@@ -575,7 +566,7 @@ async def test_orders_requests_counts_every_request_that_reached_the_server(
 
 
 async def test_outage_and_throttling_take_no_random_draws(
-    session: aiohttp.ClientSession, clock: FakeClock
+    session: aiohttp.ClientSession, clock: FakeTime
 ) -> None:
     async def sequence(config: MockConfig) -> list[int]:
         async with MockOrderServer(ORDERS, config=config, clock=clock) as srv:

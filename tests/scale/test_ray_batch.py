@@ -36,6 +36,7 @@ from support.batches import (
     without_timing,
     write_csv,
 )
+from support.fakes import FakeTime
 
 from lookup.cli.main import main
 from lookup.files.run import run_file
@@ -105,16 +106,8 @@ def engine_factory(mock: ThreadedMock, **more: Any) -> Any:
 # -- the token actor's budget, alone (no Ray needed) -----------------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_tokens_space_starts_under_the_ceiling_without_a_burst_after_idle() -> None:
-    clock = Clock()
+    clock = FakeTime(100.0)
     tokens = RateTokens(10.0, clock=clock, headroom=0.0)
     delays = [tokens.reserve() for _ in range(5)]
     assert delays == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
@@ -125,7 +118,7 @@ def test_tokens_space_starts_under_the_ceiling_without_a_burst_after_idle() -> N
 
 
 def test_tokens_throttle_lowers_once_per_window_and_retry_after_pauses_everyone() -> None:
-    clock = Clock()
+    clock = FakeTime(100.0)
     tokens = RateTokens(20.0, clock=clock, headroom=0.0)
     for _ in range(10):
         tokens.reserve()
@@ -143,7 +136,7 @@ def test_tokens_throttle_lowers_once_per_window_and_retry_after_pauses_everyone(
 
 
 def test_tokens_increase_after_a_clean_interval_up_to_the_ceiling() -> None:
-    clock = Clock()
+    clock = FakeTime(100.0)
     tokens = RateTokens(20.0, clock=clock, headroom=0.0)
     for _ in range(10):
         tokens.reserve()

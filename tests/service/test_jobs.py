@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.fakes import FakeTime
 
 from lookup.domain.models import Limits
 from lookup.engine.checker import Checker
@@ -55,20 +56,12 @@ def demo_csv() -> str:
     return "\n".join(lines) + "\n"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @asynccontextmanager
 async def store_for(
     root: Path, api: FakeOrderApi, clock: Callable[[], float] | None = None, **kw: Any
 ) -> AsyncIterator[JobStore]:
     store = JobStore(root, checker=Checker(api, LIMITS), settings=settings(),
-                     clock=clock or Clock(), **kw)  # fmt: skip
+                     clock=clock or FakeTime(1_000_000.0), **kw)  # fmt: skip
     await store.start()
     try:
         yield store
@@ -233,7 +226,7 @@ async def test_a_restart_resumes_an_unfinished_job_from_its_journal(tmp_path: Pa
 
 
 async def test_ended_jobs_survive_a_restart_and_expire_after_retention(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeTime(1_000_000.0)
     api = FakeOrderApi.from_orders(ORDERS)
     async with store_for(tmp_path, api, clock, retention_s=3600) as store:
         job = store.create("token#1", demo_csv().encode(), "a.csv")

@@ -3,30 +3,41 @@
 Each is small, synchronous where it can be, and takes an injectable clock (and sleep), so
 it is tested alone with a fake clock:
 
-* :class:`ConcurrencyLimit`: at most N in flight, FIFO, a limit that can shrink and grow;
+* :class:`FifoSlots` (:class:`ConcurrencyLimit`): at most N in flight, FIFO, a limit that
+  can shrink and grow; each lookup's fair share is one too;
 * :class:`Pacer`: GCRA spacing under a ceiling, a whole-checker pause, AIMD on throttling;
 * :class:`RetryPolicy` and :class:`RetryBudget`: full-jitter backoff, a refilling budget;
 * :class:`Breaker`: opens on runs of transient failures, one probe, callers wait;
 * :class:`SingleFlight`: identical checks share one request;
 * :class:`FairScheduler`: equal shares of the in-flight slots per caller and lookup;
-* :class:`Quota` (protocol; :class:`LocalQuota` in process): one budget for many checkers.
+* :class:`Quota` (protocol; :class:`LocalQuota` in process): what the checker paces by,
+  its own pacer or one budget for many checkers.
 
 The outcome cache is ``cachetools.TTLCache`` (TTL + LRU, with the checker's clock).
 """
 
 from lookup.engine.policies.breaker import Breaker, BreakerState
-from lookup.engine.policies.concurrency import ConcurrencyLimit
+from lookup.engine.policies.concurrency import ConcurrencyLimit, FifoSlots
 from lookup.engine.policies.fair import FairScheduler, Gate
 from lookup.engine.policies.flight import SingleFlight
 from lookup.engine.policies.pacing import Pacer
-from lookup.engine.policies.quota import LocalQuota, Quota, SharedBreaker, SharedOutcomes
+from lookup.engine.policies.quota import (
+    UNSHARED_BREAKER,
+    LocalQuota,
+    Quota,
+    SharedBreaker,
+    SharedOutcomes,
+    UnsharedBreaker,
+)
 from lookup.engine.policies.retry import RetryBudget, RetryPolicy
 
 __all__ = [
+    "UNSHARED_BREAKER",
     "Breaker",
     "BreakerState",
     "ConcurrencyLimit",
     "FairScheduler",
+    "FifoSlots",
     "Gate",
     "LocalQuota",
     "Pacer",
@@ -36,4 +47,5 @@ __all__ = [
     "SharedBreaker",
     "SharedOutcomes",
     "SingleFlight",
+    "UnsharedBreaker",
 ]

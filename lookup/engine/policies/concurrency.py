@@ -1,22 +1,28 @@
-"""Concurrency: at most ``limit`` checks in flight, FIFO, with a limit that can change."""
+"""FIFO slots: at most ``limit`` holders at once, served in arrival order, with a limit that
+can change. The one slot class of the engine: the checker's concurrency limit and each
+lookup's fair share (:mod:`lookup.engine.policies.fair`) are both :class:`FifoSlots`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections import deque
 
-__all__ = ["ConcurrencyLimit"]
+__all__ = ["ConcurrencyLimit", "FifoSlots"]
 
 
-class ConcurrencyLimit:
+class FifoSlots:
     """A semaphore whose limit can shrink and grow at run time.
 
     ``asyncio.Semaphore`` cannot shrink; this is a counter and a FIFO of futures. A slot
     freed is handed to the oldest waiter and counted for it at once, so a newcomer cannot
     take it first. A shrunk limit wakes nobody until enough slots are released.
 
-    >>> slots = ConcurrencyLimit(2)
+    :param limit: slots at first (at least 1).
+    :param ceiling: the limit never grows above this (default: ``limit``).
+
+    >>> slots = FifoSlots(2)
     >>> slots.try_acquire(), slots.try_acquire(), slots.try_acquire()
     (True, True, False)
     """
@@ -44,7 +50,8 @@ class ConcurrencyLimit:
     def set_limit(self, limit: int) -> None:
         """Change the limit, within ``1 .. ceiling``; a larger one wakes waiters at once."""
         self._limit = max(1, min(int(limit), self.ceiling))
-        self._wake()
+        if self._waiters:
+            self._wake()
 
     def try_acquire(self) -> bool:
         """Take a slot if one is free and nobody is queued before us."""
@@ -81,3 +88,11 @@ class ConcurrencyLimit:
             if not fut.done():
                 fut.set_result(None)
                 self._active += 1
+
+
+ConcurrencyLimit = FifoSlots
+"""The checker's concurrency limit: at most N checks in flight (the name the engine used
+before the fair share shared the class)."""
+
+UNBOUNDED: int = sys.maxsize
+"""A ceiling that never clamps (for slots whose limit is computed elsewhere)."""

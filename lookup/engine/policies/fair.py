@@ -5,6 +5,10 @@ batch run its own name), then between the lookups of a group, and widen as other
 ``ceil(limit / groups) / lookups in the group``, at least 1. Within a lookup, checks wait
 in FIFO order, so candidates still go in tier order.
 
+A share is computed when shares change (a lookup opens or closes, the checker's limit
+moves: :meth:`FairScheduler.rebalance`), not per check: a :class:`Gate` is a
+:class:`~lookup.engine.policies.concurrency.FifoSlots` whose limit is its share.
+
 Without shares the first lookups would queue a whole pool's worth of checks each in the
 checker and send them all before their hit's answer came back (24 lookups at once sent
 1.7x the checks); with fixed shares the last lookup of a batch would crawl on a few slots
@@ -13,76 +17,45 @@ while the rest sat idle.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections import deque
 from collections.abc import Callable, Hashable
+
+from lookup.engine.policies.concurrency import UNBOUNDED, FifoSlots
 
 __all__ = ["FairScheduler", "Gate"]
 
 
-class Gate:
-    """One lookup's door: at most its fair share of checks past it at once. Waiting here
-    sends nothing, so checks a hit makes unnecessary cost nothing."""
+class Gate(FifoSlots):
+    """One lookup's door: at most its fair share of checks past it at once (FIFO). Waiting
+    here sends nothing, so checks a hit makes unnecessary cost nothing."""
 
-    __slots__ = ("_active", "_scheduler", "_waiters", "group")
+    __slots__ = ("_scheduler", "group")
 
     def __init__(self, scheduler: FairScheduler, group: Hashable) -> None:
+        super().__init__(1, ceiling=UNBOUNDED)
         self._scheduler = scheduler
         self.group = group
-        self._active = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
 
     @property
     def share(self) -> int:
-        return self._scheduler.share(self.group)
-
-    @property
-    def active(self) -> int:
-        return self._active
+        """Checks this lookup may have in flight now (its limit)."""
+        return self._limit
 
     def share_of(self, limit: int) -> int:
         """This gate's share of ``limit`` slots, were that the checker's limit."""
         return self._scheduler.share(self.group, limit)
 
-    def try_enter(self) -> bool:
-        if not self._waiters and self._active < self._scheduler.share(self.group):
-            self._active += 1
-            return True
-        return False
-
-    async def enter(self) -> None:
-        if self.try_enter():
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():  # granted, then cancelled
-                self.leave()
-            else:
-                with contextlib.suppress(ValueError):  # wake() may have dropped it
-                    self._waiters.remove(waiter)
-            raise
-
-    def leave(self) -> None:
-        self._active -= 1
-        if self._waiters:
-            self.wake()
+    # The names the checker's lookup view uses.
+    try_enter = FifoSlots.try_acquire
+    enter = FifoSlots.acquire
+    leave = FifoSlots.release
 
     def wake(self) -> None:
         """Let waiters in up to the share (the slot is counted for them here)."""
-        limit = self._scheduler.share(self.group)
-        while self._waiters and self._active < limit:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                self._active += 1
-                waiter.set_result(None)
+        self._wake()
 
 
 class FairScheduler:
-    """Hands out :class:`Gate` objects and computes their shares of ``limit()``."""
+    """Hands out :class:`Gate` objects and sets their shares of ``limit()``."""
 
     def __init__(self, limit: Callable[[], int]) -> None:
         self._limit = limit
@@ -102,6 +75,7 @@ class FairScheduler:
     def open(self, group: Hashable = None) -> Gate:
         gate = Gate(self, group)
         self._groups.setdefault(group, set()).add(gate)
+        self.rebalance()
         return gate
 
     def close(self, gate: Gate) -> None:
@@ -110,10 +84,16 @@ class FairScheduler:
             members.discard(gate)
             if not members:
                 del self._groups[gate.group]
-        self.wake_all()
+        self.rebalance()
 
-    def wake_all(self) -> None:
-        """Shares changed (a lookup left, the limit grew): let waiters in."""
+    def rebalance(self) -> None:
+        """Shares changed (a lookup came or left, the limit moved): set every gate's share;
+        a wider one lets its waiters in."""
+        total = self._limit()
+        per_group = -(-total // max(1, len(self._groups)))
         for members in self._groups.values():
+            share = max(1, -(-per_group // len(members)))
             for gate in members:
-                gate.wake()
+                gate.set_limit(share)
+
+    wake_all = rebalance

@@ -1,11 +1,14 @@
 """The quota a :class:`~lookup.engine.checker.Checker` paces by when many processes share one.
 
-One checker per process enforces its limits for that process. When several processes (batch
-runs, service workers, Ray actors) check against the *same* order-API identity, the rate
-budget must be one, not one per process: that is a :class:`Quota`, e.g. the Redis one in
-:mod:`lookup.scale.redis` or a Ray actor. A checker given a quota paces by it *instead of* its
-own :class:`~lookup.engine.policies.Pacer`:
+A checker always paces through a :class:`Quota`. Alone, it is a :class:`LocalQuota` over the
+checker's own :class:`~lookup.engine.policies.Pacer`. When several processes (batch runs,
+service workers, Ray actors) check against the *same* order-API identity, the rate budget
+must be one, not one per process: the checker is then given the shared one (the Redis one
+in :mod:`lookup.scale.redis`, the Ray token actor's client in :mod:`lookup.scale.ray`), and
+the same hooks reach it:
 
+* :meth:`Quota.try_admit` takes a start slot at once if one is free (the fast path: no
+  await, no round trip; a shared quota answers from slots it leased);
 * :meth:`Quota.admit` reserves this request's start slot in the shared budget (GCRA: evenly
   spaced starts, no burst after idle time) and waits for it;
 * :meth:`Quota.on_throttle` reports a throttle signal: the quota lowers the *shared* rate
@@ -19,10 +22,10 @@ request once and decreases once per signal (no double counting, no double decrea
 Times are relative seconds (``max_wait``, ``sent_ago``, ``retry_after``), never one
 process's clock values, so an implementation may keep its state on another machine.
 
-Two optional parts, ``None`` when an implementation does not share them (the checker then
-keeps them per process): :class:`SharedBreaker` (one process's open breaker is every
-process's, one half-open probe in all) and :class:`SharedOutcomes` (an outcome cache and
-single flight of identical checks across processes).
+Two more parts: :class:`SharedBreaker` (one process's open breaker is every process's, one
+half-open probe in all; :data:`UNSHARED_BREAKER` when an implementation does not share it:
+each checker's breaker is then its own) and :class:`SharedOutcomes` (an outcome cache and
+single flight of identical checks across processes; ``None`` when not shared).
 
 :class:`LocalQuota` is the in-process implementation over a :class:`Pacer`: the reference
 for the semantics, a stand-in in tests, and the fallback of a shared quota whose store is away.
@@ -36,9 +39,16 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from lookup.domain.models import CheckOutcome
-from lookup.engine.policies.pacing import Pacer
+from lookup.engine.policies.pacing import START_RATE, Pacer
 
-__all__ = ["LocalQuota", "Quota", "SharedBreaker", "SharedOutcomes"]
+__all__ = [
+    "UNSHARED_BREAKER",
+    "LocalQuota",
+    "Quota",
+    "SharedBreaker",
+    "SharedOutcomes",
+    "UnsharedBreaker",
+]
 
 
 class SharedBreaker(Protocol):
@@ -66,6 +76,28 @@ class SharedBreaker(Protocol):
     async def closed(self) -> None:
         """A probe (or any answer while half-open) succeeded: close it for everyone."""
         ...
+
+
+class UnsharedBreaker:
+    """The :class:`SharedBreaker` of a quota that shares none: never open elsewhere, every
+    probe this process's own, nothing to tell."""
+
+    __slots__ = ()
+
+    def open_for(self) -> float:
+        return 0.0
+
+    async def opened(self, cooldown: float, error: str) -> None:
+        return None
+
+    async def claim_probe(self) -> bool:
+        return True
+
+    async def closed(self) -> None:
+        return None
+
+
+UNSHARED_BREAKER: SharedBreaker = UnsharedBreaker()
 
 
 class SharedOutcomes(Protocol):
@@ -101,13 +133,24 @@ class Quota(Protocol):
         ...
 
     @property
-    def breaker(self) -> SharedBreaker | None:
-        """The shared breaker state, or ``None``: each checker keeps its own."""
+    def slow_start(self) -> bool:
+        """Whether the rate is still doubling from its start (no ceiling, no throttle yet):
+        the checker's concurrency window does not follow the rate meanwhile."""
+        ...
+
+    @property
+    def breaker(self) -> SharedBreaker:
+        """The shared breaker state (:data:`UNSHARED_BREAKER`: each checker keeps its own)."""
         ...
 
     @property
     def outcomes(self) -> SharedOutcomes | None:
         """The shared cache and single flight, or ``None``: each checker keeps its own."""
+        ...
+
+    def try_admit(self) -> bool:
+        """Take a start slot now if one is free, without waiting or a round trip (``False``:
+        call :meth:`admit`)."""
         ...
 
     async def admit(self, max_wait: float = math.inf) -> bool:
@@ -120,17 +163,23 @@ class Quota(Protocol):
         if it says something new; with ``retry_after`` (already capped), pause everyone."""
         ...
 
-    def on_clean(self) -> None:
-        """An answer that was not throttled. Synchronous: implementations batch these
-        (e.g. onto the next :meth:`admit`) instead of a round trip per answer."""
+    def on_clean(self, sent_ago: float = 0.0) -> None:
+        """An answer that was not throttled, to a request started ``sent_ago`` seconds ago.
+        Synchronous: implementations batch these (e.g. onto the next :meth:`admit`) instead
+        of a round trip per answer."""
         ...
 
 
 class LocalQuota:
     """A :class:`Quota` inside one process, over a :class:`Pacer` (breaker and outcomes
-    stay per checker). Two checkers given the same ``LocalQuota`` share one budget."""
+    stay per checker). A checker given none paces by its own; two checkers given the same
+    ``LocalQuota`` share one budget.
 
-    breaker: SharedBreaker | None = None
+    :param start: with no ceiling, the slow start's first rate (see :class:`Pacer`).
+    :param on_change: called by the pacer with the new rate after a change.
+    """
+
+    breaker: SharedBreaker = UNSHARED_BREAKER
     outcomes: SharedOutcomes | None = None
 
     def __init__(
@@ -140,17 +189,29 @@ class LocalQuota:
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         headroom: float = 0.02,
+        start: float | None = START_RATE,
+        on_change: Callable[[float | None, str], None] | None = None,
     ) -> None:
         self._clock = clock
-        self.pacer = Pacer(ceiling, clock=clock, sleep=sleep, headroom=headroom)
+        self.pacer = Pacer(
+            ceiling, clock=clock, sleep=sleep, headroom=headroom, start=start,
+            on_change=on_change,
+        )  # fmt: skip
 
     @property
     def rate(self) -> float | None:
         return self.pacer.rate
 
     @property
+    def slow_start(self) -> bool:
+        return self.pacer.slow_start
+
+    @property
     def paused_for(self) -> float:
         return max(0.0, self.pacer.paused_until - self._clock())
+
+    def try_admit(self) -> bool:
+        return self.pacer.try_start()
 
     async def admit(self, max_wait: float = math.inf) -> bool:
         pacer = self.pacer
@@ -165,5 +226,5 @@ class LocalQuota:
             self.pacer.pause(max(retry_after, 0.0))
         return self.pacer.on_throttle(self._clock() - max(sent_ago, 0.0))
 
-    def on_clean(self) -> None:
-        self.pacer.on_clean()
+    def on_clean(self, sent_ago: float = 0.0) -> None:
+        self.pacer.on_clean(self._clock() - sent_ago)

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from lookup.engine.policies.pacing import Pacer
+from lookup.engine.policies.quota import UNSHARED_BREAKER, SharedBreaker
 
 __all__ = ["REFRESH", "RateTokens", "RayQuota", "TokenActor"]
 
@@ -123,8 +124,10 @@ class RayQuota:
     """A lookup actor's client of the token actor: the ``Quota`` protocol (no shared
     breaker or outcomes: each checker keeps its own)."""
 
-    breaker: None = None
+    breaker: SharedBreaker = UNSHARED_BREAKER
     outcomes: None = None
+    slow_start = False
+    """The token actor's budget is unpaced until the first throttle (no slow start here)."""
 
     def __init__(self, tokens: Any, *, fallback_rate: float | None,
                  clock: Callable[[], float] = time.monotonic,
@@ -215,7 +218,11 @@ class RayQuota:
             pacer.pause(max(retry_after, 0.0))
         pacer.on_throttle(self._clock() - max(sent_ago, 0.0))
 
-    def on_clean(self) -> None:
+    def try_admit(self) -> bool:
+        """No slot without a word with the token actor (or the fallback's wait)."""
+        return False
+
+    def on_clean(self, sent_ago: float = 0.0) -> None:
         if self._fallback is not None:
             self._fallback.on_clean()
         else:

@@ -115,6 +115,15 @@ class RedisQuota:
         return max(0.0, self._paused_until - self._clock())
 
     @property
+    def slow_start(self) -> bool:
+        """The window follows the shared rate from the start (Redis keeps the slow start)."""
+        return False
+
+    def try_admit(self) -> bool:
+        """No slot without a round trip."""
+        return False
+
+    @property
     def breaker(self) -> RedisBreaker:
         return self._breaker
 
@@ -207,7 +216,7 @@ class RedisQuota:
             log.info("order API asked to wait: pausing every process for %.1f s (Retry-After)",
                      ra)  # fmt: skip
 
-    def on_clean(self) -> None:
+    def on_clean(self, sent_ago: float = 0.0) -> None:
         self._clean += 1
         if self._local is not None:
             self._local.on_clean()
