@@ -229,6 +229,7 @@ def add_api_options(p: argparse.ArgumentParser) -> None:
 
 
 _OPTION_FIELDS: Final = (
+    "learn_regions",
     "shared_url",
     "shared_fallback_rate",
     "shared_processes",

@@ -27,7 +27,8 @@ from lookup.runtime.logs import configure_logging
 
 if TYPE_CHECKING:
     from lookup.domain.models import Hints, LookupResult
-    from lookup.domain.tiers import TierPlan
+    from lookup.domain.tiers import TierName, TierPlan
+    from lookup.files.regions import RegionCounts
 
 __all__ = ["ExitStatus", "main"]
 
@@ -99,6 +100,14 @@ def _add_also_option(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _add_learn_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--learn-regions", dest="learn_regions", action="store_const", const=True,
+        help="check the regions of your own past hits first (counts per region only, in "
+        "$XDG_STATE_HOME/lookup/regions.json; LOOKUP_LEARN_REGIONS)",
+    )  # fmt: skip
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from lookup import __version__
 
@@ -128,6 +137,7 @@ def _build_parser() -> argparse.ArgumentParser:
                     choices=["city", "province", "national", "unlocated", "nonstandard"],
                     help="print the numbers of one tier")  # fmt: skip
     _add_nonstandard_option(pl)
+    _add_learn_option(pl)
     pl.add_argument("--json", action="store_true", help="print JSON")
     pl.add_argument("--data", help="a data folder other than the bundled one")
     pl.set_defaults(func=_cmd_plan)
@@ -150,8 +160,15 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     fd.add_argument("--seed", type=int, help="shuffle the order within tiers reproducibly")
     _add_nonstandard_option(fd)
+    _add_learn_option(fd)
     fd.add_argument("--json", action="store_true", help="print the result as JSON")
     fd.set_defaults(func=_cmd_find)
+
+    st = sub.add_parser("stats", help="what this machine has learned: hits per region")
+    st.add_argument("what", choices=["regions"], help="regions: the learned region counts")
+    st.add_argument("--json", action="store_true", help="print JSON")
+    add_logging_options(st)
+    st.set_defaults(func=_cmd_stats)
 
     dm = sub.add_parser("demo", help="run example lookups against the bundled mock order API")
     dm.add_argument("--json", action="store_true", help="print the results as JSON lines")
@@ -274,21 +291,73 @@ def plan_summary(p: TierPlan) -> dict[str, Any]:
         "carrier": p.carrier,
         "total": p.total,
         "tiers": [{"name": t.name, "count": t.count} for t in p.tiers],
+        "first_regions": {
+            name: first_regions(p, name) for name in ("province", "national")
+        },
         "excluded": p.excluded,
         "excluded_reason": p.excluded_reason,
         "data_version": p.db.version,
     }
 
 
+def first_regions(p: TierPlan, name: TierName, n: int = 5) -> list[str]:
+    """The first ``n`` regions a tier checks (cities in the province tier, provinces in the
+    national tier, the city itself in the city tier), in its order."""
+    seen: list[str] = []
+    if name == "unlocated" or name == "nonstandard":
+        return seen
+    for seg in p.tier(name).segments:
+        info = p.db.segment(seg)
+        label = (info.province if name == "national" else info.city) if info else None
+        if label and label not in seen:
+            seen.append(label)
+            if len(seen) == n:
+                break
+    return seen
+
+
+def _region_counts(args: argparse.Namespace) -> RegionCounts | None:
+    """The learned counts when --learn-regions / LOOKUP_LEARN_REGIONS is on."""
+    settings = settings_from_args(args)
+    if not settings.learn_regions:
+        return None
+    from lookup.files.regions import RegionCounts
+
+    return RegionCounts(settings.regions_file)
+
+
+def _cmd_stats(args: argparse.Namespace, out: TextIO) -> int:
+    from lookup.files.regions import RegionCounts
+
+    settings = settings_from_args(args)
+    store = RegionCounts(settings.regions_file)
+    counts = sorted(store.counts().items(), key=lambda kv: (-kv[1], kv[0]))
+    total = sum(n for _, n in counts)
+    if args.json:
+        out.write(json.dumps({"file": str(store.path), "learning": settings.learn_regions,
+                              "threshold": store.threshold, "hits": total,
+                              "counts": dict(counts)}, ensure_ascii=False) + "\n")  # fmt: skip
+        return ExitStatus.OK
+    state = "on" if settings.learn_regions else "off (--learn-regions, LOOKUP_LEARN_REGIONS)"
+    used = "in use" if total >= store.threshold else f"used from {store.threshold} hits"
+    out.write(f"{store.path}: {total:,} hits in {len(counts)} regions ({used}); learning {state}\n")
+    out.writelines(f"  {pad(label, 10)} {n:>7,}\n" for label, n in counts)
+    if not counts:
+        out.write("  (no hits counted yet; delete the file to reset the counts)\n")
+    return ExitStatus.OK
+
+
 def _cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
+    from lookup.domain.order import NEARER
     from lookup.domain.segments import SegmentDB
     from lookup.domain.tiers import plan
 
     db = SegmentDB.load(args.data) if args.data else SegmentDB.default()
     hints = _hints(args)
+    counts = _region_counts(args)
     p = plan(args.mask, db, max_candidates=args.max_candidates, seed=args.seed,
              include_nonstandard=args.include_nonstandard, also=args.also,
-             **hints.hints())  # fmt: skip
+             order=counts.order() if counts else NEARER, **hints.hints())  # fmt: skip
     if args.list_tier:
         if args.list_tier == "nonstandard" and not args.include_nonstandard:
             from lookup.domain.errors import ConfigError
@@ -307,6 +376,10 @@ def _cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     out.write(f"{_sightings(p, args)}{where}: {p.total:,} candidates\n")
     width = max(10, *(len(t.name) for t in p.tiers))
     out.writelines(f"  {t.name:<{width}} {t.count:>7,}\n" for t in p.tiers)
+    for name in ("province", "national"):
+        first = first_regions(p, name)
+        if len(first) > 1:
+            out.write(f"  {name} checks first: {', '.join(first)}\n")
     if p.excluded:
         out.write(f"  {'excluded':<{width}} {p.excluded:>7,}  {p.excluded_reason}\n")
     return ExitStatus.OK
@@ -376,6 +449,7 @@ def format_result(result: LookupResult, redact: Callable[[str], str] = str) -> s
 def _cmd_find(args: argparse.Namespace, out: TextIO) -> int:
     import asyncio
 
+    from lookup.domain.order import NEARER
     from lookup.domain.privacy import Redactor
     from lookup.domain.tiers import plan
 
@@ -385,10 +459,11 @@ def _cmd_find(args: argparse.Namespace, out: TextIO) -> int:
     redact = Redactor(settings.secret_values())
     quiet = args.quiet
     hints = _hints(args)
+    learned = _region_counts(args)
     # Input errors surface before any API is opened or request sent.
     p = plan(args.mask, max_candidates=settings.max_candidates, seed=args.seed,
              include_nonstandard=args.include_nonstandard, also=args.also,
-             **hints.hints())  # fmt: skip
+             order=learned.order() if learned else NEARER, **hints.hints())  # fmt: skip
     if not (args.json or quiet):
         counts = ", ".join(f"{t.name} {t.count:,}" for t in p.tiers)
         where = f" in {p.region}" if p.region else ""
@@ -433,6 +508,8 @@ def _cmd_find(args: argparse.Namespace, out: TextIO) -> int:
     from lookup.runtime.loop import run as run_loop
 
     result = run_loop(run())
+    if learned is not None:
+        learned.record(result)  # the one count of this lookup (counts per region only)
     if args.json:
         data = result.model_dump(mode="json")
         data["reason"] = redact(data["reason"]) if data["reason"] else data["reason"]

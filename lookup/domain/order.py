@@ -8,7 +8,7 @@ Two orders, both deterministic:
 - *learned* (:class:`RegionOrder` with ``counts``): the operator's own hits per region
   (counts only: a city label and a number, never a phone number). Once ``threshold`` hits
   are known, regions go by their estimated hits per segment: the counts, smoothed toward the
-  nearer-first order by ``threshold`` pseudo-hits spread by distance. Below the threshold the
+  nearer-first order by ``smoothing`` pseudo-hits spread by distance. Below the threshold the
   order is nearer first.
 
 The sort key of a segment is the key of its region code; ties keep numeric order.
@@ -26,6 +26,7 @@ from lookup.domain.segments import Region, SegmentDB
 
 __all__ = [
     "DEFAULT_LEARN_THRESHOLD",
+    "DEFAULT_SMOOTHING",
     "NEARER",
     "RegionKey",
     "RegionOrder",
@@ -35,6 +36,8 @@ __all__ = [
 
 DEFAULT_LEARN_THRESHOLD: Final = 50
 """Hits needed before learned counts change the order."""
+DEFAULT_SMOOTHING: Final = 200.0
+"""Pseudo-hits of the nearer-first prior in the learned order."""
 _SCALE_KM: Final = 400.0
 """How fast the nearer-first prior falls with distance (the learned order's smoothing)."""
 
@@ -71,6 +74,8 @@ class RegionOrder:
 
     counts: Mapping[str, int] = field(default_factory=dict)
     threshold: int = DEFAULT_LEARN_THRESHOLD
+    smoothing: float = DEFAULT_SMOOTHING
+    """Pseudo-hits spread nearer first: how many real hits it takes to outweigh distance."""
 
     @property
     def learned(self) -> bool:
@@ -87,14 +92,14 @@ class RegionOrder:
             return near
         names = db.region_names()
         sizes = region_sizes(db)
-        # Nearer-first as a prior: `threshold` pseudo-hits spread over the regions in
+        # Nearer-first as a prior: `smoothing` pseudo-hits spread over the regions in
         # proportion to their segments times a weight falling with distance.
         weights = [0.0] + [sizes[c] * math.exp(-(near[c][0] + near[c][1]) / (2 * _SCALE_KM))
                            for c in range(1, len(names) + 1)]  # fmt: skip
         total_w = sum(weights) or 1.0
         keys: list[RegionKey] = [(0.0, 0.0, 0.0)]
         for code, (_, city) in enumerate(names, 1):
-            pseudo = self.threshold * weights[code] / total_w
+            pseudo = self.smoothing * weights[code] / total_w
             hits = self.counts.get(city, 0) + pseudo
             per_segment = hits / sizes[code] if sizes[code] else 0.0
             keys.append((-per_segment, *near[code]))

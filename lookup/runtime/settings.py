@@ -31,7 +31,7 @@ SECRET_FIELDS: Final = frozenset({"api_token", "api_headers", "service_tokens"})
 """Settings whose values are never shown (``lookup config`` prints them as comments)."""
 _OPTIONAL_TEXT: Final = (
     "api_url", "api_plugin", "api_token", "batch_url", "sql", "audit_file", "service_jobs_dir",
-    "shared_url", "shared_fallback_rate",
+    "shared_url", "shared_fallback_rate", "regions_file",
 )
 _NO_CEILING: Final = frozenset({"", "none", "auto", "off", "unlimited"})
 # What each setting expects, for error messages (the rest: pydantic's own words suffice).
@@ -73,6 +73,7 @@ _OPTIONS: Final[dict[str, str]] = {
     "audit_file": "--audit-file", "log_level": "--log-level", "log_format": "--log-format",
     "service_host": "--host", "service_port": "--port", "shared_url": "--shared",
     "shared_fallback_rate": "--shared-fallback-rate", "shared_processes": "--shared-processes",
+    "learn_regions": "--learn-regions",
 }  # fmt: skip
 
 
@@ -180,6 +181,14 @@ class Settings(BaseSettings):
     )
     shared_processes: int = Field(
         2, ge=1, le=10_000, description="processes expected to share the quota (for the fallback)"
+    )
+
+    # the learned order inside a tier (lookup.files.regions)
+    learn_regions: bool = Field(
+        False, description="count matched lookups per region and check likely regions first"
+    )
+    regions_file: Path | None = Field(
+        None, description="the region counts (default: $XDG_STATE_HOME/lookup/regions.json)"
     )
 
     # logging

@@ -96,9 +96,12 @@ def test_plan_with_city_prints_counts() -> None:
     assert "138****1234" in lines[0]
     assert "杭州" in lines[0]
     assert "10,000 candidates" in lines[0]
-    names = [line.split()[0] for line in lines[1:]]
+    tiers = lines[1:5]  # then the order: the regions each tier checks first
+    names = [line.split()[0] for line in tiers]
     assert names == ["city", "province", "national", "unlocated"]
-    counts = [int(line.split()[1].replace(",", "")) for line in lines[1:]]
+    assert lines[5:] == ["  province checks first: 绍兴, 湖州, 嘉兴, 金华, 宁波",
+                         "  national checks first: 上海, 江苏, 安徽, 江西, 福建"]  # fmt: skip
+    counts = [int(line.split()[1].replace(",", "")) for line in tiers]
     assert sum(counts) == 10_000
     assert counts[0] > 0
 
