@@ -10,17 +10,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Literal, TextIO
 
 from lookup.cli.common import BatchProgress, ExitStatus, Terminal, settings_from_args
 from lookup.runtime.logs import configure_logging
 
 if TYPE_CHECKING:
+    from lookup.domain.models import Limits, Mode
+    from lookup.engine.batch import BatchRow, RowResult
+    from lookup.engine.checker import Checker
     from lookup.engine.checkstate import HasStatus
     from lookup.files.run import FileRun
     from lookup.runtime.engine import Engine
+    from lookup.runtime.lookups import LookupPath
     from lookup.runtime.settings import Settings
     from lookup.scale.ray.batch import RayQuota, RayRunner
 
@@ -138,12 +144,45 @@ def _ray_runner(settings: Settings, args: argparse.Namespace) -> AbstractAsyncCo
     )  # fmt: skip
 
 
-def actor_engine(settings: Settings, quota: RayQuota | None) -> AbstractAsyncContextManager[Engine]:  # fmt: skip
-    """One Ray lookup actor's engine (run in the actor): its log lines go through
-    :mod:`lookup.domain.privacy` like the driver's (to the actor's Ray log file, not the terminal).
-    ``quota``: the token actor's client (``None``: the settings' Redis quota).
+@dataclass(frozen=True)
+class ActorEngine:
+    """A Ray actor's engine and its one lookup path (rows run through ``row``)."""
+
+    engine: Engine
+    path: LookupPath
+
+    @property
+    def checker(self) -> Checker:
+        return self.engine.checker
+
+    @property
+    def limits(self) -> Limits:
+        return self.engine.checker.limits
+
+    @property
+    def description(self) -> str:
+        return self.engine.description
+
+    async def row(self, row: BatchRow, *, caller: str, surface: Literal["ray"], mode: Mode,
+                  max_candidates: int | None = None) -> RowResult:  # fmt: skip
+        return await self.path.row(row, caller=caller, surface=surface, mode=mode,
+                                   max_candidates=max_candidates)  # fmt: skip
+
+
+@asynccontextmanager
+async def actor_engine(settings: Settings, quota: RayQuota | None) -> AsyncIterator[ActorEngine]:
+    """One Ray lookup actor's engine (run in the actor) and its lookup path: its log lines
+    go through :mod:`lookup.domain.privacy` like the driver's (to the actor's Ray log file,
+    not the terminal). ``quota``: the token actor's client (``None``: the settings' Redis
+    quota).
     """
+    from lookup.domain.segments import SegmentDB
     from lookup.runtime.engine import open_engine
+    from lookup.runtime.lookups import LookupPath
 
     configure_logging(settings)
-    return open_engine(settings, quota=quota)
+    async with open_engine(settings, quota=quota) as engine:
+        path = LookupPath(engine.checker, SegmentDB.default(),
+                          max_candidates=settings.max_candidates,
+                          secrets=settings.secret_values())  # fmt: skip
+        yield ActorEngine(engine, path)

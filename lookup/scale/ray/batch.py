@@ -36,7 +36,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from itertools import islice
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from lookup.domain.errors import ConfigError, LookupFailure
 from lookup.engine.batch import BatchRow, BatchSummary, ResultCallback, RowResult, run_batch
@@ -69,12 +69,18 @@ NAMESPACE: Final = "lookup"
 
 
 class _Engine(Protocol):
+    """One actor's engine: its checker, and the one lookup path's ``row`` (admission is the
+    driver's; audit, metrics and privacy happen in the actor, on the path)."""
+
     @property
     def checker(self) -> Checker: ...
     @property
     def limits(self) -> Limits: ...
     @property
     def description(self) -> str: ...
+
+    async def row(self, row: BatchRow, *, caller: str, surface: Literal["ray"], mode: Mode,
+                  max_candidates: int | None = None) -> RowResult: ...  # fmt: skip
 
 
 EngineFactory = Callable[[RayQuota | None], AbstractAsyncContextManager[_Engine]]
@@ -128,8 +134,14 @@ class LookupActor:
         """Look up ``rows`` concurrently over this actor's one checker."""
         engine = await self._open()
         results: list[RowResult] = []
+
+        async def lookup(row: BatchRow) -> RowResult:
+            return await engine.row(row, caller="batch", surface="ray", mode=mode,
+                                    max_candidates=max_candidates)  # fmt: skip
+
         await run_batch(rows, checker=engine.checker, lookups_in_flight=len(rows), mode=mode,
-                        max_candidates=max_candidates, on_result=results.append)  # fmt: skip
+                        max_candidates=max_candidates, on_result=results.append,
+                        lookup=lookup)  # fmt: skip
         return results
 
     async def close(self) -> None:
