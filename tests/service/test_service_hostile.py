@@ -86,6 +86,7 @@ async def test_a_422_never_echoes_the_callers_full_number(session: aiohttp.Clien
     bodies: list[dict[str, Any]] = [
         {"mask": PHONE},
         {"mask": "138 5715 2046"},
+        {"mask": PHONE + "9"},
         {"mask": "138****2046", "zip": PHONE},
         {"mask": "138****2046", "area_code": PHONE},
         {"mask": "138****2046", "city": PHONE},
