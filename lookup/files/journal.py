@@ -20,6 +20,7 @@ import os
 import secrets
 import stat
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -28,9 +29,10 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from lookup.domain.errors import ConfigError
+from lookup.domain.errors import ConfigError, InvalidMaskError
+from lookup.domain.masks import parse_mask
 from lookup.domain.privacy import SECRET_QUERY_KEYS
-from lookup.engine.batch import RowResult
+from lookup.engine.batch import BatchRow, RowResult
 
 if TYPE_CHECKING:
     from lookup.engine.matcher import Mode
@@ -153,6 +155,14 @@ def _header_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return changes
 
 
+def _fits(mask: str, phones: Iterable[str]) -> bool:
+    try:
+        parsed = parse_mask(mask)
+    except InvalidMaskError:
+        return False  # a row whose mask is bad has no number
+    return all(parsed.matches(p) for p in phones)
+
+
 def _lock(f: IO[bytes], path: Path) -> None:
     """Lock the journal against a second ``lookup batch`` on the same output (POSIX only)."""
     if sys.platform == "win32":  # pragma: no cover - no advisory locks
@@ -270,6 +280,38 @@ class Journal:
                 self.unreadable += 1
                 continue
             self.records[record.row] = record
+
+    def check_rows(self, rows: Iterable[BatchRow], total: int) -> None:
+        """Check each trusted record against its input row before it is kept.
+
+        The checksum's key is in the journal's own header, so a line written with it is
+        trusted; a record that cannot be the answer to its row (a row number past the
+        input, another row's id or mask, a phone that does not fit the mask) proves the
+        journal was forged or mixed up: ``ConfigError``, naming the first such line.
+        """
+        if not self.records:
+            return
+        beyond = [row for row in self.records if not 1 <= row <= total]
+        if beyond:
+            self._refuse(f"it holds row {min(beyond)}, but the input has {total:,} rows")
+        for row in rows:
+            record = self.records.get(row.row)
+            if record is None:
+                continue
+            if str(record.id) != str(row.key) or record.mask != row.mask:
+                self._refuse(f"its record of row {row.row} is not the input's row {row.row}")
+            phones = [p for p in (record.phone, *(record.hits or ())) if p]
+            if phones and not _fits(row.mask, phones):
+                self._refuse(f"its record of row {row.row} has a number that does not fit "
+                             "the row's mask")  # fmt: skip
+            if record.status == "matched" and not phones:
+                self._refuse(f"its record of row {row.row} is matched without a number")
+
+    def _refuse(self, what: str) -> None:
+        raise ConfigError(
+            f"cannot resume from {self.path}: {what} (edited, or from another run): "
+            "delete it to start over"
+        )
 
     def _start(self) -> None:
         """Cut a torn tail; write the header to a new journal."""

@@ -389,6 +389,7 @@ async def _run_journaled(jour: Journal, in_path: Path, in_fmt: InputFormat, code
                          redact: Callable[[str], str],
                          max_candidates: int) -> tuple[BatchSummary, int]:  # fmt: skip
     """Run the rows the journal lacks, recording each; returns the summary and rows kept."""
+    jour.check_rows(read_rows(in_path, in_fmt, encoding=codec), total)
     if jour.torn_bytes:
         log.warning("ignored a torn last line of %s (%d bytes); its row is looked up again",
                     jour.name, jour.torn_bytes)  # fmt: skip

@@ -104,3 +104,16 @@ async def test_a_422_never_echoes_the_callers_full_number(session: aiohttp.Clien
             assert "57152046" not in text
             problem = json.loads(text)
             assert problem["detail"].isprintable()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["report\u202ecsv.exe", "\u2066evil\u2069.csv", "a\x1b[2Jb.csv", "x\u200b\u200fy.csv",
+     "line\u2028sep.csv", "c1\x85\x9b.csv", "\u202e\u202e\u202e"],
+)  # fmt: skip
+def test_an_upload_name_with_bidi_or_control_characters_is_cleaned(name: str) -> None:
+    from lookup.service.uploads import safe_name
+
+    cleaned = safe_name(name)
+    assert cleaned.isprintable() and cleaned
+    assert not any(c in cleaned for c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200b\u200f")
