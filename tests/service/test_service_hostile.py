@@ -117,3 +117,29 @@ def test_an_upload_name_with_bidi_or_control_characters_is_cleaned(name: str) ->
     cleaned = safe_name(name)
     assert cleaned.isprintable() and cleaned
     assert not any(c in cleaned for c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200b\u200f")
+
+
+async def test_a_jobs_folder_that_is_a_symlink_is_refused_and_never_chmodded(tmp_path: Any) -> None:
+    import os
+    import stat
+
+    from lookup.domain.errors import ConfigError
+    from lookup.service.jobs import JobStore
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    link = tmp_path / "jobs"
+    link.symlink_to(shared)
+    store = JobStore(link, checker=None, settings=None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="symbolic link"):
+        await store.start()
+    with pytest.raises(ConfigError, match="symbolic link"):
+        store._make_root()
+    assert stat.S_IMODE(os.stat(shared).st_mode) == 0o1777
+    # a folder that was there keeps its mode; one the tool makes is 0700
+    JobStore(shared, checker=None, settings=None)._make_root()  # type: ignore[arg-type]
+    assert stat.S_IMODE(os.stat(shared).st_mode) == 0o1777
+    made = tmp_path / "new" / "jobs"
+    JobStore(made, checker=None, settings=None)._make_root()  # type: ignore[arg-type]
+    assert stat.S_IMODE(os.stat(made).st_mode) == 0o700
