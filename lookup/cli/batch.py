@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
+import stat
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TextIO
 
 from lookup.cli.common import BatchProgress, ExitStatus, Terminal, settings_from_args
@@ -52,6 +56,7 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
         if args.ray_actors is not None and args.ray_actors < 1:
             raise ConfigError("--ray-actors must be at least 1")
     settings = settings_from_args(args)
+    _check_audit_file(settings.audit_file, args)
     term = Terminal(sys.stderr, live=False if args.quiet else None)
     configure_logging(settings, stream=term)
     if args.lookups_in_flight < 1:
@@ -60,6 +65,13 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
         raise ConfigError("no order API configured: pass --api URL (a template with {phone}), "
                           "--api demo or --api-plugin package.module:attr; or set "
                           "LOOKUP_API_URL")  # fmt: skip
+    out_lock: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+    if args.out != "-":
+        from lookup.files.journal import OutputLock
+        from lookup.files.run import check_output_path
+
+        check_output_path(Path(args.out))  # and its folder writable: before any lookup
+        out_lock = OutputLock(Path(args.out))
     progress: BatchProgress | None = None
     checker: HasStatus | None = None
 
@@ -102,7 +114,8 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
     from lookup.runtime.loop import run as run_loop
 
     try:
-        done = run_loop(run())
+        with out_lock:
+            done = run_loop(run())
     except KeyboardInterrupt:
         term.clear()
         journal = args.journal or (f"{args.out}.journal" if args.out != "-" else None)
@@ -115,6 +128,33 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
     report.write(_summary(done, args.out))
     report.flush()
     return ExitStatus.FAILED if done.undecided else ExitStatus.OK
+
+
+def _check_audit_file(audit_file: str | None, args: argparse.Namespace) -> None:
+    """The audit file must be a regular file (or new) and none of the batch's own files:
+    a FIFO would hang before any check, the input would be "changed" for --resume."""
+    from lookup.domain.errors import ConfigError
+
+    if not audit_file:
+        return
+    try:
+        st = os.stat(audit_file)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ConfigError(f"cannot use the audit file {audit_file}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file (a FIFO or device?)"
+        raise ConfigError(f"the audit file {audit_file} is {kind}: name a regular file (--audit-file)")
+    journal = args.journal or (f"{args.out}.journal" if args.out != "-" else None)
+    for what, path in (("the input file", args.input), ("--out", args.out), ("--journal", journal)):
+        if path and path != "-":
+            try:
+                same = os.path.samefile(audit_file, path)
+            except OSError:
+                continue
+            if same:
+                raise ConfigError(f"--audit-file is {what}: pick another file for the audit lines")
 
 
 def _summary(done: FileRun, out_name: str) -> str:

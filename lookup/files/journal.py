@@ -20,6 +20,7 @@ import os
 import secrets
 import stat
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -28,14 +29,15 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from lookup.domain.errors import ConfigError
+from lookup.domain.errors import ConfigError, InvalidMaskError
+from lookup.domain.masks import parse_mask
 from lookup.domain.privacy import SECRET_QUERY_KEYS
-from lookup.engine.batch import RowResult
+from lookup.engine.batch import BatchRow, RowResult
 
 if TYPE_CHECKING:
     from lookup.engine.matcher import Mode
 
-__all__ = ["AnswerSettings", "Journal", "journal_header", "journal_path"]
+__all__ = ["AnswerSettings", "Journal", "OutputLock", "journal_header", "journal_path"]
 
 _JOURNAL_KIND: Final = "lookup batch journal"
 _JOURNAL_VERSION: Final = 2
@@ -153,6 +155,14 @@ def _header_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return changes
 
 
+def _fits(mask: str, phones: Iterable[str]) -> bool:
+    try:
+        parsed = parse_mask(mask)
+    except InvalidMaskError:
+        return False  # a row whose mask is bad has no number
+    return all(parsed.matches(p) for p in phones)
+
+
 def _lock(f: IO[bytes], path: Path) -> None:
     """Lock the journal against a second ``lookup batch`` on the same output (POSIX only)."""
     if sys.platform == "win32":  # pragma: no cover - no advisory locks
@@ -165,6 +175,54 @@ def _lock(f: IO[bytes], path: Path) -> None:
         raise ConfigError(
             f"{path} is in use by another `lookup batch` writing the same output"
         ) from None
+
+
+class OutputLock:
+    """An advisory lock on an output path: ``OUT.lock`` beside it, created 0600, held
+    (``flock``) for the whole run and removed at the end.
+
+    The journal's own lock holds one journal; two runs on one output with two journals
+    would still write the same file, so the output is locked too. After locking, the
+    lock file must still be the one at its path (a run ending removes it): otherwise
+    another run got there first. POSIX only (nothing is locked on Windows).
+    """
+
+    def __init__(self, out: Path) -> None:
+        self.path = out.with_name(out.name + ".lock")
+        self._fd: int | None = None
+
+    def __enter__(self) -> Self:
+        if sys.platform == "win32":  # pragma: no cover - no advisory locks
+            return self
+        import fcntl
+
+        busy = ConfigError(
+            f"{self.path.with_suffix('')} is being written by another `lookup batch` "
+            f"({self.path.name} is held): wait for it, or pick another --out"
+        )
+        try:
+            fd = _create_private(self.path, os.O_RDWR)
+        except OSError as exc:
+            raise ConfigError(f"cannot create the lock file {self.path}: "
+                              f"{exc.strerror or exc}") from None  # fmt: skip
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            now = os.lstat(self.path)
+        except (BlockingIOError, FileNotFoundError):
+            os.close(fd)
+            raise busy from None
+        mine = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino):
+            os.close(fd)
+            raise busy
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)  # still locked: no one else holds this file
+            os.close(self._fd)
+            self._fd = None
 
 
 @dataclass
@@ -270,6 +328,38 @@ class Journal:
                 self.unreadable += 1
                 continue
             self.records[record.row] = record
+
+    def check_rows(self, rows: Iterable[BatchRow], total: int) -> None:
+        """Check each trusted record against its input row before it is kept.
+
+        The checksum's key is in the journal's own header, so a line written with it is
+        trusted; a record that cannot be the answer to its row (a row number past the
+        input, another row's id or mask, a phone that does not fit the mask) proves the
+        journal was forged or mixed up: ``ConfigError``, naming the first such line.
+        """
+        if not self.records:
+            return
+        beyond = [row for row in self.records if not 1 <= row <= total]
+        if beyond:
+            self._refuse(f"it holds row {min(beyond)}, but the input has {total:,} rows")
+        for row in rows:
+            record = self.records.get(row.row)
+            if record is None:
+                continue
+            if str(record.id) != str(row.key) or record.mask != row.mask:
+                self._refuse(f"its record of row {row.row} is not the input's row {row.row}")
+            phones = [p for p in (record.phone, *(record.hits or ())) if p]
+            if phones and not _fits(row.mask, phones):
+                self._refuse(f"its record of row {row.row} has a number that does not fit "
+                             "the row's mask")  # fmt: skip
+            if record.status == "matched" and not phones:
+                self._refuse(f"its record of row {row.row} is matched without a number")
+
+    def _refuse(self, what: str) -> None:
+        raise ConfigError(
+            f"cannot resume from {self.path}: {what} (edited, or from another run): "
+            "delete it to start over"
+        )
 
     def _start(self) -> None:
         """Cut a torn tail; write the header to a new journal."""

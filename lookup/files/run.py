@@ -90,6 +90,17 @@ _FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
 # -- paths ---------------------------------------------------------------------------------------
 
 
+def _check_writable_folder(path: Path, what: str) -> None:
+    # the file is written beside itself and renamed into place: its folder must take new
+    # files; found now, not after every lookup ran
+    folder = path.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"cannot write {what} {path}: its folder {folder} is not writable; pick another "
+            "folder or fix its permissions"
+        )
+
+
 def check_output_path(path: Path, what: str = "--out") -> None:
     """``path`` must be a regular file or a new name in an existing folder (``ConfigError``)."""
     try:
@@ -97,7 +108,9 @@ def check_output_path(path: Path, what: str = "--out") -> None:
     except FileNotFoundError:
         if not path.parent.is_dir():
             raise ConfigError(f"the folder of {what} {path} does not exist") from None
+        _check_writable_folder(path, what)
         return
+    _check_writable_folder(path, what)
     if stat.S_ISLNK(st.st_mode):
         raise ConfigError(f"{what} {path} is a symbolic link: name the real file or a new path")
     if not stat.S_ISREG(st.st_mode):
@@ -406,6 +419,7 @@ async def _run_journaled(jour: Journal, in_path: Path, in_fmt: InputFormat, code
                          redact: Callable[[str], str],
                          max_candidates: int) -> tuple[BatchSummary, int]:  # fmt: skip
     """Run the rows the journal lacks, recording each; returns the summary and rows kept."""
+    jour.check_rows(read_rows(in_path, in_fmt, encoding=codec), total)
     if jour.torn_bytes:
         log.warning("ignored a torn last line of %s (%d bytes); its row is looked up again",
                     jour.name, jour.torn_bytes)  # fmt: skip

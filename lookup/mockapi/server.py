@@ -410,13 +410,23 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text[:16]!r} is not a port: 0 to 65535 (0 picks one)")
+    return port
+
+
 def main(argv: list[str] | None = None, *, prog: str = "python -m lookup.mockapi.server") -> None:
     """``python -m lookup.mockapi.server``: serve synthetic orders with fault knobs until stopped."""
     parser = argparse.ArgumentParser(
         prog=prog, description="Mock order API on loopback (synthetic data)."
     )
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
-    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    parser.add_argument("--port", type=_port, default=8080, help="0 picks a free port")
     parser.add_argument("--orders", metavar="FILE", help="CSV with header phone,total")
     parser.add_argument("--latency-ms", type=float, default=0)
     parser.add_argument("--jitter-ms", type=float, default=0)

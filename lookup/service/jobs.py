@@ -31,6 +31,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -190,9 +191,41 @@ class JobStore:
 
     # -- lifecycle ----------------------------------------------------------------------
 
+    def _check_root(self) -> bool:
+        """Whether ``root`` exists; a symbolic link is refused (``ConfigError``)."""
+        try:
+            st = os.lstat(self.root)
+        except FileNotFoundError:
+            return False
+        if stat.S_ISLNK(st.st_mode):
+            raise ConfigError(
+                f"the jobs folder {self.root} is a symbolic link (LOOKUP_SERVICE_JOBS_DIR): "
+                "name the real folder"
+            )
+        if not stat.S_ISDIR(st.st_mode):
+            raise ConfigError(f"the jobs folder {self.root} is not a folder (LOOKUP_SERVICE_JOBS_DIR)")
+        return True
+
+    def _make_root(self) -> None:
+        """Create ``root`` 0700 if missing. Modes change only on a folder created here,
+        never on one that was there (a shared folder keeps its own) nor through a link:
+        each job's own folder is 0700 either way."""
+        if self._check_root():
+            return
+        try:
+            self.root.mkdir(mode=0o700, parents=True)
+        except FileExistsError:  # made meanwhile, not by us: checked, its mode left alone
+            self._check_root()
+            return
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:  # the folder just made, never a link swapped in since
+            os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
+
     async def start(self) -> None:
         """Load the jobs under ``root``, resume the unfinished ones, start sweeping."""
-        if self.root.is_dir():
+        if self._check_root():
             for meta in sorted(self.root.glob(f"*/{_META}")):
                 self._load(meta)
         self.sweep()
@@ -275,8 +308,7 @@ class JobStore:
         fmt = format_of(name, text)
         job_id = secrets.token_urlsafe(12)
         folder = self._dir(job_id)
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(self.root, 0o700)
+        self._make_root()
         folder.mkdir(mode=0o700)
         try:
             path = folder / f"input.{fmt}"

@@ -57,5 +57,8 @@ def write_private(path: Path, data: bytes) -> None:
 def safe_name(name: str | None) -> str:
     """The upload's base name, for display and download names only (never a path)."""
     base = Path((name or "").replace("\\", "/")).name.strip()
-    base = re.sub(r"[\x00-\x1f\x7f\"]", "", base)[:120]
+    # control characters, bidi overrides and isolates, zero-width characters: a name must
+    # show what it is (no "gpj.csv" shown as "vsc.jpg")
+    base = re.sub(r"[\x00-\x1f\x7f-\x9f\"\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]", "", base)
+    base = base.strip()[:120]
     return base or "upload"
