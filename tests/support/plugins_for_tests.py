@@ -120,3 +120,17 @@ class LeakyApi:
         from lookup.domain.errors import FatalApiError
 
         raise FatalApiError(f"denied for {phone}: bad credentials api_key=sk-live-123456")
+
+
+LEAKED_SECRET = "Zq7-session-4f1c9e2b"
+"""Configured as the API token where :class:`LeakySecretApi` runs: it must never be written."""
+
+
+class LeakySecretApi:
+    """Fails with a text holding the full candidate number and a configured secret, bare
+    (not in a ``key=value`` a pattern would catch)."""
+
+    def check(self, phone: str) -> bool:
+        from lookup.domain.errors import FatalApiError
+
+        raise FatalApiError(f"denied for {phone} in session {LEAKED_SECRET}")
