@@ -26,7 +26,8 @@ from lookup.cli.common import (
 from lookup.runtime.logs import configure_logging
 
 if TYPE_CHECKING:
-    from lookup.domain.models import Hints, LookupResult
+    from lookup.domain.hints import HintArgs
+    from lookup.domain.models import LookupResult
     from lookup.domain.tiers import TierPlan
 
 __all__ = ["ExitStatus", "main"]
@@ -277,7 +278,7 @@ def _cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     db = SegmentDB.load(args.data) if args.data else SegmentDB.default()
     hints = _hints(args)
     p = plan(args.mask, db, max_candidates=args.max_candidates, seed=args.seed,
-             include_nonstandard=args.include_nonstandard, **hints.hints())  # fmt: skip
+             include_nonstandard=args.include_nonstandard, **hints)  # fmt: skip
     if args.list_tier:
         if args.list_tier == "nonstandard" and not args.include_nonstandard:
             from lookup.domain.errors import ConfigError
@@ -301,19 +302,12 @@ def _cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     return ExitStatus.OK
 
 
-def _hints(args: argparse.Namespace) -> Hints:
-    """The hint options as :class:`~lookup.domain.models.Hints` (a bad value is exit 2)."""
-    from pydantic import ValidationError
+def _hints(args: argparse.Namespace) -> HintArgs:
+    """The hint options, read as :class:`~lookup.domain.models.Hints` reads them, without
+    pydantic (``plan`` sends nothing and starts without it); a bad value is exit 2."""
+    from lookup.domain.hints import HINT_FIELDS, hint_args
 
-    from lookup.domain.errors import ConfigError
-    from lookup.domain.models import HINT_FIELDS, Hints
-
-    try:
-        return Hints(**{name: getattr(args, name, None) for name in HINT_FIELDS})
-    except ValidationError as exc:
-        where = ", ".join(f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}"
-                          for e in exc.errors() if e["loc"])  # fmt: skip
-        raise ConfigError(f"bad hint: {where}") from None
+    return hint_args({name: getattr(args, name, None) for name in HINT_FIELDS})
 
 
 def format_result(result: LookupResult, redact: Callable[[str], str] = str) -> str:
@@ -366,7 +360,7 @@ def _cmd_find(args: argparse.Namespace, out: TextIO) -> int:
     hints = _hints(args)
     # Input errors surface before any API is opened or request sent.
     p = plan(args.mask, max_candidates=settings.max_candidates, seed=args.seed,
-             include_nonstandard=args.include_nonstandard, **hints.hints())  # fmt: skip
+             include_nonstandard=args.include_nonstandard, **hints)  # fmt: skip
     if not (args.json or quiet):
         counts = ", ".join(f"{t.name} {t.count:,}" for t in p.tiers)
         where = f" in {p.region}" if p.region else ""
