@@ -42,7 +42,8 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
     from lookup.domain.errors import ConfigError
     from lookup.domain.privacy import Redactor
     from lookup.domain.segments import SegmentDB
-    from lookup.files.run import LocalRunner, run_file
+    from lookup.files.journaled import CheckerRunner
+    from lookup.files.run import run_file
     from lookup.runtime.engine import open_engine
     from lookup.runtime.lookups import LookupPath
 
@@ -101,7 +102,11 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
                 path = LookupPath(engine.checker, SegmentDB.default(),
                                   max_candidates=settings.max_candidates,
                                   secrets=settings.secret_values())  # fmt: skip
-                return await go(runner=LocalRunner(engine, args.lookups_in_flight, path))
+                lookup = partial(path.row, caller="batch", surface="batch", mode=args.mode,
+                                 max_candidates=settings.max_candidates)  # fmt: skip
+                local = CheckerRunner(engine.checker, args.lookups_in_flight,
+                                       description=engine.description, lookup=lookup)  # fmt: skip
+                return await go(runner=local)
         finally:
             ticker.cancel()
 

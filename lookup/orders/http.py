@@ -36,6 +36,7 @@ from lookup.domain.models import CheckOutcome
 from lookup.domain.privacy import redact_url as _redact_url
 from lookup.domain.privacy import url_secrets as _url_secrets
 from lookup.orders.base import BaseOrderApi, mask_phone
+from lookup.orders.throttle import parse_throttle_rules
 
 __all__ = [
     "DEFAULT_TIMEOUTS",
@@ -94,24 +95,6 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
-
-
-def parse_throttle_rules(rules: Sequence[str] | str) -> tuple[tuple[tuple[str, ...], str], ...]:
-    """``["code=429", "error_response.code=7"]`` (or one comma-separated string) as
-    ``((("code",), "429"), (("error_response", "code"), "7"))``."""
-    if isinstance(rules, str):
-        rules = [r for r in rules.split(",") if r.strip()]
-    parsed = []
-    for rule in rules:
-        path, eq, value = rule.strip().partition("=")
-        keys = tuple(path.strip().split("."))
-        if not eq or not all(keys) or not value.strip():
-            raise ConfigError(
-                f"a throttle signal must look like PATH=VALUE (a dotted JSON path and the "
-                f"value meaning 'quota exceeded', e.g. code=429), got {rule!r}"
-            )
-        parsed.append((keys, value.strip()))
-    return tuple(parsed)
 
 
 def _same(value: Any, wanted: str) -> bool:

@@ -219,7 +219,7 @@ class Settings(BaseSettings):
     @field_validator("throttled_when", mode="before")
     @classmethod
     def _throttle_rules(cls, value: object) -> object:
-        from lookup.orders.http import parse_throttle_rules
+        from lookup.orders.throttle import parse_throttle_rules
 
         if isinstance(value, str):
             text = value.strip()

@@ -133,6 +133,20 @@ class OnUvloop:
         return isinstance(asyncio.get_running_loop(), uvloop.Loop)
 
 
+LEAKED_SECRET = "Zq7-session-4f1c9e2b"
+"""Configured as the API token where :class:`LeakySecretApi` runs: it must never be written."""
+
+
+class LeakySecretApi:
+    """Fails with a text holding the full candidate number and a configured secret, bare
+    (not in a ``key=value`` a pattern would catch)."""
+
+    def check(self, phone: str) -> bool:
+        from lookup.domain.errors import FatalApiError
+
+        raise FatalApiError(f"denied for {phone} in session {LEAKED_SECRET}")
+
+
 class HostileTextApi:
     """Fails with a message that would steer a terminal and leak its own token: ANSI
     escapes, a line break that forges a line, a bidi override, ``token: ...``."""

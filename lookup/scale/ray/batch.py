@@ -32,10 +32,9 @@ import math
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from itertools import islice
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from lookup.domain.errors import ConfigError, LookupFailure
@@ -194,26 +193,31 @@ class RayRunner:
     def actors(self) -> list[Any]:
         return [s.handle for s in self._slots if s.alive]
 
-    async def run(self, rows: Iterable[BatchRow], *, mode: Mode, max_candidates: int,
-                  on_result: ResultCallback) -> BatchSummary:  # fmt: skip
-        """Look up every row on the actors; ``on_result`` is called here, once per row."""
+    async def run(self, rows: Iterable[BatchRow] | AsyncIterator[BatchRow], *, mode: Mode,
+                  max_candidates: int, on_result: ResultCallback) -> BatchSummary:  # fmt: skip
+        """Look up every row on the actors; ``on_result`` is called here, once per row.
+        ``rows`` may make the puller wait (the run's reorder window is full)."""
         ray = self._ray
         summary = BatchSummary()
         started = time.perf_counter()
-        source: Iterator[BatchRow] = iter(rows)
+        source = rows if isinstance(rows, AsyncIterator) else _as_async(rows)
         again: deque[list[BatchRow]] = deque()  # the rows of lost calls, sent first
         exhausted = False
         in_flight = 0
         changed = asyncio.Condition()
         calls_per_actor = max(1, math.ceil(self._per_actor / self._chunk))
 
-        def pull() -> list[BatchRow] | None:
+        async def pull() -> list[BatchRow] | None:
             nonlocal exhausted
             if again:
                 return again.popleft()
             if exhausted:
                 return None
-            chunk = list(islice(source, self._chunk))
+            chunk: list[BatchRow] = []
+            async for row in source:
+                chunk.append(row)
+                if len(chunk) == self._chunk:
+                    break
             exhausted = len(chunk) < self._chunk
             return chunk or None
 
@@ -245,7 +249,7 @@ class RayRunner:
             while slot.alive:
                 async with changed:
                     await changed.wait_for(may_go)
-                    chunk = pull() if slot.alive else None
+                    chunk = await pull() if slot.alive else None
                     if chunk is None:
                         changed.notify_all()
                         if in_flight == 0 or not slot.alive:
@@ -282,6 +286,11 @@ class RayRunner:
             raise failures.exceptions[0] from failures
         summary.elapsed_s = round(time.perf_counter() - started, 3)
         return summary
+
+
+async def _as_async(rows: Iterable[BatchRow]) -> AsyncIterator[BatchRow]:
+    for row in rows:
+        yield row
 
 
 async def _ready(ray: ModuleType, handles: list[Any]) -> list[tuple[str, float | None]]:
