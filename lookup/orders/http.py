@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, Self
@@ -36,6 +36,12 @@ from lookup.domain.models import CheckOutcome
 from lookup.domain.privacy import redact_url as _redact_url
 from lookup.domain.privacy import url_secrets as _url_secrets
 from lookup.orders.base import BaseOrderApi, mask_phone
+
+_loads: Callable[[bytes], Any]
+try:  # the [fast] extra: orjson decodes answers, json when it is not installed
+    from orjson import loads as _loads  # type: ignore[import-not-found,no-redef,unused-ignore]
+except ImportError:  # pragma: no cover - depends on the extras installed
+    _loads = json.loads
 
 __all__ = [
     "DEFAULT_TIMEOUTS",
@@ -222,22 +228,27 @@ class HttpOrderApi(BaseOrderApi):
             reverse=True,
         )
         # aiohttp's ``connect`` and ``total`` include the wait for a free pooled
-        # connection, so a busy pool would look like a slow API. Leave both unset,
-        # bound connecting with sock_connect, and enforce ``total`` with
-        # ``asyncio.timeout`` around the request only, after a slot of ``self._slots``
-        # (sized like the pool) is ours: the connector then never queues inside the
-        # deadline. ``read`` (aiohttp's sock_read) is set for batch answers only:
+        # connection, so a busy pool would look like a slow API. The request starts only
+        # once a slot of ``self._slots`` (sized like the pool) is ours, so the connector
+        # never queues and aiohttp's own ``total`` bounds the request alone: one timer
+        # handle inside aiohttp, no ``asyncio.timeout`` (and its Timeout object, reschedule
+        # and uncancel bookkeeping) around every request. ``ceil_threshold`` is infinite:
+        # aiohttp would otherwise round a deadline over 5 s up to the next whole second,
+        # and no request may outlive ``total``. Connecting is bounded by sock_connect.
+        # ``read`` (aiohttp's sock_read) is set for batch answers only:
         # aiohttp re-arms that timer on every chunk it receives, so a single check
         # carried three timer handles, ~35k of the ~80k instructions the engine adds to
         # a bare aiohttp loop per check (scripts/bench_engine.py, no-read-timer). A
         # single answer is one small chunk, and ``total`` bounds it.
         # Built once: no per-request timeout objects.
         self._client_timeout = aiohttp.ClientTimeout(
-            total=None, connect=None, sock_connect=timeouts.connect
-        )
+            total=timeouts.total, connect=None, sock_connect=timeouts.connect,
+            ceil_threshold=math.inf,
+        )  # fmt: skip
         self._batch_timeout = aiohttp.ClientTimeout(
-            total=None, connect=None, sock_connect=timeouts.connect, sock_read=timeouts.read
-        )
+            total=timeouts.total, connect=None, sock_connect=timeouts.connect,
+            sock_read=timeouts.read, ceil_threshold=math.inf,
+        )  # fmt: skip
         self._throttle_rules = parse_throttle_rules(throttled_when)
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None
@@ -385,7 +396,6 @@ class HttpOrderApi(BaseOrderApi):
         try:
             async with (
                 slots,
-                asyncio.timeout(self._total),
                 session.request(method, url, json=payload, timeout=client_timeout) as resp,
             ):
                 # Read error bodies too, so the connection goes back to the pool.
@@ -418,6 +428,10 @@ class HttpOrderApi(BaseOrderApi):
                 f"{method} {shown} failed for {mask_phone(subject)}: "
                 f"{type(exc).__name__}: {self._scrub(str(exc))}"
             ) from exc
+        try:
+            return _loads(raw)
+        except ValueError:
+            pass  # orjson refuses what json reads (NaN, 1e400): json decides, below
         try:
             return json.loads(raw)
         except ValueError as exc:
