@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, Self
@@ -36,12 +36,6 @@ from lookup.domain.models import CheckOutcome
 from lookup.domain.privacy import redact_url as _redact_url
 from lookup.domain.privacy import url_secrets as _url_secrets
 from lookup.orders.base import BaseOrderApi, mask_phone
-
-_loads: Callable[[bytes], Any]
-try:  # the [fast] extra: orjson decodes answers, json when it is not installed
-    from orjson import loads as _loads  # type: ignore[import-not-found,no-redef,unused-ignore]
-except ImportError:  # pragma: no cover - depends on the extras installed
-    _loads = json.loads
 
 __all__ = [
     "DEFAULT_TIMEOUTS",
@@ -428,10 +422,6 @@ class HttpOrderApi(BaseOrderApi):
                 f"{method} {shown} failed for {mask_phone(subject)}: "
                 f"{type(exc).__name__}: {self._scrub(str(exc))}"
             ) from exc
-        try:
-            return _loads(raw)
-        except ValueError:
-            pass  # orjson refuses what json reads (NaN, 1e400): json decides, below
         try:
             return json.loads(raw)
         except ValueError as exc:
