@@ -492,7 +492,8 @@ async def find(
             raise TypeError("find() needs api= (an OrderApi) or checker=")
         from lookup.domain.models import DEFAULT_LIMITS
 
-        checker = Checker(api, limits or DEFAULT_LIMITS)
+        # A checker of its own serves this lookup only: no cache or single flight to pay for.
+        checker = Checker(api, limits or DEFAULT_LIMITS, one_lookup=True)
     cap = limits.max_in_flight if limits is not None else None
     result = await match_plan(
         plan_, checker, mode=mode, max_in_flight=cap, progress=progress, deadline=deadline,

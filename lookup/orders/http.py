@@ -205,22 +205,27 @@ class HttpOrderApi(BaseOrderApi):
             reverse=True,
         )
         # aiohttp's ``connect`` and ``total`` include the wait for a free pooled
-        # connection, so a busy pool would look like a slow API. Leave both unset,
-        # bound connecting with sock_connect, and enforce ``total`` with
-        # ``asyncio.timeout`` around the request only, after a slot of ``self._slots``
-        # (sized like the pool) is ours: the connector then never queues inside the
-        # deadline. ``read`` (aiohttp's sock_read) is set for batch answers only:
+        # connection, so a busy pool would look like a slow API. The request starts only
+        # once a slot of ``self._slots`` (sized like the pool) is ours, so the connector
+        # never queues and aiohttp's own ``total`` bounds the request alone: one timer
+        # handle inside aiohttp, no ``asyncio.timeout`` (and its Timeout object, reschedule
+        # and uncancel bookkeeping) around every request. ``ceil_threshold`` is infinite:
+        # aiohttp would otherwise round a deadline over 5 s up to the next whole second,
+        # and no request may outlive ``total``. Connecting is bounded by sock_connect.
+        # ``read`` (aiohttp's sock_read) is set for batch answers only:
         # aiohttp re-arms that timer on every chunk it receives, so a single check
         # carried three timer handles, ~35k of the ~80k instructions the engine adds to
         # a bare aiohttp loop per check (scripts/bench_engine.py, no-read-timer). A
         # single answer is one small chunk, and ``total`` bounds it.
         # Built once: no per-request timeout objects.
         self._client_timeout = aiohttp.ClientTimeout(
-            total=None, connect=None, sock_connect=timeouts.connect
-        )
+            total=timeouts.total, connect=None, sock_connect=timeouts.connect,
+            ceil_threshold=math.inf,
+        )  # fmt: skip
         self._batch_timeout = aiohttp.ClientTimeout(
-            total=None, connect=None, sock_connect=timeouts.connect, sock_read=timeouts.read
-        )
+            total=timeouts.total, connect=None, sock_connect=timeouts.connect,
+            sock_read=timeouts.read, ceil_threshold=math.inf,
+        )  # fmt: skip
         self._throttle_rules = parse_throttle_rules(throttled_when)
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None
@@ -368,7 +373,6 @@ class HttpOrderApi(BaseOrderApi):
         try:
             async with (
                 slots,
-                asyncio.timeout(self._total),
                 session.request(method, url, json=payload, timeout=client_timeout) as resp,
             ):
                 # Read error bodies too, so the connection goes back to the pool.
