@@ -168,7 +168,7 @@ async def test_transient_failures_resolved_by_end_of_tier_retry(hit_tier: str | 
 
 @pytest.mark.parametrize("bad_tier", ["city", "province"])
 async def test_always_failing_candidates_do_not_stop_the_search(bad_tier: str) -> None:
-    """v2: a tier left with unresolved candidates (after its share of the deadline) does
+    """a tier left with unresolved candidates (after its share of the deadline) does
     not end the search; the later hit is ``matched`` with ``complete=False``."""
     always = {tier(bad_tier)[1], tier(bad_tier)[7]}
     later_hit = tier("national")[5]
@@ -355,7 +355,7 @@ async def test_shared_checker_caps_concurrent_lookups_together() -> None:
 
 
 async def test_early_stop_lets_requests_on_the_wire_land_and_sends_nothing_more() -> None:
-    """v2: a request on the wire at the hit lands (its pooled connection stays open); no
+    """a request on the wire at the hit lands (its pooled connection stays open); no
     new check starts; nothing is left behind."""
     candidates = tier("city", SMALL)
     hit = candidates[20]
