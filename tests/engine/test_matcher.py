@@ -764,3 +764,16 @@ async def test_audit_line_of_a_fully_revealed_mask_hides_the_number(
     assert result.phone == number
     (record,) = audit_of(audit_records)
     assert not ELEVEN_DIGITS.search(record.getMessage()), record.getMessage()
+
+
+async def test_find_takes_one_request_object_like_its_keywords() -> None:
+    """``find(LookupRequest(...))`` is the same lookup as the keywords it replaces."""
+    from lookup.domain.models import LookupRequest
+
+    orders = {"13857152046": 2}
+    by_keywords = await find("138****2046", api=FakeOrderApi.from_orders(orders), city="杭州")
+    request = LookupRequest(mask="138****2046", city="杭州", also=["1385715****"])
+    by_request = await find(request, api=FakeOrderApi.from_orders(orders))
+    assert (by_request.status, by_request.phone) == (by_keywords.status, by_keywords.phone)
+    assert by_request.phone == "13857152046"
+    assert by_request.checks_sent == 1  # the sighting left one candidate
