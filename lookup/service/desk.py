@@ -308,7 +308,7 @@ def setup_web(
     r.add_get("/assets/{name}", _get_asset)
     r.add_post("/v1/reveal", _post_reveal)
     if jobs:
-        JobRoutes(ui.store, caller).add_to(r)
+        JobRoutes(ui.store, caller, settings.service_read_timeout).add_to(r)
     else:
         for method in ("GET", "POST", "DELETE"):
             r.add_route(method, "/v1/jobs", _no_jobs)
