@@ -15,6 +15,7 @@ from functools import partial
 from typing import TYPE_CHECKING, TextIO
 
 from lookup.cli.common import BatchProgress, ExitStatus, Terminal, settings_from_args
+from lookup.cli.conventions import audit_off_terminal
 from lookup.runtime.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from lookup.runtime.settings import Settings
     from lookup.scale.ray.batch import RayQuota, RayRunner
 
-__all__ = ["cmd_batch"]
+__all__ = ["audit_path", "cmd_batch"]
 
 
 def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
@@ -47,7 +48,11 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
             raise ConfigError("--ray-actors must be at least 1")
     settings = settings_from_args(args)
     term = Terminal(sys.stderr, live=False if args.quiet else None)
-    configure_logging(settings, stream=term)
+    audit = settings.audit_file or audit_path(args)
+    # the driver's log only: Ray actors keep logging to their own log files
+    configure_logging(settings.model_copy(update={"audit_file": audit}), stream=term)
+    if not audit:
+        audit_off_terminal()
     if args.lookups_in_flight < 1:
         raise ConfigError("--lookups-in-flight must be at least 1")
     if not settings.api_url and not settings.api_plugin:
@@ -106,12 +111,20 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
     finally:
         term.clear()
     report = out if done.out is not None else sys.stderr
-    report.write(_summary(done, args.out))
+    report.write(_summary(done, args.out, audit))
     report.flush()
     return ExitStatus.FAILED if done.undecided else ExitStatus.OK
 
 
-def _summary(done: FileRun, out_name: str) -> str:
+def audit_path(args: argparse.Namespace) -> str | None:
+    """Where a batch's audit lines go without ``--audit-file``: beside the output
+    (``OUT.audit.log``), beside the journal with ``--out -``, else nowhere."""
+    if args.out != "-":
+        return f"{args.out}.audit.log"
+    return f"{args.journal}.audit.log" if args.journal else None
+
+
+def _summary(done: FileRun, out_name: str, audit: str | None = None) -> str:
     lines = [f"lookup batch: {done.total:,} rows -> {out_name} ({done.fmt})",
              "  " + ", ".join(f"{s} {n:,}" for s, n in done.by_status.items())]  # fmt: skip
     before = f" ({done.resumed:,} done before, from the journal)" if done.resumed else ""
@@ -124,6 +137,8 @@ def _summary(done: FileRun, out_name: str) -> str:
     elif done.undecided:  # --out - without --journal: nothing to resume from
         lines.append(f"  {done.undecided:,} rows got no definite answer: to re-run only "
                      "those, run again with --journal PATH, then --resume --retry-failed")  # fmt: skip
+    lines.append(f"  audit lines: {audit}" if audit else
+                 "  audit lines: not kept (--out - without --journal or --audit-file)")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
