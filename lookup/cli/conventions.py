@@ -109,7 +109,7 @@ def did_you_mean(message: str, parser: argparse.ArgumentParser, argv: Sequence[s
         near = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
         if near:
             hints.append(_("did you mean {word}?").format(word=near[0]))
-    return f" ({'; '.join(hints)})" if hints else ""
+    return _(" ({hints})").format(hints="; ".join(hints)) if hints else ""
 
 
 def problem(message: str, *, kind: str, usage: bool = False) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
-from lookup.cli.common import ExitStatus, Terminal, exit_status, settings_from_args
+from lookup.cli.common import ExitStatus, Terminal, exit_status, pad, settings_from_args
 from lookup.domain.i18n import _, pgettext, translate
 from lookup.runtime.logs import configure_logging
 
@@ -80,11 +80,11 @@ def report_lines(result: LookupResult, redact: Redact = str) -> list[str]:
     for t in result.tiers:
         name, status = _tier(t.name), pgettext("tier status", t.status)
         if t.status in ("empty", "skipped"):
-            lines.append(f"  {name:<10} {t.candidates:>7,}  {status}")
+            lines.append(f"  {pad(name, 10)} {t.candidates:>7,}  {status}")
             continue
         extra = _(", {n} failed checks").format(n=f"{t.errors:,}") if t.errors else ""
         extra += _(", {n} unresolved").format(n=f"{t.unresolved:,}") if t.unresolved else ""
-        lines.append(f"  {name:<10} {t.candidates:>7,}  {status:<12} " + _(
+        lines.append(f"  {pad(name, 10)} {t.candidates:>7,}  {pad(status, 12)} " + _(
             "{n} answered{extra} in {seconds} s").format(
             n=f"{t.checked:,}", extra=extra, seconds=f"{t.elapsed_ms / 1000:.2f}"))  # fmt: skip
     lines.append(_("checks: {sent} sent ({retries} retries, {cached} from cache) in {seconds} s")

@@ -144,7 +144,7 @@ def _templates(lang: Language) -> list[tuple[re.Pattern[str], str]]:
             continue
         parts = _FIELD.split(msgid)
         pattern = "".join(
-            re.escape(p) if i % 2 == 0 else f"(?P<{p}>.+?)" for i, p in enumerate(parts)
+            re.escape(p) if i % 2 == 0 else f"(?P<{p}>.*?)" for i, p in enumerate(parts)
         )
         out.append((re.compile(pattern, re.DOTALL), msgstr))
     out.sort(key=lambda t: -len(t[0].pattern))

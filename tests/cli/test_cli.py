@@ -302,6 +302,9 @@ def test_find_inconclusive_exit_3_json(runs: Runs) -> None:
     assert result.status == "inconclusive"  # a failed check is never a "no"
     assert result.phone is None
     assert result.reason and "could not be checked" in result.reason
+    from lookup.domain.i18n import translate
+
+    assert "结果未知" in translate(result.reason, "zh")  # the template matches the real reason
     national = next(t for t in result.tiers if t.name == "national")
     assert national.status == "inconclusive"
     assert national.unresolved == 10

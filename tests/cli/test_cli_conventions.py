@@ -201,3 +201,47 @@ def test_batch_to_stdout_without_a_journal_keeps_no_audit_lines(tmp_path: Path) 
     assert "lookup.audit" not in r.stderr
     assert json.loads(r.stdout.splitlines()[0])["phone"] == CITY_HIT
     assert "audit lines: not kept" in r.stderr
+
+
+# -- Chinese ------------------------------------------------------------------------------------------
+
+
+def test_find_in_a_chinese_locale_speaks_chinese() -> None:
+    r = run("find", "138****2046", "--city", "杭州", "--api", "demo", LC_ALL="", LANG="zh_CN.UTF-8")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"匹配 {CITY_HIT}  层级 本市  （浙江 杭州，移动，区号 0571），9 个订单\n"
+    assert "共 10,000 个候选号码（本市 102, 本省 482, 全国 9,416, 未定位 0）" in r.stderr
+    assert "查询：共发送 2 次" in r.stderr
+    assert "candidates" not in r.stderr and "checks:" not in r.stderr
+
+
+def test_lang_option_beats_the_locale_and_json_fields_stay_english() -> None:
+    en = run("find", "138****2046", "--city", "杭州", "--api", "demo", "--lang", "en",
+             "--quiet", LC_ALL="zh_CN.UTF-8")  # fmt: skip
+    assert en.stdout.startswith(f"matched {CITY_HIT}  tier city")
+    zh = run("find", "138****2046", "--city", "杭州", "--api", "demo", "--lang", "zh", "--json")
+    data = json.loads(zh.stdout)
+    assert (data["status"], data["tier"], data["phone"]) == ("matched", "city", CITY_HIT)
+
+
+def test_errors_and_did_you_mean_in_chinese() -> None:
+    r = run("find", "238****2046", "--api", "demo", "--lang", "zh", "--json")
+    assert r.returncode == 2
+    problem = json.loads(r.stdout)
+    assert problem["title"] == "查询输入无效" and problem["kind"] == "InvalidMaskError"
+    assert problem["detail"].startswith("“238****2046”不以 1 开头")
+    assert r.stderr.startswith("lookup: 错误：“238****2046”不以 1 开头")
+    r = run("find", "138****2046", "--cty", "杭州", LC_ALL="zh_CN.UTF-8")
+    assert r.returncode == 2
+    assert r.stderr == ("lookup find: 错误：无法识别的参数：--cty 杭州（是否想用 --city？）"
+                        "（用法：lookup find --help）\n")  # fmt: skip
+
+
+def test_help_in_chinese() -> None:
+    r = run("find", "--help", LC_ALL="zh_CN.UTF-8")
+    assert r.returncode == 0
+    assert "通过查询订单接口" not in r.stdout  # the command's own help is in `lookup --help`
+    assert "客户所在地" in r.stdout and "显示此帮助并退出" in r.stdout
+    assert "LOOKUP_API_TOKEN" in r.stdout and "没有 --token 选项" in r.stdout
+    top = run("--help", LC_ALL="zh_CN.UTF-8")
+    assert "通过查询订单接口找出掩码背后的号码" in top.stdout
