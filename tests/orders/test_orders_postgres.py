@@ -330,7 +330,7 @@ def test_cli_find_and_config_against_postgres(pg: PgServer) -> None:
     assert found.returncode == 0, found.stderr
     assert "matched 13957758812  tier province" in found.stdout
     assert f"asking the PostgreSQL orders at postgresql://***@127.0.0.1:{pg.port}" in (
-        found.stdout
+        found.stderr  # not the answer: stdout carries only that
     )
     assert PASSWORD not in found.stdout + found.stderr
     shown = _run("-m", "lookup", "config", "--json", "--sql-column", "msisdn",
