@@ -35,6 +35,7 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
     from lookup.files.run import LocalRunner, run_file
     from lookup.runtime.engine import open_engine
     from lookup.runtime.lookups import LookupPath
+    from lookup.runtime.regions import region_sink
 
     ray = args.engine == "ray"
     if not ray and (args.ray_address or args.ray_actors is not None):
@@ -82,7 +83,8 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
                 checker = engine.checker
                 path = LookupPath(engine.checker, SegmentDB.default(),
                                   max_candidates=settings.max_candidates,
-                                  secrets=settings.secret_values())  # fmt: skip
+                                  secrets=settings.secret_values(),
+                                  regions=region_sink(settings, engine.checker))  # fmt: skip
                 return await go(runner=LocalRunner(engine, args.lookups_in_flight, path))
         finally:
             ticker.cancel()

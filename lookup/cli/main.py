@@ -449,7 +449,7 @@ def format_result(result: LookupResult, redact: Callable[[str], str] = str) -> s
 def _cmd_find(args: argparse.Namespace, out: TextIO) -> int:
     import asyncio
 
-    from lookup.domain.order import NEARER
+    from lookup.domain.order import NEARER, RegionOrder
     from lookup.domain.privacy import Redactor
     from lookup.domain.tiers import plan
 
@@ -459,11 +459,16 @@ def _cmd_find(args: argparse.Namespace, out: TextIO) -> int:
     redact = Redactor(settings.secret_values())
     quiet = args.quiet
     hints = _hints(args)
-    learned = _region_counts(args)
+    # The local learned counts order the plan now; shared ones (Redis) once it is open.
+    local = None if settings.shared_url else _region_counts(args)
+
+    def make_plan(order: RegionOrder) -> TierPlan:
+        return plan(args.mask, max_candidates=settings.max_candidates, seed=args.seed,
+                    include_nonstandard=args.include_nonstandard, also=args.also,
+                    order=order, **hints.hints())  # fmt: skip
+
     # Input errors surface before any API is opened or request sent.
-    p = plan(args.mask, max_candidates=settings.max_candidates, seed=args.seed,
-             include_nonstandard=args.include_nonstandard, also=args.also,
-             order=learned.order() if learned else NEARER, **hints.hints())  # fmt: skip
+    p = make_plan(local.order() if local else NEARER)
     if not (args.json or quiet):
         counts = ", ".join(f"{t.name} {t.count:,}" for t in p.tiers)
         where = f" in {p.region}" if p.region else ""
@@ -478,18 +483,25 @@ def _cmd_find(args: argparse.Namespace, out: TextIO) -> int:
         from lookup.domain.segments import SegmentDB
         from lookup.runtime.engine import open_engine
         from lookup.runtime.lookups import LookupPath
+        from lookup.runtime.regions import region_sink
 
         async with open_engine(settings) as engine:
+            regions = region_sink(settings, engine.checker)
             path = LookupPath(engine.checker, SegmentDB.default(),
                               max_candidates=settings.max_candidates,
-                              secrets=settings.secret_values())  # fmt: skip
+                              secrets=settings.secret_values(), regions=regions)  # fmt: skip
+            planned = p
+            if regions is not None and settings.shared_url:
+                order = await regions.refresh()
+                if order.learned:  # the same tiers, the shared counts' order inside them
+                    planned = make_plan(order)
             # planned already (input errors before the API opened): the request carries the mode
             request = LookupRequest.model_construct(mask=args.mask, mode=args.mode)
             if not (args.json or quiet):
                 out.write(redact(f"asking the {engine.description}\n"))
                 out.flush()
             if quiet:
-                return await path.run(request, caller="cli", surface="cli", planned=p)
+                return await path.run(request, caller="cli", surface="cli", planned=planned)
             progress = FindProgress(term, engine.checker)
 
             async def tick() -> None:
@@ -499,7 +511,7 @@ def _cmd_find(args: argparse.Namespace, out: TextIO) -> int:
 
             ticker = asyncio.create_task(tick())
             try:
-                return await path.run(request, caller="cli", surface="cli", planned=p,
+                return await path.run(request, caller="cli", surface="cli", planned=planned,
                                       progress=progress)  # fmt: skip
             finally:
                 ticker.cancel()
@@ -508,8 +520,6 @@ def _cmd_find(args: argparse.Namespace, out: TextIO) -> int:
     from lookup.runtime.loop import run as run_loop
 
     result = run_loop(run())
-    if learned is not None:
-        learned.record(result)  # the one count of this lookup (counts per region only)
     if args.json:
         data = result.model_dump(mode="json")
         data["reason"] = redact(data["reason"]) if data["reason"] else data["reason"]
