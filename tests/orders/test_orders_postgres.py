@@ -26,7 +26,7 @@ from lookup.domain.models import CheckOutcome, Limits
 from lookup.domain.privacy import redact_url
 from lookup.mockapi.pgseed import read_orders, seed
 from lookup.orders.base import supports_batch
-from lookup.orders.postgres import PostgresOrderApi, build_query
+from lookup.orders.postgres import PostgresOrderApi, build_query, whole_segments
 from lookup.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -361,3 +361,39 @@ def test_seed_helper_loads_the_demo_orders(pg: PgServer) -> None:
                  "--sql-table", "orders_copy", "--rate", "none", "--json")  # fmt: skip
     assert found.returncode == 0, found.stderr
     assert json.loads(found.stdout)["phone"] == "13857152046"
+
+
+# -- whole segments: one range query each ------------------------------------------------------
+
+
+def test_whole_segments_are_exactly_every_number_of_their_segments() -> None:
+    one = [f"1385715{t:04d}" for t in range(10_000)]
+    two = one + [f"1390000{t:04d}" for t in range(10_000)]
+    assert whole_segments(one) == ["1385715"]
+    assert whole_segments(two) == ["1385715", "1390000"]
+    assert whole_segments(one[:-1]) is None
+    assert whole_segments([*one[:-1], "13900000000"]) is None
+    assert whole_segments([*one[:-1], "1385715x000"]) is None
+
+
+async def test_a_mask_hiding_the_last_four_digits_is_one_range_query(
+    api: PostgresOrderApi, orders: dict[str, int]
+) -> None:
+    assert api.segment_queries
+    before = api.queries
+    result = await lookup.find("1385715****", api=api, limits=FAST)
+    assert (result.status, result.phone) == ("matched", "13857152046")
+    assert api.queries - before == 1 == result.checks_sent  # not 10,000 numbers in chunks
+    wanted = [f"1385715{t:04d}" for t in range(10_000)]
+    answers = await api.check_many(wanted)
+    expected = {p for p in wanted if p in orders}
+    assert {p for p, o in answers.items() if o.has_orders} == expected
+    assert all(answers[p].order_count == orders[p] for p in expected)
+
+
+async def test_custom_sql_takes_arrays_only(pg: PgServer) -> None:
+    sql = "SELECT phone, count(*) FROM orders WHERE phone = ANY($1::text[]) GROUP BY phone"
+    async with PostgresOrderApi(pg.dsn, sql=sql) as custom:
+        assert not custom.segment_queries
+        result = await lookup.find("1385715****", api=custom, limits=FAST)
+        assert result.status == "matched" and custom.queries > 1
