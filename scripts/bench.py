@@ -2,8 +2,9 @@
 
     python scripts/bench.py foundation   # SegmentDB.load, plan + iteration, cold CLI
     python scripts/bench.py engine       # find vs hand-written loop vs naive patterns
-    python scripts/bench.py cli          # cold `lookup demo` / `lookup find --api demo`
+    python scripts/bench.py cli          # cold `lookup demo` / `lookup find --api demo`; plan vs python
     python scripts/bench.py batch        # batch checks/s vs single-lookup engine
+    python scripts/bench.py batchmem     # `lookup batch` peak RSS at 10k/100k rows (LOOKUP_BENCH_ROWS)
     python scripts/bench.py service      # lookups/s, p50/p99 with 50 concurrent clients
     python scripts/bench.py sources      # PostgreSQL source; find on uvloop vs the default loop
     python scripts/bench.py web          # desk page vs CLI: one lookup, a 1,000-row job
@@ -81,11 +82,11 @@ def bench_foundation() -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", nargs="?", default="all",
-                        choices=["foundation", "engine", "cli", "batch", "service", "sources",
-                                 "web", "quota", "scale", "order", "chunks", "all"])  # fmt: skip
+                        choices=["foundation", "engine", "cli", "batch", "batchmem", "service",
+                                 "sources", "web", "quota", "scale", "order", "chunks", "all"])  # fmt: skip
     args = parser.parse_args(argv)
-    everything = ["foundation", "engine", "cli", "batch", "service", "sources", "web", "quota",
-                  "scale", "order", "chunks"]  # fmt: skip
+    everything = ["foundation", "engine", "cli", "batch", "batchmem", "service", "sources", "web",
+                  "quota", "scale", "order", "chunks"]  # fmt: skip
     chosen = everything if args.what == "all" else [args.what]
     for name in chosen:
         if name == "foundation":

@@ -9,18 +9,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
+import stat
 import sys
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, TextIO
 
 from lookup.cli.common import BatchProgress, ExitStatus, Terminal, settings_from_args
 from lookup.runtime.logs import configure_logging
 
 if TYPE_CHECKING:
+    from lookup.domain.models import Limits, Mode
+    from lookup.engine.batch import BatchRow, RowResult
+    from lookup.engine.checker import Checker
     from lookup.engine.checkstate import HasStatus
     from lookup.files.run import FileRun
     from lookup.runtime.engine import Engine
+    from lookup.runtime.lookups import LookupPath
     from lookup.runtime.settings import Settings
     from lookup.scale.ray.batch import RayQuota, RayRunner
 
@@ -32,7 +42,8 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
     from lookup.domain.errors import ConfigError
     from lookup.domain.privacy import Redactor
     from lookup.domain.segments import SegmentDB
-    from lookup.files.run import LocalRunner, run_file
+    from lookup.files.journaled import CheckerRunner
+    from lookup.files.run import run_file
     from lookup.runtime.engine import open_engine
     from lookup.runtime.lookups import LookupPath
     from lookup.runtime.regions import region_sink
@@ -47,6 +58,7 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
         if args.ray_actors is not None and args.ray_actors < 1:
             raise ConfigError("--ray-actors must be at least 1")
     settings = settings_from_args(args)
+    _check_audit_file(settings.audit_file, args)
     term = Terminal(sys.stderr, live=False if args.quiet else None)
     configure_logging(settings, stream=term)
     if args.lookups_in_flight < 1:
@@ -55,6 +67,13 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
         raise ConfigError("no order API configured: pass --api URL (a template with {phone}), "
                           "--api demo or --api-plugin package.module:attr; or set "
                           "LOOKUP_API_URL")  # fmt: skip
+    out_lock: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+    if args.out != "-":
+        from lookup.files.journal import OutputLock
+        from lookup.files.run import check_output_path
+
+        check_output_path(Path(args.out))  # and its folder writable: before any lookup
+        out_lock = OutputLock(Path(args.out))
     progress: BatchProgress | None = None
     checker: HasStatus | None = None
 
@@ -85,7 +104,11 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
                                   max_candidates=settings.max_candidates,
                                   secrets=settings.secret_values(),
                                   regions=region_sink(settings, engine.checker))  # fmt: skip
-                return await go(runner=LocalRunner(engine, args.lookups_in_flight, path))
+                lookup = partial(path.row, caller="batch", surface="batch", mode=args.mode,
+                                 max_candidates=settings.max_candidates)  # fmt: skip
+                local = CheckerRunner(engine.checker, args.lookups_in_flight,
+                                       description=engine.description, lookup=lookup)  # fmt: skip
+                return await go(runner=local)
         finally:
             ticker.cancel()
 
@@ -98,7 +121,8 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
     from lookup.runtime.loop import run as run_loop
 
     try:
-        done = run_loop(run())
+        with out_lock:
+            done = run_loop(run())
     except KeyboardInterrupt:
         term.clear()
         journal = args.journal or (f"{args.out}.journal" if args.out != "-" else None)
@@ -111,6 +135,33 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
     report.write(_summary(done, args.out))
     report.flush()
     return ExitStatus.FAILED if done.undecided else ExitStatus.OK
+
+
+def _check_audit_file(audit_file: str | None, args: argparse.Namespace) -> None:
+    """The audit file must be a regular file (or new) and none of the batch's own files:
+    a FIFO would hang before any check, the input would be "changed" for --resume."""
+    from lookup.domain.errors import ConfigError
+
+    if not audit_file:
+        return
+    try:
+        st = os.stat(audit_file)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ConfigError(f"cannot use the audit file {audit_file}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file (a FIFO or device?)"
+        raise ConfigError(f"the audit file {audit_file} is {kind}: name a regular file (--audit-file)")
+    journal = args.journal or (f"{args.out}.journal" if args.out != "-" else None)
+    for what, path in (("the input file", args.input), ("--out", args.out), ("--journal", journal)):
+        if path and path != "-":
+            try:
+                same = os.path.samefile(audit_file, path)
+            except OSError:
+                continue
+            if same:
+                raise ConfigError(f"--audit-file is {what}: pick another file for the audit lines")
 
 
 def _summary(done: FileRun, out_name: str) -> str:
@@ -140,12 +191,47 @@ def _ray_runner(settings: Settings, args: argparse.Namespace) -> AbstractAsyncCo
     )  # fmt: skip
 
 
-def actor_engine(settings: Settings, quota: RayQuota | None) -> AbstractAsyncContextManager[Engine]:  # fmt: skip
-    """One Ray lookup actor's engine (run in the actor): its log lines go through
-    :mod:`lookup.domain.privacy` like the driver's (to the actor's Ray log file, not the terminal).
-    ``quota``: the token actor's client (``None``: the settings' Redis quota).
+@dataclass(frozen=True)
+class ActorEngine:
+    """A Ray actor's engine and its one lookup path (rows run through ``row``)."""
+
+    engine: Engine
+    path: LookupPath
+
+    @property
+    def checker(self) -> Checker:
+        return self.engine.checker
+
+    @property
+    def limits(self) -> Limits:
+        return self.engine.checker.limits
+
+    @property
+    def description(self) -> str:
+        return self.engine.description
+
+    async def row(self, row: BatchRow, *, caller: str, surface: Literal["ray"], mode: Mode,
+                  max_candidates: int | None = None) -> RowResult:  # fmt: skip
+        return await self.path.row(row, caller=caller, surface=surface, mode=mode,
+                                   max_candidates=max_candidates)  # fmt: skip
+
+
+@asynccontextmanager
+async def actor_engine(settings: Settings, quota: RayQuota | None) -> AsyncIterator[ActorEngine]:
+    """One Ray lookup actor's engine (run in the actor) and its lookup path: its log lines
+    go through :mod:`lookup.domain.privacy` like the driver's (to the actor's Ray log file,
+    not the terminal). ``quota``: the token actor's client (``None``: the settings' Redis
+    quota).
     """
+    from lookup.domain.segments import SegmentDB
     from lookup.runtime.engine import open_engine
+    from lookup.runtime.lookups import LookupPath
+    from lookup.runtime.regions import region_sink
 
     configure_logging(settings)
-    return open_engine(settings, quota=quota)
+    async with open_engine(settings, quota=quota) as engine:
+        path = LookupPath(engine.checker, SegmentDB.default(),
+                          max_candidates=settings.max_candidates,
+                          secrets=settings.secret_values(),
+                          regions=region_sink(settings, engine.checker))  # fmt: skip
+        yield ActorEngine(engine, path)

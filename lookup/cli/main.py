@@ -26,7 +26,8 @@ from lookup.cli.common import (
 from lookup.runtime.logs import configure_logging
 
 if TYPE_CHECKING:
-    from lookup.domain.models import Hints, LookupResult
+    from lookup.domain.hints import HintArgs
+    from lookup.domain.models import LookupResult
     from lookup.domain.tiers import TierName, TierPlan
     from lookup.files.regions import RegionCounts
 
@@ -317,7 +318,14 @@ def first_regions(p: TierPlan, name: TierName, n: int = 5) -> list[str]:
 
 
 def _region_counts(args: argparse.Namespace) -> RegionCounts | None:
-    """The learned counts when --learn-regions / LOOKUP_LEARN_REGIONS is on."""
+    """The learned counts when --learn-regions / LOOKUP_LEARN_REGIONS is on (or a --config
+    may say so). Without any of them the settings are not loaded: ``plan`` starts fast."""
+    import os
+
+    env = {k.upper(): v for k, v in os.environ.items()}
+    if not (getattr(args, "learn_regions", False) or getattr(args, "config", None)
+            or env.get("LOOKUP_LEARN_REGIONS") or env.get("LOOKUP_CONFIG")):  # fmt: skip
+        return None
     settings = settings_from_args(args)
     if not settings.learn_regions:
         return None
@@ -357,7 +365,7 @@ def _cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     counts = _region_counts(args)
     p = plan(args.mask, db, max_candidates=args.max_candidates, seed=args.seed,
              include_nonstandard=args.include_nonstandard, also=args.also,
-             order=counts.order() if counts else NEARER, **hints.hints())  # fmt: skip
+             order=counts.order() if counts else NEARER, **hints)  # fmt: skip
     if args.list_tier:
         if args.list_tier == "nonstandard" and not args.include_nonstandard:
             from lookup.domain.errors import ConfigError
@@ -395,19 +403,12 @@ def _sightings(p: TierPlan, args: argparse.Namespace) -> str:
     return " + ".join(str(parse_mask(m)) for m in (args.mask, *args.also))
 
 
-def _hints(args: argparse.Namespace) -> Hints:
-    """The hint options as :class:`~lookup.domain.models.Hints` (a bad value is exit 2)."""
-    from pydantic import ValidationError
+def _hints(args: argparse.Namespace) -> HintArgs:
+    """The hint options, read as :class:`~lookup.domain.models.Hints` reads them, without
+    pydantic (``plan`` sends nothing and starts without it); a bad value is exit 2."""
+    from lookup.domain.hints import HINT_FIELDS, hint_args
 
-    from lookup.domain.errors import ConfigError
-    from lookup.domain.models import HINT_FIELDS, Hints
-
-    try:
-        return Hints(**{name: getattr(args, name, None) for name in HINT_FIELDS})
-    except ValidationError as exc:
-        where = ", ".join(f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}"
-                          for e in exc.errors() if e["loc"])  # fmt: skip
-        raise ConfigError(f"bad hint: {where}") from None
+    return hint_args({name: getattr(args, name, None) for name in HINT_FIELDS})
 
 
 def format_result(result: LookupResult, redact: Callable[[str], str] = str) -> str:
@@ -465,7 +466,7 @@ def _cmd_find(args: argparse.Namespace, out: TextIO) -> int:
     def make_plan(order: RegionOrder) -> TierPlan:
         return plan(args.mask, max_candidates=settings.max_candidates, seed=args.seed,
                     include_nonstandard=args.include_nonstandard, also=args.also,
-                    order=order, **hints.hints())  # fmt: skip
+                    order=order, **hints)  # fmt: skip
 
     # Input errors surface before any API is opened or request sent.
     p = make_plan(local.order() if local else NEARER)

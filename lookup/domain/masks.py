@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from lookup.domain.errors import InvalidMaskError, SightingsDisagreeError
+from lookup.domain.privacy import quote
 
 __all__ = ["HIDDEN", "Mask", "combine_sightings", "parse_mask"]
 
@@ -90,7 +91,7 @@ class Mask:
 def _digits_only(text: str, what: str) -> str:
     text = unicodedata.normalize("NFKC", text).strip()
     if text and not text.isdigit():
-        raise InvalidMaskError(f"{what} must be digits, got {text!r}")
+        raise InvalidMaskError(f"{what} must be digits, got {quote(text)}")
     return text
 
 
@@ -104,29 +105,29 @@ def _validate(pattern: str, original: str) -> None:
         elif len(pattern) > 11 and pattern.isdigit():
             hint = ": too many digits (an extension or a landline?)"
         raise InvalidMaskError(
-            f"{original!r} has {len(pattern)} digits and wildcards; a Chinese mobile number "
+            f"{quote(original)} has {len(pattern)} digits and wildcards; a Chinese mobile number "
             f"has 11{hint}"
         )
     if any(c != HIDDEN and not ("0" <= c <= "9") for c in pattern):
-        raise InvalidMaskError(f"{original!r} contains characters that are not digits or wildcards")
+        raise InvalidMaskError(f"{quote(original)} contains characters that are not digits or wildcards")
     if all(c == HIDDEN for c in pattern[1:7]):
         raise InvalidMaskError(
-            f"{original!r} shows only the last 4 digits: about 544,000 numbers fit, too many "
+            f"{quote(original)} shows only the last 4 digits: about 544,000 numbers fit, too many "
             "to enumerate; the first 3 digits are needed (138****1234)"
         )
     if pattern[0] != "1":
         if pattern[0] == HIDDEN:
             raise InvalidMaskError(
-                f"{original!r} hides the first digit: Chinese mobile numbers start with 1, "
+                f"{quote(original)} hides the first digit: Chinese mobile numbers start with 1, "
                 "write 1 in its place"
             )
         raise InvalidMaskError(
-            f"{original!r} does not start with 1: not a Chinese mobile number "
+            f"{quote(original)} does not start with 1: not a Chinese mobile number "
             "(landlines and foreign numbers cannot be resolved)"
         )
     if pattern[1] in "012":
         raise InvalidMaskError(
-            f"{original!r} starts with 1{pattern[1]}: no Chinese mobile number does "
+            f"{quote(original)} starts with 1{pattern[1]}: no Chinese mobile number does "
             "(mobile numbers start with 13-19)"
         )
 
@@ -176,14 +177,14 @@ def parse_mask(text: str | Mask) -> Mask:
     for i, c in enumerate(text):
         if c.isnumeric() and not ("0" <= c <= "9" or "\uff10" <= c <= "\uff19"):
             raise InvalidMaskError(
-                f"{original!r} has {c!r} at position {i + 1}: write digits as 0-9 "
+                f"{quote(original)} has {c!r} at position {i + 1}: write digits as 0-9 "
                 "(ASCII or full-width ０-９)"
             )
     norm = unicodedata.normalize("NFKC", text).strip()
     norm = _strip_country_code(norm).strip()
     if _has_extension(norm):
         raise InvalidMaskError(
-            f"{original!r} is a platform privacy number with an extension: the 11-digit host "
+            f"{quote(original)} is a platform privacy number with an extension: the 11-digit host "
             "number belongs to the platform's relay service, not the customer, so enumerating "
             "it cannot find the customer's number; use the order's real contact or the "
             "platform's own lookup"
@@ -198,7 +199,7 @@ def parse_mask(text: str | Mask) -> Mask:
             chars.append(HIDDEN)
         else:
             raise InvalidMaskError(
-                f"{original!r} has an unexpected {c!r} at position {i + 1}: use digits, "
+                f"{quote(original)} has an unexpected {c!r} at position {i + 1}: use digits, "
                 "* x X ? or ＊ for hidden digits, spaces or dashes between groups"
             )
     pattern = "".join(chars)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, Literal, TypedDict
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from lookup.domain.hints import HINT_FIELDS, HINT_MAX_LENGTH, HintArgs, hint_text
 from lookup.domain.privacy import redact_text
 from lookup.domain.segments import SegmentInfo
 from lookup.domain.tiers import TierName
@@ -33,19 +34,6 @@ Mode = Literal["first", "all"]
 MAX_SIGHTINGS: Final = 8
 """At most this many other sightings (``also``) of one number per lookup."""
 
-HINT_FIELDS: Final = ("city", "province", "area_code", "zip", "carrier")
-"""The names of the five hints, in the order the CLI, batch files and the service use."""
-
-
-class HintArgs(TypedDict):
-    """The hints as keyword arguments of :func:`~lookup.domain.tiers.plan` and ``find``."""
-
-    city: str | None
-    province: str | None
-    area_code: str | None
-    zip: str | None
-    carrier: str | None
-
 
 class Hints(BaseModel):
     """Where the customer is and which carrier they use: all optional, several must agree.
@@ -58,23 +46,21 @@ class Hints(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    city: str | None = Field(None, max_length=64, description="city name: 杭州, 杭州市 ...")
-    province: str | None = Field(None, max_length=64, description="province name: 浙江 ...")
-    area_code: str | None = Field(None, max_length=16, description="area code: 0571")
-    zip: str | None = Field(None, max_length=16, description="zip code: 310000 (6 digits)")
-    carrier: str | None = Field(None, max_length=32, description="移动 / 联通 / 电信 / 广电")
+    city: str | None = Field(None, max_length=HINT_MAX_LENGTH["city"],
+                             description="city name: 杭州, 杭州市 ...")  # fmt: skip
+    province: str | None = Field(None, max_length=HINT_MAX_LENGTH["province"],
+                                 description="province name: 浙江 ...")  # fmt: skip
+    area_code: str | None = Field(None, max_length=HINT_MAX_LENGTH["area_code"],
+                                  description="area code: 0571")  # fmt: skip
+    zip: str | None = Field(None, max_length=HINT_MAX_LENGTH["zip"],
+                            description="zip code: 310000 (6 digits)")  # fmt: skip
+    carrier: str | None = Field(None, max_length=HINT_MAX_LENGTH["carrier"],
+                                description="移动 / 联通 / 电信 / 广电")  # fmt: skip
 
     @field_validator(*HINT_FIELDS, mode="before")
     @classmethod
     def _hint_text(cls, value: object) -> object:
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)  # 310000.0 from a spreadsheet is the zip 310000
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            value = str(value)
-        if isinstance(value, str):
-            value = value.strip()
-            return value or None
-        return value
+        return hint_text(value)
 
     def hints(self) -> HintArgs:
         """The five hints as keyword arguments of :func:`~lookup.domain.tiers.plan`."""

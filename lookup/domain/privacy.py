@@ -31,10 +31,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 __all__ = [
     "MIN_SECRET_LENGTH",
+    "QUOTE_LIMIT",
     "SECRET_QUERY_KEYS",
     "Redactor",
     "escape_controls",
     "mask_phone",
+    "quote",
     "redact_text",
     "redact_url",
     "url_secrets",
@@ -43,6 +45,8 @@ __all__ = [
 SECRET_QUERY_KEYS: Final = ("token", "key", "secret", "sig", "auth", "pass", "credential")
 """Query parameters whose values are credentials (matched as parts of the name)."""
 MIN_SECRET_LENGTH: Final = 4
+QUOTE_LIMIT: Final = 64
+"""An input quoted in an error message is cut to this many characters."""
 """Configured secrets shorter than this are not searched for (they would garble every line)."""
 
 # A mobile number is matched on an ASCII copy of the text (every Unicode decimal digit,
@@ -175,6 +179,32 @@ def mask_phone(text: str) -> str:
         return text
     pieces.append(text[last:])
     return "".join(pieces)
+
+
+_LONG_RUN: Final = re.compile(r"[0-9]{12,}")
+
+
+def quote(value: str, limit: int = QUOTE_LIMIT) -> str:
+    """``value`` quoted for an error message: cut to ``limit`` characters (saying how long
+    it was), numbers masked, even inside a longer run of digits, control characters
+    escaped (``repr``).
+
+    >>> quote("138571520469")
+    "'138*****0469'"
+    >>> quote("x" * 100, limit=8)
+    "'xxxxxxxx'... (100 characters)"
+    """
+    head = value[: limit + 24]  # masked before the cut: a number across it is masked whole
+    head = mask_phone(head)
+    plain = head if head.isascii() else head.translate(_ASCII_DIGITS)
+    if _LONG_RUN.search(plain):  # 138571520469: a number with a digit more, still hidden
+        chars = list(head)
+        for m in _LONG_RUN.finditer(plain):
+            for pos in range(m.start() + 3, m.end() - 4):
+                chars[pos] = "*"
+        head = "".join(chars)
+    shown = repr(head[:limit])
+    return shown if len(value) <= limit else f"{shown}... ({len(value):,} characters)"
 
 
 def redact_url(url: str) -> str:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from lookup.domain.errors import DataError, UnknownRegionError
+from lookup.domain.privacy import quote
 
 __all__ = [
     "FIRST_SEGMENT",
@@ -137,6 +138,21 @@ class RegionGeo:
 def _normalise(name: str) -> str:
     text = unicodedata.normalize("NFKC", name).strip().replace(" ", "")
     return text
+
+
+def _hint_digits(value: str, what: str, form: str) -> str:
+    """A digit hint (area code, zip) by the masks' rule: ASCII or full-width digits only
+    (``³`` or ``①`` are refused, not folded by NFKC), no separators between them."""
+    text = value.strip()
+    for i, c in enumerate(text):
+        if "0" <= c <= "9" or "\uff10" <= c <= "\uff19":
+            continue
+        if c.isnumeric():
+            why = "write digits as 0-9 (ASCII or full-width ０-９)"
+        else:
+            why = f"{form}, without separators"
+        raise UnknownRegionError(f"the {what} {quote(value)} has {c!r} at position {i + 1}: {why}")
+    return unicodedata.normalize("NFKC", text)
 
 
 def _strip_unit(name: str) -> str:
@@ -330,7 +346,7 @@ class SegmentDB:
         digits = str(number).strip().translate(_FULL_WIDTH_DIGITS)
         if not (digits.isascii() and digits.isdigit()) or not 7 <= len(digits) <= 11:
             raise UnknownRegionError(
-                f"a segment is the first 7 digits of a mobile number, got {digits[:12]!r}"
+                f"a segment is the first 7 digits of a mobile number, got {quote(digits)}"
             )
         seg = int(digits[:7])
         if not FIRST_SEGMENT <= seg <= LAST_SEGMENT:
@@ -374,7 +390,7 @@ class SegmentDB:
             raise UnknownRegionError("empty city name")
         if text.endswith(("省", "自治区", "特别行政区")) and self._province_name(text):
             raise UnknownRegionError(
-                f"{name!r} is a province, not a city: pass it as the province hint "
+                f"{quote(name)} is a province, not a city: pass it as the province hint "
                 "(--province) instead"
             )
         for candidate in (text, _strip_unit(text)):
@@ -385,13 +401,13 @@ class SegmentDB:
         stripped = _strip_unit(text)
         if self._province_name(text) is not None and stripped not in self._by_city:
             raise UnknownRegionError(
-                f"{name!r} is a province, not a city: pass it as the province hint "
+                f"{quote(name)} is a province, not a city: pass it as the province hint "
                 "(--province) instead"
             )
         suggestions = self._suggest(stripped, [*self._by_city, *self._alias])
         hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
         raise UnknownRegionError(
-            f"unknown city {name!r}: the database knows prefecture-level cities{hint}",
+            f"unknown city {quote(name)}: the database knows prefecture-level cities{hint}",
             suggestions=suggestions,
         )
 
@@ -410,26 +426,26 @@ class SegmentDB:
             return found
         suggestions = self._suggest(_strip_unit(text), self._provinces)
         hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
-        raise UnknownRegionError(f"unknown province {name!r}{hint}", suggestions=suggestions)
+        raise UnknownRegionError(f"unknown province {quote(name)}{hint}", suggestions=suggestions)
 
     def _resolve_area_code(self, code: str) -> list[int]:
-        text = _normalise(code).replace("-", "")
+        text = _hint_digits(code, "area code", "an area code is its digits alone, like 0571 or 010")
         m = _AREA_CODE.match(text)
         found = self._area_codes.get("0" + m.group(1), []) if m else []
         if not found:
             near = tuple(c for c in self._area_codes if m and c.startswith("0" + m.group(1)[:2]))
             hint = f"; codes near it: {', '.join(sorted(near)[:6])}" if near else ""
             raise UnknownRegionError(
-                f"unknown area code {code!r}: expected a Chinese area code like 0571 or 010{hint}",
+                f"unknown area code {quote(code)}: expected a Chinese area code like 0571 or 010{hint}",
                 suggestions=tuple(sorted(near)[:6]),
             )
         return found
 
     def _resolve_zip(self, zip_code: str) -> list[int]:
-        text = _normalise(zip_code)
+        text = _hint_digits(zip_code, "zip", "a zip code is 6 digits (310000, 071000)")
         if not _ZIP.match(text):
             raise UnknownRegionError(
-                f"a zip code is 6 digits (310000, 071000), got {zip_code!r}"
+                f"a zip code is 6 digits (310000, 071000), got {quote(zip_code)}"
             )
         # The database keeps one zip per city (310000 杭州). A district zip (311200 萧山)
         # belongs to the city whose zip stem (trailing zeros dropped, at least 2 digits) is
@@ -438,7 +454,7 @@ class SegmentDB:
             found = self._zip_stems.get(text[:length])
             if found:
                 return found
-        raise UnknownRegionError(f"unknown zip {zip_code!r}: no city's zip shares its first digits")
+        raise UnknownRegionError(f"unknown zip {quote(zip_code)}: no city's zip shares its first digits")
 
     def resolve(
         self,
@@ -480,7 +496,7 @@ class SegmentDB:
                 both = labels & found_labels
                 if not both:
                     raise UnknownRegionError(
-                        f"the hints disagree: {kind} {value!r} is "
+                        f"the hints disagree: {kind} {quote(value)} is "
                         f"{'/'.join(sorted(self._regions[i][1] for i in ids))}, not {parts[0]}"
                     )
                 labels = both

@@ -20,6 +20,7 @@ from typing import Final, Literal
 from lookup.domain.errors import InvalidMaskError, TooManyCandidatesError, UnknownRegionError
 from lookup.domain.masks import HIDDEN, Mask, combine_sightings
 from lookup.domain.order import NEARER, RegionOrder
+from lookup.domain.privacy import quote
 from lookup.domain.segments import (
     FIRST_SEGMENT,
     LAST_SEGMENT,
@@ -82,7 +83,7 @@ def carrier_codes(carrier: str, db: SegmentDB) -> frozenset[int]:
     if exact:
         return exact
     raise UnknownRegionError(
-        f"unknown carrier {carrier!r}: use 移动/联通/电信/广电 (or mobile/unicom/telecom/"
+        f"unknown carrier {quote(carrier)}: use 移动/联通/电信/广电 (or mobile/unicom/telecom/"
         "broadnet), 虚拟 for virtual operators, or an exact name like 移动虚拟运营商"
     )
 
@@ -228,7 +229,7 @@ def _nothing_fits(m: Mask, region: Region | None, carrier: str | None, values: S
     """Why no number fits: the mask's segments, the carrier hint, or only nonstandard segments
     (bad input, not not_found)."""
     where = f" in {region}" if region is not None else ""
-    hint = f" with carrier {carrier!r}" if carrier else ""
+    hint = f" with carrier {quote(carrier)}" if carrier else ""
     if excluded:
         return (f"no number fits {m}{where}{hint}: all {excluded:,} numbers it allows were left "
                 f"out as outside the numbering plan ({_blocks(left_out)}); "
@@ -236,7 +237,7 @@ def _nothing_fits(m: Mask, region: Region | None, carrier: str | None, values: S
     if carrier:
         without = _classify(values, found, marks, tier_of, db.carrier_codes, None)
         if any(without if include_nonstandard else without[:4]):
-            return (f"no number fits {m} with carrier {carrier!r}: the segments the mask "
+            return (f"no number fits {m} with carrier {quote(carrier)}: the segments the mask "
                     "allows belong to other carriers. Check the mask, or leave the carrier hint out "
                     "(a number keeps its carrier when ported, the database does not know it)")  # fmt: skip
     return (f"no number fits {m}{where}: the numbering plan allocates no segment the mask "

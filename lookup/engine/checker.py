@@ -99,6 +99,8 @@ class Checker:
     :param rng: source of backoff jitter; seed it for reproducible runs.
     :param on_latency: called after every attempt with its duration in seconds and one of
         ``"hit"``, ``"miss"``, ``"transient"``, ``"throttled"``, ``"fatal"``.
+    :param one_lookup: this checker serves a single lookup, which never asks the same
+        number twice: no outcome cache and no single flight (they could never hit).
     :param quota: a rate budget shared with other checkers (processes), and
         ``limits.max_per_second`` is then the shared ceiling; by default the checker's own
         :class:`~lookup.engine.policies.quota.LocalQuota` over ``limits``.
@@ -122,6 +124,7 @@ class Checker:
         rng: random.Random | None = None,
         on_latency: Callable[[float, str], None] | None = None,
         quota: Quota | None = None,
+        one_lookup: bool = False,
     ) -> None:
         self._api = api
         self._last_throttle = -math.inf
@@ -168,10 +171,12 @@ class Checker:
         )
         self._cache: TTLCache[str, CheckOutcome] | None = (
             TTLCache(limits.cache_size, limits.cache_ttl, timer=clock)
-            if limits.cache_ttl > 0 and limits.cache_size > 0
+            if limits.cache_ttl > 0 and limits.cache_size > 0 and not one_lookup
             else None
         )
-        self._flights: SingleFlight[CheckOutcome] = SingleFlight((CheckHalted,))
+        self._flights: SingleFlight[CheckOutcome] | None = (
+            None if one_lookup else SingleFlight((CheckHalted,))
+        )
         self._fair = FairScheduler(lambda: self._slots.limit)
         self._background: set[asyncio.Future[None]] = set()
         # Chosen once: the shared outcome cache's claim and publish, or none.
@@ -301,6 +306,9 @@ class Checker:
         """
         if stats is None:
             stats = CheckStats()
+        flights = self._flights
+        if flights is None:  # one lookup: nothing to find in a cache or join
+            return await self._send_one(phone, stats, deadline)
         cache = self._cache
         if cache is not None:
             cached = cache.get(phone)
@@ -308,7 +316,7 @@ class Checker:
                 self._counters.cache_hits += 1
                 stats.cache_hits += 1
                 return cached
-        outcome, joined = await self._flights.run(
+        outcome, joined = await flights.run(
             phone, lambda: self._send_one(phone, stats, deadline)
         )
         if joined:

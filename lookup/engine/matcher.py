@@ -38,7 +38,16 @@ from lookup.domain.errors import (
     TransientApiError,
 )
 from lookup.domain.masks import Mask
-from lookup.domain.models import CheckOutcome, Hit, Limits, LookupResult, Status, TierReport
+from lookup.domain.models import (
+    CheckOutcome,
+    Hit,
+    Limits,
+    LookupRequest,
+    LookupResult,
+    Mode,
+    Status,
+    TierReport,
+)
 from lookup.domain.segments import SegmentDB
 from lookup.domain.tiers import DEFAULT_MAX_CANDIDATES, TierPlan, plan
 from lookup.engine.checker import Checker, CheckHalted, Checks, CheckStats
@@ -46,7 +55,6 @@ from lookup.orders.base import OrderApi, mask_phone
 
 __all__ = ["Mode", "Progress", "audit", "find", "match_plan", "run_plan"]
 
-from lookup.domain.models import Mode
 
 audit_log = logging.getLogger("lookup.audit")
 log = logging.getLogger("lookup.matcher")
@@ -440,7 +448,7 @@ async def match_plan(
 
 
 async def find(
-    mask: str | Mask | TierPlan,
+    mask: str | Mask | TierPlan | LookupRequest,
     *,
     api: OrderApi | None = None,
     city: str | None = None,
@@ -469,7 +477,9 @@ async def find(
     positive answer; ``mode="all"`` finishes the hit's tier and reports every hit. Pass a
     shared ``checker`` so that limits, cache and breaker hold across lookups (without
     one, a checker is made for this call from ``api`` and ``limits``). ``mask`` may be a
-    ready :class:`~lookup.domain.tiers.TierPlan` (the hints are then ignored).
+    ready :class:`~lookup.domain.tiers.TierPlan` (the hints are then ignored), or one
+    :class:`~lookup.domain.models.LookupRequest` carrying the mask, its hints, sightings, mode
+    and cap (``find(LookupRequest(mask="138****1234", city="杭州"), api=api)``).
 
     ``deadline`` (seconds, default ``limits.deadline``, 300) bounds the lookup: checks
     that keep failing are retried until then, and an open breaker is waited out until then.
@@ -484,6 +494,12 @@ async def find(
     >>> async with HttpOrderApi("http://127.0.0.1:8080/orders?phone={phone}") as api:  # doctest: +SKIP
     ...     result = await find("138****1234", api=api, city="杭州")
     """
+    if isinstance(mask, LookupRequest):  # one request object instead of the keywords
+        request = mask
+        mask, mode, also = request.mask, request.mode, tuple(request.also or ()) or also
+        city, province, area_code = request.city, request.province, request.area_code
+        zip, carrier = request.zip, request.carrier
+        max_candidates = request.max_candidates or max_candidates
     if mode not in ("first", "all"):
         raise ConfigError(f"mode must be 'first' or 'all', got {mode!r}")
     if deadline is not None and not deadline > 0:
@@ -509,7 +525,8 @@ async def find(
             raise TypeError("find() needs api= (an OrderApi) or checker=")
         from lookup.domain.models import DEFAULT_LIMITS
 
-        checker = Checker(api, limits or DEFAULT_LIMITS)
+        # A checker of its own serves this lookup only: no cache or single flight to pay for.
+        checker = Checker(api, limits or DEFAULT_LIMITS, one_lookup=True)
     cap = limits.max_in_flight if limits is not None else None
     result = await match_plan(
         plan_, checker, mode=mode, max_in_flight=cap, progress=progress, deadline=deadline,

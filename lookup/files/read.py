@@ -22,6 +22,7 @@ from typing import Any, BinaryIO, Final, Literal, Self
 from pydantic import ValidationError
 
 from lookup.domain.errors import ConfigError
+from lookup.domain.privacy import quote
 from lookup.engine.batch import HINTS, BatchRow
 
 __all__ = ["MAX_LINE_BYTES", "InputFormat", "detect_format", "input_encoding", "read_rows"]
@@ -63,7 +64,7 @@ def input_encoding(path: Path, given: str | None) -> str:
             return "utf-8-sig"  # a BOM, when there is one, is not part of the first cell
         if not name or "x,\n".encode(name, "replace") != b"x,\n":  # lines are split on b"\n"
             raise ConfigError(
-                f"unsupported encoding {given!r} (--encoding): try utf-8, gb18030, gbk or big5"
+                f"unsupported encoding {quote(given)} (--encoding): try utf-8, gb18030, gbk or big5"
             )
         return name
     with path.open("rb") as stream:
@@ -168,7 +169,7 @@ def _csv_rows(feed: _Feed, name: str) -> Iterator[BatchRow]:
         raise ConfigError(f"{name}: the header line is not readable CSV: {exc}") from None
     columns = [_column(c) for c in header or ()]
     if "mask" not in columns:
-        found = ", ".join(repr(c) for c in columns if c) or "nothing"
+        found = ", ".join(quote(c) for c in columns[:20] if c) or "nothing"
         raise ConfigError(
             f"{name}: the first line must be a header with a 'mask' column (and optionally "
             f"id, also, {', '.join(HINTS)}); found {found}"

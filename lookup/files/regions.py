@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from lookup.domain.order import DEFAULT_LEARN_THRESHOLD, RegionOrder
+from lookup.files.private import open_private, write_private
 
 if TYPE_CHECKING:
     from lookup.domain.models import LookupResult
@@ -188,11 +189,7 @@ class RegionCounts(RegionSink):
                 counts[label] = counts.get(label, 0) + n
             text = json.dumps({"version": 1, "counts": _clean({"counts": counts})},
                               ensure_ascii=False, sort_keys=True)  # fmt: skip
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text + "\n")
-            os.replace(tmp, self.path)
+            write_private(self.path, (text + "\n").encode("utf-8"))
 
     async def _read(self) -> dict[str, int]:
         return await asyncio.to_thread(self.counts)
@@ -208,7 +205,7 @@ class RegionCounts(RegionSink):
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         lock = self.path.with_name(f".{self.path.name}.lock")
-        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        fd = open_private(lock, os.O_WRONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

@@ -50,7 +50,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
 import json
 import signal
 import socket
@@ -63,6 +62,7 @@ from typing import Any, Final, Self, get_args
 
 from aiohttp import web
 
+from lookup.domain.net import is_loopback
 from lookup.mockapi.faults import (
     DEFAULT_CONFIG,
     Counters,
@@ -89,16 +89,6 @@ __all__ = [
 
 MAX_BATCH: Final = 1000
 _SHUTDOWN_GRACE: Final = 2.0  # seconds in-flight (non-hung) handlers get to finish on close
-_LOCAL_NAMES: Final = frozenset({"localhost", "localhost.localdomain"})
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in _LOCAL_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class MockOrderServer:
@@ -120,7 +110,7 @@ class MockOrderServer:
         allow_remote: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not allow_remote and not _is_loopback(host):
+        if not allow_remote and not is_loopback(host):
             raise ValueError(
                 f"refusing to bind {host!r}: the mock API is a test tool for loopback only "
                 "(pass allow_remote=True to override)"
@@ -410,13 +400,23 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text[:16]!r} is not a port: 0 to 65535 (0 picks one)")
+    return port
+
+
 def main(argv: list[str] | None = None, *, prog: str = "python -m lookup.mockapi.server") -> None:
     """``python -m lookup.mockapi.server``: serve synthetic orders with fault knobs until stopped."""
     parser = argparse.ArgumentParser(
         prog=prog, description="Mock order API on loopback (synthetic data)."
     )
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
-    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    parser.add_argument("--port", type=_port, default=8080, help="0 picks a free port")
     parser.add_argument("--orders", metavar="FILE", help="CSV with header phone,total")
     parser.add_argument("--latency-ms", type=float, default=0)
     parser.add_argument("--jitter-ms", type=float, default=0)

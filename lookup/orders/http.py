@@ -36,6 +36,7 @@ from lookup.domain.models import CheckOutcome
 from lookup.domain.privacy import redact_url as _redact_url
 from lookup.domain.privacy import url_secrets as _url_secrets
 from lookup.orders.base import BaseOrderApi, mask_phone
+from lookup.orders.throttle import parse_throttle_rules
 
 __all__ = [
     "DEFAULT_TIMEOUTS",
@@ -94,24 +95,6 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
-
-
-def parse_throttle_rules(rules: Sequence[str] | str) -> tuple[tuple[tuple[str, ...], str], ...]:
-    """``["code=429", "error_response.code=7"]`` (or one comma-separated string) as
-    ``((("code",), "429"), (("error_response", "code"), "7"))``."""
-    if isinstance(rules, str):
-        rules = [r for r in rules.split(",") if r.strip()]
-    parsed = []
-    for rule in rules:
-        path, eq, value = rule.strip().partition("=")
-        keys = tuple(path.strip().split("."))
-        if not eq or not all(keys) or not value.strip():
-            raise ConfigError(
-                f"a throttle signal must look like PATH=VALUE (a dotted JSON path and the "
-                f"value meaning 'quota exceeded', e.g. code=429), got {rule!r}"
-            )
-        parsed.append((keys, value.strip()))
-    return tuple(parsed)
 
 
 def _same(value: Any, wanted: str) -> bool:
@@ -222,22 +205,27 @@ class HttpOrderApi(BaseOrderApi):
             reverse=True,
         )
         # aiohttp's ``connect`` and ``total`` include the wait for a free pooled
-        # connection, so a busy pool would look like a slow API. Leave both unset,
-        # bound connecting with sock_connect, and enforce ``total`` with
-        # ``asyncio.timeout`` around the request only, after a slot of ``self._slots``
-        # (sized like the pool) is ours: the connector then never queues inside the
-        # deadline. ``read`` (aiohttp's sock_read) is set for batch answers only:
+        # connection, so a busy pool would look like a slow API. The request starts only
+        # once a slot of ``self._slots`` (sized like the pool) is ours, so the connector
+        # never queues and aiohttp's own ``total`` bounds the request alone: one timer
+        # handle inside aiohttp, no ``asyncio.timeout`` (and its Timeout object, reschedule
+        # and uncancel bookkeeping) around every request. ``ceil_threshold`` is infinite:
+        # aiohttp would otherwise round a deadline over 5 s up to the next whole second,
+        # and no request may outlive ``total``. Connecting is bounded by sock_connect.
+        # ``read`` (aiohttp's sock_read) is set for batch answers only:
         # aiohttp re-arms that timer on every chunk it receives, so a single check
         # carried three timer handles, ~35k of the ~80k instructions the engine adds to
         # a bare aiohttp loop per check (scripts/bench_engine.py, no-read-timer). A
         # single answer is one small chunk, and ``total`` bounds it.
         # Built once: no per-request timeout objects.
         self._client_timeout = aiohttp.ClientTimeout(
-            total=None, connect=None, sock_connect=timeouts.connect
-        )
+            total=timeouts.total, connect=None, sock_connect=timeouts.connect,
+            ceil_threshold=math.inf,
+        )  # fmt: skip
         self._batch_timeout = aiohttp.ClientTimeout(
-            total=None, connect=None, sock_connect=timeouts.connect, sock_read=timeouts.read
-        )
+            total=timeouts.total, connect=None, sock_connect=timeouts.connect,
+            sock_read=timeouts.read, ceil_threshold=math.inf,
+        )  # fmt: skip
         self._throttle_rules = parse_throttle_rules(throttled_when)
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None
@@ -385,7 +373,6 @@ class HttpOrderApi(BaseOrderApi):
         try:
             async with (
                 slots,
-                asyncio.timeout(self._total),
                 session.request(method, url, json=payload, timeout=client_timeout) as resp,
             ):
                 # Read error bodies too, so the connection goes back to the pool.

@@ -127,8 +127,19 @@ class TextSink(Protocol):
 
 
 def _audit_stream(path: str) -> TextIO:
-    """``path`` opened for appending, created 0600, never through a symlink."""
+    """``path`` opened for appending, created 0600, never through a symlink; a FIFO or a
+    device is refused without waiting for a reader (``O_NONBLOCK``)."""
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        st = os.lstat(path)
+    except OSError:
+        pass
+    else:
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise ConfigError(f"the audit file {path} is {kind} (--audit-file, LOOKUP_AUDIT_FILE: "
+                              "a regular file, not a symlink, FIFO or device)")  # fmt: skip
+    flags |= getattr(os, "O_NONBLOCK", 0)  # a FIFO swapped in since: fail, do not hang
     try:
         fd = os.open(path, flags, 0o600)
     except OSError as exc:
@@ -139,6 +150,7 @@ def _audit_stream(path: str) -> TextIO:
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise ConfigError(f"the audit file {path} is not a regular file (--audit-file)")
+    os.set_blocking(fd, True)
     return open(fd, "a", encoding="utf-8", buffering=1)
 
 

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -157,18 +157,18 @@ class Settings(BaseSettings):
     )
     sql_table: str = Field("orders", description="PostgreSQL: the orders table (default query)")
     sql_column: str = Field("phone", description="PostgreSQL: its phone column (default query)")
-    connect_timeout: float = Field(5.0, gt=0)
-    read_timeout: float = Field(10.0, gt=0)
-    total_timeout: float = Field(20.0, gt=0)
+    connect_timeout: float = Field(5.0, gt=0, allow_inf_nan=False)
+    read_timeout: float = Field(10.0, gt=0, allow_inf_nan=False)
+    total_timeout: float = Field(20.0, gt=0, allow_inf_nan=False)
     max_connections: int = Field(100, ge=1)
 
     # politeness limits (see lookup.domain.models.Limits)
     max_in_flight: int = Field(DEFAULT_LIMITS.max_in_flight, ge=1, le=10_000)
-    rate: float | None = Field(DEFAULT_LIMITS.max_per_second, gt=0, description="checks/s")
+    rate: float | None = Field(DEFAULT_LIMITS.max_per_second, gt=0, allow_inf_nan=False, description="checks/s")
     max_attempts: int = Field(DEFAULT_LIMITS.max_attempts, ge=1, le=20)
-    cache_ttl: float = Field(DEFAULT_LIMITS.cache_ttl, ge=0)
+    cache_ttl: float = Field(DEFAULT_LIMITS.cache_ttl, ge=0, allow_inf_nan=False)
     adaptive: bool = DEFAULT_LIMITS.adaptive
-    deadline: float = Field(DEFAULT_LIMITS.deadline, gt=0, description="seconds per lookup")
+    deadline: float = Field(DEFAULT_LIMITS.deadline, gt=0, allow_inf_nan=False, description="seconds per lookup")
     batch_size: int = Field(DEFAULT_LIMITS.batch_size, ge=1, le=10_000)
     max_candidates: int = Field(10_000, ge=1)
 
@@ -177,7 +177,7 @@ class Settings(BaseSettings):
         None, description="redis://HOST:PORT/DB holding the quota shared by every process"
     )
     shared_fallback_rate: float | None = Field(
-        None, gt=0, description="checks/s per process while Redis is away (rate / processes)"
+        None, gt=0, allow_inf_nan=False, description="checks/s per process while Redis is away (rate / processes)"
     )
     shared_processes: int = Field(
         2, ge=1, le=10_000, description="processes expected to share the quota (for the fallback)"
@@ -207,19 +207,19 @@ class Settings(BaseSettings):
         32, ge=1, description="lookups one caller may have running or queued (else 429)"
     )
     service_read_timeout: float = Field(
-        15.0, gt=0, le=30, description="seconds to receive a request's headers, and its body"
+        15.0, gt=0, le=30, allow_inf_nan=False, description="seconds to receive a request's headers, and its body"
     )
     service_jobs_dir: Path | None = Field(
         None, description="batch jobs of the desk page (default: $XDG_STATE_HOME/lookup/jobs)"
     )
     service_job_retention: float = Field(
-        86_400.0, gt=0, description="seconds a finished job's files are kept"
+        86_400.0, gt=0, allow_inf_nan=False, description="seconds a finished job's files are kept"
     )
 
     @field_validator("throttled_when", mode="before")
     @classmethod
     def _throttle_rules(cls, value: object) -> object:
-        from lookup.orders.http import parse_throttle_rules
+        from lookup.orders.throttle import parse_throttle_rules
 
         if isinstance(value, str):
             text = value.strip()
@@ -267,6 +267,23 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_headers(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
         return _check_headers(value)
+
+    @model_validator(mode="after")
+    def _one_authorization(self) -> Settings:
+        # user:password@ in an HTTP URL is sent as Authorization: Basic; a token or an
+        # Authorization header as well would make every request fail, so say it once here
+        bearer = self.api_token is not None or any(
+            k.lower() == "authorization" for k in self.api_headers
+        )
+        for name in ("api_url", "batch_url"):
+            url = getattr(self, name) or ""
+            web = url.lower().startswith(("http://", "https://"))
+            if bearer and web and "@" in url.split("://", 1)[1].split("/", 1)[0]:
+                raise ValueError(
+                    f"{name} carries credentials (user:password@) and an API token or "
+                    "Authorization header is set too (LOOKUP_API_TOKEN, --header): keep one"
+                )
+        return self
 
     @field_validator("api_token", mode="after")
     @classmethod

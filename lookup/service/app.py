@@ -111,7 +111,6 @@ BATCH_LOOKUPS_IN_FLIGHT: Final = 8
 SHUTDOWN_GRACE: Final = 10.0
 """Seconds in-flight requests get to finish on shutdown before they are cancelled."""
 OPEN_PATHS: Final = frozenset({"/healthz", "/openapi.json", "/docs"})
-_HINTS: Final = ("city", "province", "area_code", "zip", "carrier")
 _PLANS: Final = 256
 """Plans kept for repeated lookups: planning a 10,000-segment mask costs ~1 ms of CPU, most
 of a cached lookup's; a plan is immutable and holds at most a few thousand small ints."""

@@ -1,16 +1,19 @@
-"""Server-side batch jobs: an uploaded CSV or JSONL file, run through ``run_batch`` with a journal.
+"""Server-side batch jobs: an uploaded CSV or JSONL file, run through the journaled run of ``lookup batch``.
 
 A job lives in its own folder under the store's root (folders 0700, files 0600)::
 
     ROOT/<id>/meta.json          who owns it, what it is, its state
     ROOT/<id>/input.csv|jsonl    the upload, decoded (UTF-8 or GB18030) and saved as UTF-8
     ROOT/<id>/journal            the batch journal: one line per finished row
-    ROOT/<id>/results.csv|jsonl  rendered from the journal when the job ends
+    ROOT/<id>/results.csv|jsonl  written in input order as rows finish
 
-The journal is the one ``lookup batch`` writes (:class:`lookup.files.journal.Journal`), so a job
-that was running when the process stopped resumes from it when the store starts again:
-rows already in the journal are not looked up twice. A cancelled job keeps the rows done
-so far and its results hold only those. Jobs that ended are removed ``retention_s``
+A job runs its rows through :func:`lookup.files.journaled.run_journaled`, the run ``lookup
+batch`` uses: the same journal (:class:`lookup.files.journal.Journal`), the same redaction
+of every text before it is journaled or written, the same in-order writer, in memory that
+does not grow with the rows. A job that was running when the process stopped resumes
+from its journal when the store starts again: rows already in the journal are not looked
+up twice, they are copied to the results. A cancelled job keeps the rows done so far and
+its results, copied from the journal one row at a time, hold only those. Jobs that ended are removed ``retention_s``
 seconds later.
 
 Jobs belong to the caller that created them (``token:`` and a keyed hash of the token, :func:`lookup.service.http.caller_name`); asking for another caller's
@@ -31,17 +34,21 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 from lookup.domain.errors import ConfigError, LookupFailure
-from lookup.engine.batch import DEFAULT_LOOKUPS_IN_FLIGHT, STATUSES, BatchRow, RowResult, run_batch
+from lookup.domain.privacy import Redactor
+from lookup.engine.batch import DEFAULT_LOOKUPS_IN_FLIGHT, STATUSES, BatchRow, RowResult
 from lookup.files.journal import Journal, journal_header
+from lookup.files.journaled import CheckerRunner, copy_journal, run_journaled
+from lookup.files.private import open_private
 from lookup.files.read import InputFormat, read_rows
-from lookup.files.run import write_output
+from lookup.files.write import OutputFile
 from lookup.service.uploads import (
     BadUploadError,
     decode_upload,
@@ -190,9 +197,41 @@ class JobStore:
 
     # -- lifecycle ----------------------------------------------------------------------
 
+    def _check_root(self) -> bool:
+        """Whether ``root`` exists; a symbolic link is refused (``ConfigError``)."""
+        try:
+            st = os.lstat(self.root)
+        except FileNotFoundError:
+            return False
+        if stat.S_ISLNK(st.st_mode):
+            raise ConfigError(
+                f"the jobs folder {self.root} is a symbolic link (LOOKUP_SERVICE_JOBS_DIR): "
+                "name the real folder"
+            )
+        if not stat.S_ISDIR(st.st_mode):
+            raise ConfigError(f"the jobs folder {self.root} is not a folder (LOOKUP_SERVICE_JOBS_DIR)")
+        return True
+
+    def _make_root(self) -> None:
+        """Create ``root`` 0700 if missing. Modes change only on a folder created here,
+        never on one that was there (a shared folder keeps its own) nor through a link:
+        each job's own folder is 0700 either way."""
+        if self._check_root():
+            return
+        try:
+            self.root.mkdir(mode=0o700, parents=True)
+        except FileExistsError:  # made meanwhile, not by us: checked, its mode left alone
+            self._check_root()
+            return
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:  # the folder just made, never a link swapped in since
+            os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
+
     async def start(self) -> None:
         """Load the jobs under ``root``, resume the unfinished ones, start sweeping."""
-        if self.root.is_dir():
+        if self._check_root():
             for meta in sorted(self.root.glob(f"*/{_META}")):
                 self._load(meta)
         self.sweep()
@@ -275,8 +314,7 @@ class JobStore:
         fmt = format_of(name, text)
         job_id = secrets.token_urlsafe(12)
         folder = self._dir(job_id)
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(self.root, 0o700)
+        self._make_root()
         folder.mkdir(mode=0o700)
         try:
             path = folder / f"input.{fmt}"
@@ -417,23 +455,22 @@ class JobStore:
         else:
             await self._end(job, "done")
 
+    def _outputs(self, job: Job) -> list[OutputFile]:
+        folder = self._dir(job.id)
+        return [OutputFile(folder / f"results.{fmt}", fmt, bom=fmt == "csv")
+                for fmt in ("csv", "jsonl")]  # fmt: skip
+
     async def _run_rows(self, job: Job) -> None:
         folder = self._dir(job.id)
         path = folder / f"input.{job.format}"
-        jpath = folder / _JOURNAL
-        journal = await _open_journal(jpath, path, self.settings, job.mode)
+        journal = await _open_journal(folder / _JOURNAL, path, self.settings, job.mode)
         with journal:
-            kept = set(journal.records)
-            job.counts = dict.fromkeys(STATUSES, 0)
-            for record in journal.records.values():
-                job.counts[record.status] = job.counts.get(record.status, 0) + 1
-            job.done = len(kept)
-            job.state, job._run_started, job._run_first = "running", time.monotonic(), job.done
-            self._save(job)
 
-            def on_result(result: RowResult) -> None:
-                journal.append(result)
-                job.add(result)
+            def on_start(total: int, counts: dict[str, int]) -> None:
+                job.counts = dict.fromkeys(STATUSES, 0) | counts
+                job.done = sum(counts.values())
+                job.state, job._run_started, job._run_first = "running", time.monotonic(), job.done
+                self._save(job)
 
             lookup = None
             one = self.path() if self.path is not None else None
@@ -443,48 +480,51 @@ class JobStore:
                 async def lookup(row: BatchRow) -> RowResult:
                     return await run_one.row(row, caller=owner, surface="job", mode=job.mode)
 
-            if job.done < job.total:
-                await run_batch(
-                    _pending(path, job.format, kept),
-                    checker=self.checker,
-                    lookups_in_flight=self.lookups_in_flight,
-                    mode=job.mode,
-                    max_candidates=self.settings.max_candidates,
-                    on_result=on_result,
-                    caller=job.owner,
-                    db=self.db,
-                    lookup=lookup,
-                )
+            runner = CheckerRunner(self.checker, self.lookups_in_flight, caller=job.owner,
+                                   db=self.db, lookup=lookup)  # fmt: skip
+            await run_journaled(
+                journal, lambda: read_rows(path, job.format), self._outputs(job),
+                runner=runner, mode=job.mode, max_candidates=self.settings.max_candidates,
+                redact=Redactor(self.settings.secret_values()), on_result=job.add,
+                on_start=on_start, total=job.total,
+            )  # fmt: skip
 
-    def _records(self, job: Job) -> list[RowResult]:
+    def _journal(self, job: Job) -> Journal | None:
+        """The job's journal, read only (checksummed lines only); ``None`` without one."""
         jpath = self._dir(job.id) / _JOURNAL
         if not jpath.exists():
-            return []
+            return None
         try:
-            records = Journal.read(jpath).records  # checksummed lines only
+            return Journal.read(jpath)
         except (ConfigError, KeyError, TypeError) as exc:  # not a journal (of this version)
             log.warning("job %s: unreadable journal (%s): no rows counted", job.id, exc)
-            return []
-        return [records[row] for row in sorted(records)]
+            return None
 
     def _count_journal(self, job: Job) -> None:
-        records = self._records(job)
+        journal = self._journal(job)
         job.done, job.counts = 0, dict.fromkeys(STATUSES, 0)
-        for record in records:
-            job.add(record)
+        if journal is None:
+            return
+        for row in journal.rows():
+            status = journal.status(row)
+            if status is not None:
+                job.done += 1
+                job.counts[status] += 1
 
     def _render(self, job: Job) -> None:
-        records = self._records(job)
-        folder = self._dir(job.id)
-        fmt: InputFormat
-        for fmt in ("csv", "jsonl"):
-            out = folder / f"results.{fmt}"
-            write_output(out, records, fmt, bom=fmt == "csv")
-            os.chmod(out, 0o600)
+        """The results files from the journal, one row at a time, when the run did not
+        write them (a job cancelled, failed, or ended before this process)."""
+        outputs = self._outputs(job)
+        if all(out.path is not None and out.path.exists() for out in outputs):
+            return
+        journal = self._journal(job)
+        if journal is None:
+            journal = Journal.memory({})
+        copy_journal(journal, outputs)
 
 
 def _open_journal_now(jpath: Path, path: Path, settings: Settings, mode: Mode) -> Journal:
-    os.close(os.open(jpath, os.O_WRONLY | os.O_CREAT, 0o600))  # 0600 before Journal opens it
+    os.close(open_private(jpath, os.O_WRONLY))  # 0600 before Journal opens it
     return Journal.open(jpath, journal_header(path, settings, mode))
 
 
@@ -516,16 +556,3 @@ async def _in_thread(
 
             work.add_done_callback(left)
         raise
-
-
-async def _pending(path: Path, fmt: InputFormat, skip: set[int]) -> AsyncIterator[BatchRow]:
-    """The rows the journal does not have; a resumed job skips its done rows a few hundred
-    at a time, giving the loop its turn in between."""
-    skipped = 0
-    for row in read_rows(path, fmt):
-        if row.row not in skip:
-            yield row
-        else:
-            skipped += 1
-            if skipped % 256 == 0:
-                await asyncio.sleep(0)

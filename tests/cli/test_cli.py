@@ -242,7 +242,7 @@ def test_find_not_found_exit_1_json(runs: Runs) -> None:
     assert result.status == "not_found"
     assert result.phone is None
     assert result.hits == []
-    # The demo mock has a batch endpoint: 1,000 numbers in 10 requests of 100 (issue 10).
+    # The demo mock has a batch endpoint: 1,000 numbers in 10 requests of 100.
     assert sum(t.checked for t in result.tiers) == 1000
     assert result.checks_sent == 10
 

@@ -40,3 +40,27 @@ def test_a_plugin_error_with_ansi_escapes_is_printed_escaped() -> None:
     assert "9f8e7d6c5b4a3f2e1d0c" not in both and "abc.def-123" not in both
     assert not FULL_NUMBER.search(both.replace("\\n", " "))
     assert not any(line.startswith("lookup: matched") for line in both.splitlines())
+
+
+def test_impossible_numbers_and_ports_are_refused_at_start_up() -> None:
+    cases = [
+        ("find", "138****2046", "--api", "demo", "--timeout", "inf"),
+        ("find", "138****2046", "--api", "demo", "--timeout", "nan"),
+        ("find", "138****2046", "--api", "demo", "--timeout", "-1"),
+        ("find", "138****2046", "--api", "demo", "--deadline", "inf"),
+        ("mock-api", "--port", "70000"),
+        ("mock-api", "--port", "-1"),
+    ]
+    for args in cases:
+        r = run(*args)
+        assert r.returncode == 2, (args, r.returncode, r.stderr)
+        assert "Traceback" not in r.stderr, args
+        assert r.stdout == "", args
+
+
+def test_url_credentials_and_a_token_at_once_are_one_line_exit_2() -> None:
+    r = run("find", "138****2046", "--api", "http://bob:pw@127.0.0.1:9/o?phone={phone}",
+            LOOKUP_API_TOKEN="tok-abcdef123456")  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and "keep one" in r.stderr
+    assert "tok-abcdef123456" not in r.stderr

@@ -1,4 +1,4 @@
-"""Issue 9 for the command line: --version, help, --quiet, --audit-file, the terminal (log
+"""The command line: --version, help, --quiet, --audit-file, the terminal (log
 lines above the live line, the width, plain lines off a terminal), one-line errors with exit 2,
 sourceable ``config``, and privacy of every line the CLI prints.
 

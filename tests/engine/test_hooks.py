@@ -235,3 +235,20 @@ async def test_checker_without_a_quota_paces_by_its_own_local_quota() -> None:
     assert api.starts == [0.0, pytest.approx(0.102), pytest.approx(0.204)]
     status = checker.status()
     assert isinstance(status, CheckerStatus) and status.state == "ok" and status.rate == 10.0
+
+
+async def test_a_one_lookup_checker_keeps_no_cache_and_no_single_flight() -> None:
+    # One lookup never asks the same number twice: neither could ever hit, so neither
+    # costs anything. A second ask of a number (not something find does) is sent again.
+    time = FakeTime()
+    api = FakeApi(time)
+    checker = Checker(api, limits(cache_ttl=300.0), clock=time.clock, sleep=time.sleep,
+                      one_lookup=True)  # fmt: skip
+    await checker.check("13800000001")
+    await checker.check("13800000001")
+    assert api.calls == ["13800000001", "13800000001"]
+    assert checker.counters.cache_hits == checker.counters.deduped == 0
+    shared = Checker(api, limits(cache_ttl=300.0), clock=time.clock, sleep=time.sleep)
+    await shared.check("13800000002")
+    await shared.check("13800000002")
+    assert api.calls.count("13800000002") == 1 and shared.counters.cache_hits == 1

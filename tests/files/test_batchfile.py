@@ -1,4 +1,4 @@
-"""Batch files (issue 9, "Files"): safe outputs, stdin/stdout, bad rows, encodings, a
+"""Batch files: safe outputs, stdin/stdout, bad rows, encodings, a
 checksummed journal, and hypothesis over CSV and JSONL rows (no input crashes the batch or
 loses a row).
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -233,15 +234,50 @@ async def test_other_client_errors_are_fatal(api: HttpOrderApi, mocked: Any) -> 
     assert MASKED in str(info.value) and PHONE not in str(info.value)
 
 
-async def test_total_timeout_is_enforced(mocked: Any) -> None:
-    async def slow(url: URL, **kwargs: Any) -> CallbackResult:
-        await asyncio.sleep(1)
-        return CallbackResult(payload={"total": 1})
+async def _serve(handler: Any) -> AsyncIterator[str]:
+    """A real aiohttp server on loopback answering ``/orders`` with ``handler``: its URL
+    template (aioresponses runs none of aiohttp's timers)."""
+    app = web.Application()
+    app.router.add_get("/orders", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/orders?phone={{phone}}"
+    finally:
+        await runner.cleanup()
 
-    mocked.get(URL_1, callback=slow)
-    async with make_api(timeouts=Timeouts(total=0.05)) as api:
-        with pytest.raises(TransientApiError, match=r"no answer within 0\.05s") as info:
-            await api.check(PHONE)
+
+@pytest.mark.parametrize("trickle", [False, True], ids=["silent", "trickling"])
+async def test_total_timeout_is_enforced_on_a_real_server(trickle: bool) -> None:
+    # No request outlives ``total``: neither a server that says nothing nor one that
+    # keeps the socket busy with a byte now and then (no read timeout would fire).
+    release = asyncio.Event()
+    finished: list[bool] = []
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        if trickle:
+            await resp.prepare(request)
+            for _ in range(200):  # bounded: 200 x 0.02 s, far past total
+                await resp.write(b" ")
+                if release.is_set():
+                    break
+                await asyncio.sleep(0.02)
+        else:
+            await release.wait()
+        finished.append(True)
+        return resp
+
+    async with contextlib.aclosing(_serve(slow)) as urls:
+        url = await anext(urls)
+        async with make_api(url=url, timeouts=Timeouts(total=0.2)) as api:
+            with pytest.raises(TransientApiError, match=r"no answer within 0\.2s") as info:
+                await api.check(PHONE)
+            assert finished == []  # the server was still at it: the client gave up first
+            release.set()
+    assert info.value.kind == "timeout"
     assert isinstance(info.value.__cause__, TimeoutError)
 
 
@@ -517,7 +553,7 @@ async def test_real_server_pool_limit_and_statuses() -> None:
 async def test_an_answer_that_is_not_a_count_or_a_bool_is_fatal(
     api: HttpOrderApi, mocked: Any, value: str
 ) -> None:
-    # issue 9: `total: -1` became not_found
+    # `total: -1` became not_found
     mocked.get(URL_1, body='{"total": ' + value + '}', content_type="application/json")
     with pytest.raises(FatalApiError, match="unexpected answer"):
         await api.check(PHONE)

@@ -203,7 +203,7 @@ def test_password_is_redacted_in_repr_and_config() -> None:
 
 def test_missing_asyncpg_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "asyncpg", None)
-    with pytest.raises(ConfigError, match=r"pip install 'phone-order-lookup\[postgres\]'"):
+    with pytest.raises(ConfigError, match=r"pip install '\.\[postgres\]'"):
         PostgresOrderApi("postgresql://u@127.0.0.1/db")
 
 
@@ -222,14 +222,16 @@ async def test_find_gives_every_demo_answer(api: PostgresOrderApi, case: dict[st
         assert result.checks_sent == sum(-(-n // 100) for n in case["tiers"].values())
 
 
-async def test_find_sends_about_one_query_per_100_candidates(api: PostgresOrderApi) -> None:
-    """The demo's national-tier hit: 121 city + 369 province candidates, then the hit
-    151st of the national tier. Chunks of 100 never straddle tiers; national chunks answered
-    before the hit landed are the only extra queries."""
+async def test_find_sends_one_query_per_chunk_of_adapting_size(api: PostgresOrderApi) -> None:
+    """The demo's national-tier hit: 121 city + 369 province candidates, then the hit past
+    the first chunk of the national tier (where exactly depends on the tier's order, nearer
+    provinces first). Chunks start at 100 and grow while the answers come back fast (a
+    local server: always), so the lookup takes fewer queries than chunks of 100 would."""
     plan_ = lookup.plan("186****3357", city="杭州")
     counts = {t.name: t.count for t in plan_.tiers}
     assert (counts["city"], counts["province"]) == (121, 369)
-    assert list(plan_.tier("national")).index("18601503357") == 150
+    position = list(plan_.tier("national")).index("18601503357")
+    assert position >= 100
     before = api.queries
     result = await lookup.find("186****3357", api=api, limits=FAST, city="杭州")
     queries = api.queries - before
@@ -238,12 +240,9 @@ async def test_find_sends_about_one_query_per_100_candidates(api: PostgresOrderA
     city, province, national = result.tiers[:3]
     assert (city.checked, province.checked) == (121, 369)
     assert city.errors == province.errors == national.errors == result.retries == 0
-    # Every query was one full chunk: 2 city, 4 province, then national chunks. How many
-    # national chunks the other slots answer while the hit's query is out is timing (CI
-    # saw 19, on 16 slots), so it is counted from what was answered, not bounded by slots.
     national_queries = -(-national.checked // 100)
-    assert national.checked >= 200  # up to and with the chunk holding the hit
-    assert queries == 2 + 4 + national_queries  # 490 candidates before the hit's tier: 6
+    assert national.checked >= position + 1  # up to and with the hit
+    assert queries < 2 + 4 + national_queries  # chunks of 100 would take this many
 
 
 async def test_find_with_an_sql_error_is_api_error(pg: PgServer) -> None:

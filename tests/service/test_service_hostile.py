@@ -86,6 +86,7 @@ async def test_a_422_never_echoes_the_callers_full_number(session: aiohttp.Clien
     bodies: list[dict[str, Any]] = [
         {"mask": PHONE},
         {"mask": "138 5715 2046"},
+        {"mask": PHONE + "9"},
         {"mask": "138****2046", "zip": PHONE},
         {"mask": "138****2046", "area_code": PHONE},
         {"mask": "138****2046", "city": PHONE},
@@ -103,3 +104,42 @@ async def test_a_422_never_echoes_the_callers_full_number(session: aiohttp.Clien
             assert "57152046" not in text
             problem = json.loads(text)
             assert problem["detail"].isprintable()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["report\u202ecsv.exe", "\u2066evil\u2069.csv", "a\x1b[2Jb.csv", "x\u200b\u200fy.csv",
+     "line\u2028sep.csv", "c1\x85\x9b.csv", "\u202e\u202e\u202e"],
+)  # fmt: skip
+def test_an_upload_name_with_bidi_or_control_characters_is_cleaned(name: str) -> None:
+    from lookup.service.uploads import safe_name
+
+    cleaned = safe_name(name)
+    assert cleaned.isprintable() and cleaned
+    assert not any(c in cleaned for c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200b\u200f")
+
+
+async def test_a_jobs_folder_that_is_a_symlink_is_refused_and_never_chmodded(tmp_path: Any) -> None:
+    import os
+    import stat
+
+    from lookup.domain.errors import ConfigError
+    from lookup.service.jobs import JobStore
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    link = tmp_path / "jobs"
+    link.symlink_to(shared)
+    store = JobStore(link, checker=None, settings=None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="symbolic link"):
+        await store.start()
+    with pytest.raises(ConfigError, match="symbolic link"):
+        store._make_root()
+    assert stat.S_IMODE(os.stat(shared).st_mode) == 0o1777
+    # a folder that was there keeps its mode; one the tool makes is 0700
+    JobStore(shared, checker=None, settings=None)._make_root()  # type: ignore[arg-type]
+    assert stat.S_IMODE(os.stat(shared).st_mode) == 0o1777
+    made = tmp_path / "new" / "jobs"
+    JobStore(made, checker=None, settings=None)._make_root()  # type: ignore[arg-type]
+    assert stat.S_IMODE(os.stat(made).st_mode) == 0o700

@@ -109,12 +109,12 @@ NOT_AN_API = 42
 
 
 def failing_factory() -> object:
-    """A factory that fails with a full number in its message (issue 9: a traceback)."""
+    """A factory that fails with a full number in its message (a traceback)."""
     raise RuntimeError("no session for 13857152046")
 
 
 class LeakyApi:
-    """Fails with a message holding the full candidate number and a key (issue 9)."""
+    """Fails with a message holding the full candidate number and a key."""
 
     def check(self, phone: str) -> bool:
         from lookup.domain.errors import FatalApiError
@@ -131,6 +131,20 @@ class OnUvloop:
         import uvloop
 
         return isinstance(asyncio.get_running_loop(), uvloop.Loop)
+
+
+LEAKED_SECRET = "Zq7-session-4f1c9e2b"
+"""Configured as the API token where :class:`LeakySecretApi` runs: it must never be written."""
+
+
+class LeakySecretApi:
+    """Fails with a text holding the full candidate number and a configured secret, bare
+    (not in a ``key=value`` a pattern would catch)."""
+
+    def check(self, phone: str) -> bool:
+        from lookup.domain.errors import FatalApiError
+
+        raise FatalApiError(f"denied for {phone} in session {LEAKED_SECRET}")
 
 
 class HostileTextApi:

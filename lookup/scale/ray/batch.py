@@ -32,11 +32,10 @@ import math
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from itertools import islice
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from lookup.domain.errors import ConfigError, LookupFailure
 from lookup.engine.batch import BatchRow, BatchSummary, ResultCallback, RowResult, run_batch
@@ -69,12 +68,18 @@ NAMESPACE: Final = "lookup"
 
 
 class _Engine(Protocol):
+    """One actor's engine: its checker, and the one lookup path's ``row`` (admission is the
+    driver's; audit, metrics and privacy happen in the actor, on the path)."""
+
     @property
     def checker(self) -> Checker: ...
     @property
     def limits(self) -> Limits: ...
     @property
     def description(self) -> str: ...
+
+    async def row(self, row: BatchRow, *, caller: str, surface: Literal["ray"], mode: Mode,
+                  max_candidates: int | None = None) -> RowResult: ...  # fmt: skip
 
 
 EngineFactory = Callable[[RayQuota | None], AbstractAsyncContextManager[_Engine]]
@@ -128,8 +133,14 @@ class LookupActor:
         """Look up ``rows`` concurrently over this actor's one checker."""
         engine = await self._open()
         results: list[RowResult] = []
+
+        async def lookup(row: BatchRow) -> RowResult:
+            return await engine.row(row, caller="batch", surface="ray", mode=mode,
+                                    max_candidates=max_candidates)  # fmt: skip
+
         await run_batch(rows, checker=engine.checker, lookups_in_flight=len(rows), mode=mode,
-                        max_candidates=max_candidates, on_result=results.append)  # fmt: skip
+                        max_candidates=max_candidates, on_result=results.append,
+                        lookup=lookup)  # fmt: skip
         return results
 
     async def close(self) -> None:
@@ -182,26 +193,31 @@ class RayRunner:
     def actors(self) -> list[Any]:
         return [s.handle for s in self._slots if s.alive]
 
-    async def run(self, rows: Iterable[BatchRow], *, mode: Mode, max_candidates: int,
-                  on_result: ResultCallback) -> BatchSummary:  # fmt: skip
-        """Look up every row on the actors; ``on_result`` is called here, once per row."""
+    async def run(self, rows: Iterable[BatchRow] | AsyncIterator[BatchRow], *, mode: Mode,
+                  max_candidates: int, on_result: ResultCallback) -> BatchSummary:  # fmt: skip
+        """Look up every row on the actors; ``on_result`` is called here, once per row.
+        ``rows`` may make the puller wait (the run's reorder window is full)."""
         ray = self._ray
         summary = BatchSummary()
         started = time.perf_counter()
-        source: Iterator[BatchRow] = iter(rows)
+        source = rows if isinstance(rows, AsyncIterator) else _as_async(rows)
         again: deque[list[BatchRow]] = deque()  # the rows of lost calls, sent first
         exhausted = False
         in_flight = 0
         changed = asyncio.Condition()
         calls_per_actor = max(1, math.ceil(self._per_actor / self._chunk))
 
-        def pull() -> list[BatchRow] | None:
+        async def pull() -> list[BatchRow] | None:
             nonlocal exhausted
             if again:
                 return again.popleft()
             if exhausted:
                 return None
-            chunk = list(islice(source, self._chunk))
+            chunk: list[BatchRow] = []
+            async for row in source:
+                chunk.append(row)
+                if len(chunk) == self._chunk:
+                    break
             exhausted = len(chunk) < self._chunk
             return chunk or None
 
@@ -233,7 +249,7 @@ class RayRunner:
             while slot.alive:
                 async with changed:
                     await changed.wait_for(may_go)
-                    chunk = pull() if slot.alive else None
+                    chunk = await pull() if slot.alive else None
                     if chunk is None:
                         changed.notify_all()
                         if in_flight == 0 or not slot.alive:
@@ -270,6 +286,11 @@ class RayRunner:
             raise failures.exceptions[0] from failures
         summary.elapsed_s = round(time.perf_counter() - started, 3)
         return summary
+
+
+async def _as_async(rows: Iterable[BatchRow]) -> AsyncIterator[BatchRow]:
+    for row in rows:
+        yield row
 
 
 async def _ready(ray: ModuleType, handles: list[Any]) -> list[tuple[str, float | None]]:
@@ -311,9 +332,11 @@ async def open_ray_runner(
         # Worker output stays in Ray's log files, not on the user's terminal; the engines
         # log through lookup's privacy formatters anyway (see batch_cli).
         logging.getLogger("ray").setLevel(logging.ERROR)
+        # A Ray this starts is this machine's only: it advertises loopback, no dashboard.
+        local = {"_node_ip_address": "127.0.0.1"} if address is None else {}
         ray.init(address=address, namespace=NAMESPACE, include_dashboard=False,
                  log_to_driver=False, logging_level=logging.ERROR,
-                 configure_logging=False)  # fmt: skip
+                 configure_logging=False, **local)  # fmt: skip
         started = True
     try:
         cpus = float(ray.cluster_resources().get("CPU", 1.0))
