@@ -47,6 +47,7 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
     from lookup.files.run import run_file
     from lookup.runtime.engine import open_engine
     from lookup.runtime.lookups import LookupPath
+    from lookup.runtime.regions import region_sink
 
     ray = args.engine == "ray"
     if not ray and (args.ray_address or args.ray_actors is not None):
@@ -106,7 +107,8 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
                 checker = engine.checker
                 path = LookupPath(engine.checker, SegmentDB.default(),
                                   max_candidates=settings.max_candidates,
-                                  secrets=settings.secret_values())  # fmt: skip
+                                  secrets=settings.secret_values(),
+                                  regions=region_sink(settings, engine.checker))  # fmt: skip
                 lookup = partial(path.row, caller="batch", surface="batch", mode=args.mode,
                                  max_candidates=settings.max_candidates)  # fmt: skip
                 local = CheckerRunner(engine.checker, args.lookups_in_flight,
@@ -239,10 +241,12 @@ async def actor_engine(settings: Settings, quota: RayQuota | None) -> AsyncItera
     from lookup.domain.segments import SegmentDB
     from lookup.runtime.engine import open_engine
     from lookup.runtime.lookups import LookupPath
+    from lookup.runtime.regions import region_sink
 
     configure_logging(settings)
     async with open_engine(settings, quota=quota) as engine:
         path = LookupPath(engine.checker, SegmentDB.default(),
                           max_candidates=settings.max_candidates,
-                          secrets=settings.secret_values())  # fmt: skip
+                          secrets=settings.secret_values(),
+                          regions=region_sink(settings, engine.checker))  # fmt: skip
         yield ActorEngine(engine, path)

@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, TextIO
 
 from lookup.cli.common import ExitStatus, Terminal, exit_status, pad, settings_from_args
@@ -27,6 +28,7 @@ from lookup.runtime.logs import configure_logging
 if TYPE_CHECKING:
     from lookup.domain.hints import HintArgs
     from lookup.domain.models import LookupResult
+    from lookup.domain.order import RegionOrder
     from lookup.domain.tiers import TierPlan
     from lookup.files.regions import RegionCounts
     from lookup.runtime.settings import Settings
@@ -142,7 +144,8 @@ def cmd_find(args: argparse.Namespace, out: TextIO) -> int:
     configure_logging(settings, stream=term)
     redact = Redactor(settings.secret_values())
     hint = hints(args)
-    learned = region_counts(args)
+    # The local learned counts order the plan now; shared ones (Redis) once it is open.
+    learned = None if settings.shared_url else region_counts(args)
     if args.mask == "-":
         if args.also:
             from lookup.domain.errors import ConfigError
@@ -152,21 +155,27 @@ def cmd_find(args: argparse.Namespace, out: TextIO) -> int:
         return _find_many(masks, args, out, term, settings, hint, learned, redact)
     # Input errors surface before any API is opened or request sent.
     p = _plan(args.mask, args, settings, hint, learned)
-    result = _run([p], args, settings, term, redact, talk=not args.quiet, one=True)[0]
-    if learned is not None:
-        learned.record(result)  # the one count of this lookup (counts per region only)
+    replan = partial(_plan, args.mask, args, settings, hint)
+    result = _run([p], args, settings, term, redact, talk=not args.quiet, one=True,
+                  replan=replan)[0]  # fmt: skip
     _show(result, args, out, term, redact)
     return exit_status(result)
 
 
 def _plan(mask: str, args: argparse.Namespace, settings: Settings, hint: HintArgs,
-          learned: RegionCounts | None) -> TierPlan:  # fmt: skip
-    from lookup.domain.order import NEARER
+          learned: RegionCounts | RegionOrder | None) -> TierPlan:  # fmt: skip
+    """The plan of ``mask``: in the learned order (counts, or an order read already),
+    else nearer regions first."""
+    from lookup.domain.order import NEARER, RegionOrder
     from lookup.domain.tiers import plan
 
+    if learned is None:
+        order = NEARER
+    else:
+        order = learned if isinstance(learned, RegionOrder) else learned.order()
     return plan(mask, max_candidates=settings.max_candidates, seed=args.seed,
                 include_nonstandard=args.include_nonstandard, also=args.also,
-                order=learned.order() if learned else NEARER, **hint)  # fmt: skip
+                order=order, **hint)  # fmt: skip
 
 
 def _plan_line(p: TierPlan, args: argparse.Namespace, term: Terminal) -> None:
@@ -200,9 +209,12 @@ def _show(result: LookupResult, args: argparse.Namespace, out: TextIO, term: Ter
 
 
 def _run(plans: list[TierPlan], args: argparse.Namespace, settings: Settings, term: Terminal,
-         redact: Redact, *, talk: bool, one: bool = False) -> list[LookupResult]:  # fmt: skip
+         redact: Redact, *, talk: bool, one: bool = False,
+         replan: Callable[[RegionOrder], TierPlan] | None = None) -> list[LookupResult]:  # fmt: skip
     """Look up every plan, one after the other, through one engine; ``one``: the plan
-    line first (once the engine opened: an API that cannot open is a one-line error)."""
+    line first (once the engine opened: an API that cannot open is a one-line error).
+    Matched lookups are counted by region on the path when learning is on; with
+    ``--shared`` the one plan is made again (``replan``) in the shared counts' order."""
     import asyncio
 
     async def run() -> list[LookupResult]:
@@ -211,12 +223,18 @@ def _run(plans: list[TierPlan], args: argparse.Namespace, settings: Settings, te
         from lookup.domain.segments import SegmentDB
         from lookup.runtime.engine import open_engine
         from lookup.runtime.lookups import LookupPath
+        from lookup.runtime.regions import region_sink
 
         results = []
         async with open_engine(settings) as engine:
+            regions = region_sink(settings, engine.checker)
             path = LookupPath(engine.checker, SegmentDB.default(),
                               max_candidates=settings.max_candidates,
-                              secrets=settings.secret_values())  # fmt: skip
+                              secrets=settings.secret_values(), regions=regions)  # fmt: skip
+            if regions is not None and settings.shared_url and replan is not None:
+                order = await regions.refresh()
+                if order.learned:  # the same tiers, the shared counts' order inside them
+                    plans[0] = replan(order)
             if talk and one:
                 _plan_line(plans[0], args, term)
             if talk:
@@ -286,8 +304,6 @@ def _find_many(masks: list[str], args: argparse.Namespace, out: TextIO, term: Te
                     detail=translate(detail)) + "\n")  # fmt: skip
             continue
         result = next(results)
-        if learned is not None:
-            learned.record(result)
         worst = max(worst, exit_status(result))
         if args.json:
             out.write(_json(result, redact, indent=None))
