@@ -47,8 +47,10 @@ from lookup.domain.segments import SegmentDB
 from lookup.engine.checker import Checker
 from lookup.runtime.lookups import LookupPath
 from lookup.runtime.settings import Settings
-from lookup.service.jobroutes import JobRoutes, answer, error_answer
+from lookup.service import schemas as ops
+from lookup.service.jobroutes import JobRoutes, answer, error_answer, guard
 from lookup.service.jobs import JobStore
+from lookup.service.openapi import add_operation
 from lookup.service.problems import FieldProblem, field_problems
 
 __all__ = [
@@ -350,16 +352,16 @@ def setup_web(
 
     if jobs:
         app.cleanup_ctx.append(start_jobs)
-    r = app.router
-    r.add_get("/", _get_page)
-    r.add_get("/assets/{name}", _get_asset)
-    r.add_post("/v1/reveal", _post_reveal)
-    if jobs:
-        JobRoutes(ui.store, caller).add_to(r)
-    else:
-        for method in ("GET", "POST", "DELETE"):
-            r.add_route(method, "/v1/jobs", _no_jobs)
-            r.add_route(method, "/v1/jobs/{tail:.*}", _no_jobs)
+    add_operation(app, ops.PAGE, _get_page)
+    add_operation(app, ops.ASSET, _get_asset)
+    add_operation(app, ops.REVEAL, _post_reveal)
+    routes = JobRoutes(ui.store, caller)
+    for op, handler in (
+        (ops.JOB_LIST, routes.list_jobs), (ops.JOB_CREATE, routes.create),
+        (ops.JOB_GET, routes.get), (ops.JOB_DELETE, routes.cancel),
+        (ops.JOB_RESULTS, routes.results),
+    ):  # fmt: skip
+        add_operation(app, op, guard(handler) if jobs else _no_jobs)
 
 
 async def _no_jobs(request: web.Request) -> web.Response:
