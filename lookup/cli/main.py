@@ -440,8 +440,9 @@ def format_result(result: LookupResult, redact: Callable[[str], str] = str) -> s
     if result.reason and result.status == "matched":
         lines.append(f"note: {redact(result.reason)}")
     lines.append(
-        f"checks: {result.checks_sent:,} sent ({result.retries:,} retries, "
-        f"{result.cache_hits:,} from cache) in {result.elapsed_ms / 1000:.2f} s"
+        f"numbers checked: {result.numbers_checked:,} ({result.cache_hits:,} from cache); "
+        f"requests: {result.requests:,} ({result.retries:,} retries) in "
+        f"{result.elapsed_ms / 1000:.2f} s"
     )
     return "\n".join(lines) + "\n"
 
@@ -552,7 +553,8 @@ def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
             if not args.json:
                 out.write(f"lookup demo: {engine.description}\n\n")
                 out.write(f"{'case':<20} {'mask':<12} {'hint':<16} {'status':<10} "
-                          f"{'tier':<10} {'phone':<12} {'checks':>6} {'time':>7}\n")  # fmt: skip
+                          f"{'tier':<10} {'phone':<12} {'numbers':>7} {'requests':>8} "
+                          f"{'time':>7}\n")  # fmt: skip
             for case in cases:
                 result = await find(case["mask"], checker=engine.checker, caller="demo",
                                     **case["hints"])  # fmt: skip
@@ -566,7 +568,8 @@ def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
                         f"{case['name']:<20} {case['mask']:<12} {pad(hint, 16)} "
                         f"{result.status:<10} "
                         f"{result.tier or '-':<10} {result.phone or '-':<12} "
-                        f"{result.checks_sent:>6,} {result.elapsed_ms / 1000:>6.2f}s\n"
+                        f"{result.numbers_checked:>7,} {result.requests:>8,} "
+                        f"{result.elapsed_ms / 1000:>6.2f}s\n"
                     )
                 out.flush()
         return results

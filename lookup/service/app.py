@@ -140,7 +140,7 @@ class _State:
     stopping: bool = False
 
     def __post_init__(self) -> None:
-        self.metrics = ServiceMetrics(lambda: self.checker)
+        self.metrics = ServiceMetrics(lambda: self.checker, lambda: self.db.version)
 
     def ready_path(self) -> LookupPath:
         if self.path is None:  # pragma: no cover - routes run only after startup
@@ -239,10 +239,9 @@ async def _get_health(request: web.Request) -> web.Response:
 
 
 async def _get_metrics(request: web.Request) -> web.Response:
-    body = request.app[_STATE].metrics.exposition()
-    return web.Response(
-        body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
-    )
+    accept = request.headers.get("Accept", "")
+    body, kind = request.app[_STATE].metrics.exposition(accept)
+    return web.Response(body=body, headers={"Content-Type": kind, "Vary": "Accept"})
 
 
 _OPENAPI: Final = web.AppKey("lookup_openapi", dict[str, Any])

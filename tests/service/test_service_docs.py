@@ -147,8 +147,12 @@ async def test_metrics_have_the_process_http_requests_by_route_and_no_created(
     assert 'lookup_http_requests_total{route="/v1/lookups",status="200"} 1.0' in text
     assert 'route="unmatched",status="401"' in text
     assert "1380571" not in text and "13800138000" not in text  # never the raw path
-    assert 'lookup_checks_total{outcome="timeout"}' in text
-    assert 'lookup_checks_total{outcome="throttled"}' in text
+    assert 'lookup_api_requests_total{outcome="timeout"}' in text
+    assert 'lookup_api_requests_total{outcome="throttled"}' in text
+    assert 'lookup_numbers_checked_total{outcome="hit"} 1.0' in text
+    assert 'lookup_http_request_duration_seconds_count{route="/v1/segments/{seven}"} 4.0' in text
+    assert "python_gc_collections_total" in text and "python_info{" in text
+    assert 'lookup_build_info{data_version="' in text and 'loop="asyncio"' in text
 
 
 def test_short_tokens_are_refused_off_loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
