@@ -28,10 +28,10 @@ const T = {
     "ts.skipped": "未执行",
     "api.ok": "正常", "api.throttled": "接口限流，已放慢", "api.paused": "暂停，等待接口",
     "api.down": "接口不可用，等待恢复", "api.probing": "正在探测接口是否恢复",
-    "live": "已应答 {answered} 次，{rate} 次/秒，接口状态：{state}",
+    "live": "已核查 {answered} 个号码，每秒 {rate} 个，接口状态：{state}",
     "result.h": "结果", "result.phone": "号码", "result.reveal": "显示完整号码",
     "result.tier": "层级", "result.region": "地区", "result.carrier": "运营商",
-    "result.checks": "查询次数", "result.time": "用时", "result.seconds": "{s} 秒",
+    "result.numbers": "核查号码", "result.requests": "接口请求", "result.time": "用时", "result.seconds": "{s} 秒",
     "result.unlocated": "未定位号段（地区未知）",
     "st.matched": "已找到", "st.not_found": "未找到", "st.inconclusive": "无法确定",
     "st.api_error": "接口错误",
@@ -73,10 +73,10 @@ const T = {
     "ts.aborted": "aborted", "ts.skipped": "not run",
     "api.ok": "ok", "api.throttled": "throttled by the API, slowed down", "api.paused": "paused, waiting for the API",
     "api.down": "API down, waiting for it", "api.probing": "probing whether the API is back",
-    "live": "{answered} answered, {rate} checks/s, API: {state}",
+    "live": "{answered} numbers checked, {rate}/s, API: {state}",
     "result.h": "Result", "result.phone": "Number", "result.reveal": "Reveal the full number",
     "result.tier": "Tier", "result.region": "Region", "result.carrier": "Carrier",
-    "result.checks": "Checks", "result.time": "Time", "result.seconds": "{s} s",
+    "result.numbers": "Numbers checked", "result.requests": "Requests", "result.time": "Time", "result.seconds": "{s} s",
     "result.unlocated": "unlocated segment (region unknown)",
     "st.matched": "Found", "st.not_found": "Not found", "st.inconclusive": "Inconclusive",
     "st.api_error": "API error",
@@ -271,7 +271,8 @@ function renderResult(r, fresh) {
     : (r.tier === "unlocated" ? t("result.unlocated") : "–");
   $("result-region").textContent = place;
   $("result-carrier").textContent = (region && region.carrier) || "–";
-  $("result-checks").textContent = fmtInt(r.checks_sent);
+  $("result-numbers").textContent = fmtInt(r.numbers_checked);
+  $("result-requests").textContent = fmtInt(r.requests);
   $("result-time").textContent = t("result.seconds", { s: (r.elapsed_ms / 1000).toFixed(2) });
   $("result-reason").textContent = r.reason || "";
   const advice = $("result-advice");
