@@ -252,6 +252,11 @@ class HttpOrderApi(BaseOrderApi):
         return self._session is not None
 
     @property
+    def call_timeout(self) -> float:
+        """Seconds a check may take once its connection slot is free (``timeouts.total``)."""
+        return self._total
+
+    @property
     def batch_supported(self) -> bool:
         """Whether :meth:`check_many` can be used (a ``batch_url`` was given)."""
         return self._batch_url is not None
