@@ -132,6 +132,9 @@ class Checker:
         # ours unless the deadline comes first.
         bound = getattr(api, "call_timeout", None)
         self._self_bound = float(bound) if isinstance(bound, int | float) else math.inf
+        listen = getattr(api, "add_request_listener", None)
+        if callable(listen):  # requests a source sends on its own (a followed redirect)
+            listen(self._extra_request)
         self._batch = callable(getattr(api, "check_many", None)) and bool(
             getattr(api, "batch_supported", True)
         )
@@ -501,6 +504,9 @@ class Checker:
                 raise error
             await self._sleep(delay)
             resend = True
+
+    def _extra_request(self) -> None:
+        self._counters.requests += 1
 
     async def _send(self, send: Callable[[], Awaitable[T]], deadline: float) -> T:
         """``send()``, over by the lookup's deadline; whatever it raises but this task's
