@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -60,6 +61,19 @@ _METHODS: Final = frozenset({"GET", "POST"})
 _MISSING: Final = object()
 _BATCH_SHAPE: Final = "a JSON object {'results': {phone: total_or_bool}}: check batch_url"
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+_FAIL_FAST_AFTER: Final = 3.0  # seconds of connect failures before a never-seen API is wrong
+
+
+def _connect_failure(exc: aiohttp.ClientConnectorError) -> str:
+    """What went wrong connecting, in a few words."""
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return "the TLS handshake failed"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "no such host: the name does not resolve"
+    if isinstance(exc.os_error, ConnectionRefusedError):
+        return "connection refused: nothing listens on that port"
+    reason = exc.os_error.strerror or type(exc.os_error).__name__
+    return f"cannot connect: {reason}"
 _MAX_REDIRECTS: Final = 3
 
 
@@ -236,6 +250,11 @@ class HttpOrderApi(BaseOrderApi):
         self._origin = URL(url.replace(_PHONE, "0")).origin()
         self._batch_origin = URL(batch_url).origin() if batch_url is not None else self._origin
         self.requests = 0  # HTTP requests sent, followed redirects included
+        # Fail fast on a wrong address: while the API has never answered, connect
+        # failures for longer than this are a FatalApiError, not a flaky API.
+        self.fail_fast_after = _FAIL_FAST_AFTER
+        self._answered = False
+        self._first_connect_failure: float | None = None
         self._listeners: list[Callable[[], None]] = []
         self._hit_field = hit_field
         self._path = path
@@ -445,6 +464,7 @@ class HttpOrderApi(BaseOrderApi):
                         method, url, json=payload, timeout=client_timeout, allow_redirects=False
                     ) as resp:
                         self.requests += 1
+                        self._answered = True  # it answered: from now on, be patient
                         status = resp.status
                         if status in _REDIRECTS and "Location" in resp.headers:
                             await drain(resp, cap)
@@ -483,6 +503,7 @@ class HttpOrderApi(BaseOrderApi):
         except TimeoutError as exc:
             kind: TransientKind = "timeout"
             if isinstance(exc, aiohttp.ConnectionTimeoutError):
+                self._raise_if_never_answered(home, "connecting timed out", exc)
                 what = f"connecting took over {self._timeouts.connect}s"
             elif isinstance(exc, aiohttp.SocketTimeoutError):
                 what = f"no data for {self._timeouts.read}s"
@@ -493,6 +514,8 @@ class HttpOrderApi(BaseOrderApi):
             ) from exc
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             kind = "connect" if isinstance(exc, aiohttp.ClientConnectorError) else "reset"
+            if isinstance(exc, aiohttp.ClientConnectorError):
+                self._raise_if_never_answered(home, _connect_failure(exc), exc)
             raise TransientApiError(
                 f"{method} {shown} failed for {mask_phone(subject)}: connection error "
                 f"{type(exc).__name__}: {self._scrub(str(exc))}",
@@ -513,6 +536,24 @@ class HttpOrderApi(BaseOrderApi):
                 f"({len(raw)} bytes) for {mask_phone(subject)}; expected "
                 f"{expected}"
             ) from exc
+
+    def _raise_if_never_answered(self, home: URL, what: str, exc: BaseException) -> None:
+        """A connection failure of an API that has never answered, for longer than
+        ``fail_fast_after`` seconds: a wrong address, not an outage (``FatalApiError``)."""
+        if self._answered:
+            return
+        now = time.monotonic()
+        if self._first_connect_failure is None:
+            self._first_connect_failure = now
+        if now - self._first_connect_failure < self.fail_fast_after:
+            return
+        host = self._scrub(str(home.host or "?"))
+        tls = "; the TLS certificate and --api's scheme" if "TLS" in what else ""
+        raise FatalApiError(
+            f"cannot reach the order API at {host}:{home.port} ({what}) and it has not "
+            f"answered once since start: check the host and port of --api (LOOKUP_API_URL), "
+            f"that the API is running and reachable from here{tls}"
+        ) from exc
 
     def _refused(
         self, method: str, shown: str, status: int, subject: str, why: str, expected: str

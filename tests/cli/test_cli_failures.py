@@ -46,3 +46,18 @@ def test_a_blocked_plugin_ends_at_the_deadline(plugin: str) -> None:
     assert r.returncode == 3, (r.stdout, r.stderr)
     assert '"status": "inconclusive"' in r.stdout
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("api", "says"),
+    [
+        ("http://127.0.0.1:9/orders?phone={phone}", "127.0.0.1:9 (connection refused"),
+        ("http://orders.example.invalid:8080/orders?phone={phone}",
+         "orders.example.invalid:8080 (no such host"),
+    ],
+)  # fmt: skip
+def test_a_wrong_address_is_api_error_long_before_the_deadline(api: str, says: str) -> None:
+    r = run("find", "138****2046", "--api", api, "--deadline", "120")
+    assert r.returncode == 3, (r.stdout, r.stderr)
+    assert "api_error" in r.stdout and says in r.stdout  # not "inconclusive" at the deadline
+    assert "Traceback" not in r.stderr
