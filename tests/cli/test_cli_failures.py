@@ -61,3 +61,81 @@ def test_a_wrong_address_is_api_error_long_before_the_deadline(api: str, says: s
     assert r.returncode == 3, (r.stdout, r.stderr)
     assert "api_error" in r.stdout and says in r.stdout  # not "inconclusive" at the deadline
     assert "Traceback" not in r.stderr
+
+
+# -- crashes are not answers -------------------------------------------------------------------
+
+
+def _deep_toml(tmp_path: Path) -> str:
+    path = tmp_path / "deep.toml"
+    path.write_text("a = " + "[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("find", "138****2046", "--api", "http://[::1/{phone}"), "not a valid URL"),
+        (("find", "138****2046", "--api", "http://127.0.0.1:port/{phone}"), "not a valid URL"),
+        (("find", "138****2046", "--api-plugin", "../etc:passwd"), "dotted Python names"),
+        (("find", "138****2046", "--api", "postgresql://u@127.0.0.1:port/db"), "PORT a number"),
+        (("find", "138****2046", "--api", "demo", "--config", "DEEP"), "nests arrays or tables"),
+        (("batch", "IN", "--out", "OUT", "--api", "demo", "--encoding", "rot13"),
+         "unsupported encoding 'rot13'"),
+    ],
+)  # fmt: skip
+def test_hostile_options_are_one_line_and_exit_2(
+    tmp_path: Path, args: tuple[str, ...], says: str
+) -> None:
+    given = tmp_path / "in.csv"
+    given.write_text("mask\n138****2046\n", encoding="utf-8")
+    swap = {"DEEP": _deep_toml(tmp_path), "IN": str(given), "OUT": str(tmp_path / "out.csv")}
+    r = run(*(swap.get(a, a) for a in args))
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert says in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [RuntimeError("a bug in 13857152046"), RecursionError(), SystemExit(0), SystemExit(1),
+     GeneratorExit(), type("Odd", (BaseException,), {})()],
+    ids=lambda e: f"{type(e).__name__}{getattr(e, 'code', '')}",
+)  # fmt: skip
+def test_an_unexpected_error_is_one_line_and_exit_3(
+    monkeypatch: pytest.MonkeyPatch, exc: BaseException
+) -> None:
+    import io
+
+    from lookup.cli import main as cli
+
+    def crash(args: object, out: object) -> int:
+        raise exc
+
+    monkeypatch.setattr(cli, "_cmd_find", crash)
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(["find", "138****2046", "--api", "demo"], stdout=out, stderr=err)
+    assert code == 3
+    assert out.getvalue() == ""
+    (line,) = err.getvalue().splitlines()
+    assert line.startswith(f"lookup: unexpected error: {type(exc).__name__}")
+    assert "13857152046" not in line
+
+
+def test_an_error_whose_str_raises_is_still_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from lookup.cli import main as cli
+
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise ValueError("no")
+
+    def crash(args: object, out: object) -> int:
+        raise Unprintable
+
+    monkeypatch.setattr(cli, "_cmd_find", crash)
+    err = io.StringIO()
+    assert cli.main(["find", "138****2046", "--api", "demo"], stdout=io.StringIO(), stderr=err) == 3
+    assert "Unprintable: (its message cannot be shown" in err.getvalue()
