@@ -81,10 +81,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", nargs="?", default="all",
                         choices=["foundation", "engine", "cli", "batch", "service", "sources",
-                                 "web", "quota", "scale", "all"])  # fmt: skip
+                                 "web", "quota", "scale", "hostile", "all"])  # fmt: skip
     args = parser.parse_args(argv)
     everything = ["foundation", "engine", "cli", "batch", "service", "sources", "web", "quota",
-                  "scale"]  # fmt: skip
+                  "scale", "hostile"]  # fmt: skip
     chosen = everything if args.what == "all" else [args.what]
     for name in chosen:
         if name == "foundation":
