@@ -11,8 +11,9 @@ next to the same lookup against a plain ``{"total": 0}`` answer. The lookup must
 failfast: seconds from start to the end of ``lookup find`` (exit 3, ``api_error``) against
 a refused loopback port and a host under ``.invalid`` (never resolves).
 
-plan: the first line ``lookup find '138****2046' --api demo --rate 20`` prints on stderr, and
-the end of the same lookup with ``--deadline 5``.
+plan: the first line ``lookup find '138****2046' --api demo --rate 20`` prints on stderr (the
+demo has a batch endpoint: 100 numbers per request), the same with ``--batch-size 1`` (one
+number per request), and the end of a lookup without a hit at ``--deadline 5``.
 """
 
 from __future__ import annotations
@@ -134,14 +135,23 @@ def bench_failfast() -> None:
 def bench_plan() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKUP_")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    cmd = [sys.executable, "-m", "lookup", "find", "138****2046", "--api", "demo", "--rate", "20"]
-    r = subprocess.run([*cmd, "--deadline", "5"], cwd="/", env=env, capture_output=True,
-                       text=True, timeout=120, check=False)  # fmt: skip
-    first = r.stderr.splitlines()[0] if r.stderr else "(nothing on stderr)"
+    base = [sys.executable, "-m", "lookup", "find", "--api", "demo", "--rate", "20"]
+    for extra in ((), ("--batch-size", "1")):
+        # the first stderr line only: the child is stopped once it is read
+        child = subprocess.Popen([*base, "138****2046", *extra], cwd="/", env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        assert child.stderr is not None
+        first = child.stderr.readline().strip() or "(nothing on stderr)"
+        child.kill()
+        child.wait()
+        print(f"plan: `find '138****2046' --api demo --rate 20 {' '.join(extra)}` first stderr "
+              f"line: {first}")  # fmt: skip
+    r = subprocess.run([*base, "138****0001", "--batch-size", "1", "--deadline", "5"], cwd="/",
+                       env=env, capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     ending = [ln for ln in r.stdout.splitlines() if ln.startswith(("inconclusive", "not found",
                                                                   "matched", "api_error"))]  # fmt: skip
-    print(f"plan: first stderr line: {first}")
-    print(f"plan: --deadline 5 ends (exit {r.returncode}): {(ending or ['?'])[0]}")
+    print(f"plan: `find '138****0001' ... --batch-size 1 --deadline 5` ends (exit {r.returncode}): "
+          f"{(ending or ['?'])[0]}")
 
 
 SECTIONS = {"gzip": bench_gzip, "failfast": bench_failfast, "plan": bench_plan}

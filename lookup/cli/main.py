@@ -377,10 +377,18 @@ def _cmd_find(args: argparse.Namespace, out: TextIO) -> int:
 
     async def run() -> LookupResult:
         from lookup.cli.common import FindProgress
-        from lookup.engine.matcher import find
+        from lookup.engine.matcher import deadline_warning, find
         from lookup.runtime.engine import open_engine
 
         async with open_engine(settings) as engine:
+            limits = engine.limits
+            per_request = limits.batch_size if engine.checker.supports_batch else 1
+            too_slow = deadline_warning(
+                p.total, limits.max_per_second, limits.deadline, per_request
+            )
+            if too_slow is not None and not quiet:  # before the first check
+                term.write(redact(f"lookup: warning: {too_slow}\n"))
+                term.flush()
             if not (args.json or quiet):
                 out.write(redact(f"asking the {engine.description}\n"))
                 out.flush()

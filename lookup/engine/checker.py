@@ -49,6 +49,7 @@ from lookup.engine.checkstate import (
     CheckHalted,
     Checks,
     CheckStats,
+    DeadlineReached,
     State,
 )
 from lookup.engine.policies import (
@@ -428,7 +429,7 @@ class Checker:
                             self._quota_rate = quota.rate
                             self._rate_changed(quota.rate, "shared")
                     if not paced:
-                        raise TransientApiError(
+                        raise DeadlineReached(
                             "the lookup's deadline came before this check could be sent"
                         )
                     if stats.halt:
@@ -451,6 +452,9 @@ class Checker:
                     stats.on_wire = True
                     try:
                         result = await self._send(send, deadline)
+                    except DeadlineReached:
+                        stats.on_wire = False
+                        raise
                     except ThrottledApiError as exc:
                         stats.on_wire = False
                         retry_after = self._throttled(exc, probe, start)
@@ -524,9 +528,8 @@ class Checker:
             if is_own_cancellation(exc):
                 raise
             if scope is not None and scope.expired():
-                raise TransientApiError(
-                    "the lookup's deadline came while this check was on the wire",
-                    kind="timeout",
+                raise DeadlineReached(
+                    "the lookup's deadline came while this check was on the wire"
                 ) from None
             raise check_failure(exc) from exc
 

@@ -139,3 +139,17 @@ def test_an_error_whose_str_raises_is_still_one_line(monkeypatch: pytest.MonkeyP
     err = io.StringIO()
     assert cli.main(["find", "138****2046", "--api", "demo"], stdout=io.StringIO(), stderr=err) == 3
     assert "Unprintable: (its message cannot be shown" in err.getvalue()
+
+
+# -- time, said honestly -------------------------------------------------------------------------
+
+
+def test_a_plan_that_cannot_finish_is_said_first_and_the_deadline_is_the_reason() -> None:
+    r = run("find", "138****0001", "--api", "demo", "--rate", "20", "--batch-size", "1",
+            "--deadline", "2")  # fmt: skip
+    assert r.returncode == 3, (r.stdout, r.stderr)
+    first = r.stderr.splitlines()[0]
+    assert first.startswith("lookup: warning: at 20 checks/s the 10,000 candidates need about "
+                            "500 s, more than the 2 s deadline: give --deadline 600")  # fmt: skip
+    assert "inconclusive: the deadline (2 s) came: " in r.stdout
+    assert "no check failed" in r.stdout and "kept failing" not in r.stdout
