@@ -222,6 +222,7 @@ def _run(plans: list[TierPlan], args: argparse.Namespace, settings: Settings, te
         from lookup.cli.common import FindProgress
         from lookup.domain.models import LookupRequest
         from lookup.domain.segments import SegmentDB
+        from lookup.engine.matcher import deadline_warning
         from lookup.runtime.engine import open_engine
         from lookup.runtime.lookups import LookupPath
         from lookup.runtime.regions import region_sink
@@ -242,6 +243,14 @@ def _run(plans: list[TierPlan], args: argparse.Namespace, settings: Settings, te
                 term.write(redact(_("asking the {api}").format(api=engine.description)) + "\n")
                 term.flush()
             for p in plans:
+                limits = engine.limits
+                per_request = limits.batch_size if engine.checker.supports_batch else 1
+                too_slow = deadline_warning(p.total, limits.max_per_second, limits.deadline,
+                                            per_request)  # fmt: skip
+                if too_slow is not None and not args.quiet:  # said before the first check
+                    term.write(redact(_("lookup: warning: {text}").format(
+                        text=translate(too_slow))) + "\n")  # fmt: skip
+                    term.flush()
                 # planned already (input errors before the API opened): the request
                 # carries the mode
                 request = LookupRequest.model_construct(mask=str(p.mask), mode=args.mode)

@@ -563,3 +563,21 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
     except KeyboardInterrupt:
         err.write("lookup: " + _("interrupted") + "\n")
         return 130
+    except BaseException as exc:  # noqa: BLE001 - a bug: one line and exit 3, never 0 or 1
+        return _crashed(exc, err, safe)
+
+
+def _crashed(exc: BaseException, err: TextIO, safe: Callable[[str], str]) -> int:
+    """An unexpected error: one line on stderr (the traceback at DEBUG) and exit 3."""
+    import logging
+
+    from lookup.orders.base import safe_text
+
+    logging.getLogger("lookup.cli").debug("unexpected error", exc_info=exc)
+    text = safe(safe_text(exc, 160))
+    what = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    err.write(
+        f"lookup: unexpected error: {what} (nothing was matched; run again with "
+        "--log-level DEBUG for the traceback, and report it)\n"
+    )
+    return ExitStatus.FAILED

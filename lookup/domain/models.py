@@ -24,6 +24,7 @@ from lookup.domain.tiers import TierName
 __all__ = [
     "DEFAULT_LIMITS",
     "HINT_FIELDS",
+    "MAX_ORDER_COUNT",
     "MAX_SIGHTINGS",
     "CheckOutcome",
     "Counted",
@@ -121,14 +122,23 @@ class LookupRequest(Hints):
     )
 
 
+MAX_ORDER_COUNT: Final = 1_000_000_000
+"""The largest order count an answer may give: more is not a count but a broken answer."""
+
+
 class CheckOutcome(BaseModel):
-    """A definite answer of the order API for one phone number."""
+    """A definite answer of the order API for one phone number.
+
+    ``has_orders`` is a real boolean and ``order_count`` a whole number from 0 to
+    :data:`MAX_ORDER_COUNT` (``-5``, ``True`` or ``1.5`` are refused); the sources also
+    refuse a count that contradicts ``has_orders`` (``lookup.orders.base``).
+    """
 
     model_config = ConfigDict(frozen=True)
 
     phone: str
-    has_orders: bool
-    order_count: int | None = None
+    has_orders: bool = Field(strict=True)
+    order_count: int | None = Field(None, strict=True, ge=0, le=MAX_ORDER_COUNT)
     details: dict[str, Any] | None = None
 
 

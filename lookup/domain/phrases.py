@@ -22,6 +22,17 @@ PHRASES: Final = (
     N_("{n} candidates of earlier tiers ({parts}) were never answered (the API kept "
        "failing): one of them may have orders too"),
     N_("{n} candidates of the {tier} tier were never answered"),
+    N_("the deadline ({s} s) came: {n} candidates ({parts}) could not be checked; {k} checks "
+       "failed: the answer is unknown, not 'no'"),
+    N_("the deadline ({s} s) came: {n} candidates ({parts}) could not be checked; no check "
+       "failed: the answer is unknown, not 'no'"),
+    N_("the deadline ({s} s) came: {n} candidates ({parts}) could not be checked; {k} checks "
+       "failed: the answer is unknown, not 'no'; {detail}"),
+    N_("the deadline ({s} s) came: {n} candidates ({parts}) could not be checked; no check "
+       "failed: the answer is unknown, not 'no'; {detail}"),
+    N_("at {pace} the {n} candidates need about {need} s, more than the {deadline} s "
+       "deadline: give --deadline {longer}, a hint (--city, --province, --area-code, --zip, "
+       "--carrier) or more digits of the mask"),
     N_("{n} candidates ({parts}) could not be checked before the deadline (the API kept "
        "failing): the answer is unknown, not 'no'"),
     # input errors (domain/masks.py, domain/tiers.py, domain/segments.py)

@@ -213,7 +213,10 @@ def redact_url(url: str) -> str:
     >>> redact_url("https://bob:pw@api.example/orders?phone={phone}&api_key=k1")
     'https://***@api.example/orders?phone={phone}&api_key=***'
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a malformed netloc (unbalanced brackets): no structure to keep
+        return _redact_credentials(url)
     netloc = parts.netloc
     if "@" in netloc:
         netloc = "***@" + netloc.rpartition("@")[2]

@@ -43,7 +43,12 @@ from typing import Protocol, TypeVar
 
 from cachetools import TTLCache
 
-from lookup.domain.errors import FatalApiError, ThrottledApiError, TransientApiError
+from lookup.domain.errors import (
+    FatalApiError,
+    OrderApiError,
+    ThrottledApiError,
+    TransientApiError,
+)
 from lookup.domain.models import DEFAULT_LIMITS, CheckOutcome, Limits
 from lookup.engine.checkstate import (
     KIND_COUNTER,
@@ -52,6 +57,7 @@ from lookup.engine.checkstate import (
     CheckHalted,
     Checks,
     CheckStats,
+    DeadlineReached,
     State,
 )
 from lookup.engine.policies import (
@@ -67,6 +73,7 @@ from lookup.engine.policies import (
     RetryPolicy,
     SingleFlight,
 )
+from lookup.orders.base import check_failure, is_own_cancellation
 
 __all__ = [
     "CheckHalted",
@@ -133,6 +140,13 @@ class Checker:
         self._sleep = sleep
         self._on_latency = on_latency
         self._counters = CheckerCounters()
+        # A source that bounds each call itself (HTTP: its total timeout) needs no timer of
+        # ours unless the deadline comes first.
+        bound = getattr(api, "call_timeout", None)
+        self._self_bound = float(bound) if isinstance(bound, int | float) else math.inf
+        listen = getattr(api, "add_request_listener", None)
+        if callable(listen):  # requests a source sends on its own (a followed redirect)
+            listen(self._extra_request)
         self._batch = callable(getattr(api, "check_many", None)) and bool(
             getattr(api, "batch_supported", True)
         )
@@ -443,7 +457,7 @@ class Checker:
                 held = True
                 counters.in_flight = slots.active
                 if not (quota.try_admit() or await quota.admit(deadline - clock())):
-                    raise TransientApiError(
+                    raise DeadlineReached(
                         "the lookup's deadline came before this check could be sent"
                     )
                 if quota.rate != self._quota_rate:
@@ -468,7 +482,10 @@ class Checker:
                 start = clock()
                 stats.on_wire = True
                 try:
-                    result = await send()
+                    result = await self._send(send, deadline)
+                except DeadlineReached:
+                    stats.on_wire = False
+                    raise
                 except ThrottledApiError as exc:
                     stats.on_wire = False
                     retry_after = self._throttled(exc, probe, start)
@@ -539,6 +556,30 @@ class Checker:
                 breaker.probe_cancelled()
                 return None
         return probe
+
+    def _extra_request(self) -> None:
+        self._counters.requests += 1
+
+    async def _send(self, send: Callable[[], Awaitable[T]], deadline: float) -> T:
+        """``send()``, over by the lookup's deadline; whatever it raises but this task's
+        own cancellation is an ``OrderApiError`` (a stray exception is a failed check)."""
+        left = deadline - self._clock()
+        scope = None
+        try:
+            if left < self._self_bound:  # the source's own bound would end after the deadline
+                async with asyncio.timeout(max(left, 0.0)) as scope:
+                    return await send()
+            return await send()
+        except OrderApiError:
+            raise
+        except BaseException as exc:
+            if is_own_cancellation(exc):
+                raise
+            if scope is not None and scope.expired():
+                raise DeadlineReached(
+                    "the lookup's deadline came while this check was on the wire"
+                ) from None
+            raise check_failure(exc) from exc
 
     def _answered(self, probe: bool, start: float, label: str) -> None:
         """The API answered (an outcome, or a fatal refusal): it is up."""

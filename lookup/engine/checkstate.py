@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from lookup.domain.errors import TransientApiError, TransientKind
 from lookup.domain.models import CheckOutcome
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "CheckerCounters",
     "CheckerStatus",
     "Checks",
+    "DeadlineReached",
     "HasStatus",
     "State",
 ]
@@ -29,6 +31,13 @@ State = Literal["ok", "throttled", "paused", "down", "probing"]
 
 class CheckHalted(Exception):
     """The caller's lookup is over (``stats.halt``): nothing more is sent for it."""
+
+
+class DeadlineReached(TransientApiError):
+    """The lookup's deadline came before the check was sent, or while it was on the wire:
+    the candidate is unresolved, and this is not a failure of the API."""
+
+    kind: TransientKind = "timeout"
 
 
 @dataclass(slots=True)

@@ -51,9 +51,10 @@ from lookup.domain.models import (
 from lookup.domain.segments import SegmentDB
 from lookup.domain.tiers import DEFAULT_MAX_CANDIDATES, TierPlan, plan
 from lookup.engine.checker import Checker, CheckHalted, Checks, CheckStats
+from lookup.engine.checkstate import DeadlineReached
 from lookup.orders.base import OrderApi, mask_phone
 
-__all__ = ["Mode", "Progress", "audit", "find", "match_plan", "run_plan"]
+__all__ = ["Mode", "Progress", "audit", "deadline_warning", "find", "match_plan", "run_plan"]
 
 
 audit_log = logging.getLogger("lookup.audit")
@@ -104,6 +105,7 @@ class _TierRun:
     )  # (ready at, delay, chunk): failed in the first pass, sent again when the budget allows
     hits: list[tuple[int, str, CheckOutcome]] = field(default_factory=list)
     stop: _Stop | None = None
+    timed_out: bool = False  # the lookup's deadline came with candidates of this tier unsent
     workers: list[tuple[asyncio.Task[None], CheckStats]] = field(default_factory=list)
 
     def resend_due(
@@ -183,6 +185,10 @@ async def _worker(
                 outcomes = [(i, p, await checks.check(p, stats))]
         except CheckHalted:
             return
+        except DeadlineReached:  # not the API's failure: unresolved, the time is up
+            run.failed.extend(batch)
+            run.timed_out = True
+            return
         except TransientApiError:
             if retry or r.retry_now is None:
                 run.failed.extend(batch)  # to the next retry pass
@@ -255,8 +261,12 @@ async def run_plan(
     retry_now: Callable[[], bool] | None = None,
     chunk_size: Callable[[], int] | None = None,
     segments: bool = False,
+    too_slow: str | None = None,
 ) -> LookupResult:
     """Run a prepared plan against any :class:`~lookup.engine.checker.Checks`. See :func:`find`.
+
+    ``too_slow``: said before the first check that the plan cannot finish in the deadline at
+    the rate (:func:`deadline_warning`); repeated in the reason of a lookup the deadline ended.
 
     ``deadline`` is in ``clock`` time; ``retry_wait(until)`` paces deferred checks (the
     checker's retry budget); ``retry_now()`` takes a budget token if one is there, for a
@@ -266,6 +276,7 @@ async def run_plan(
     ``segments`` a tier of whole segments goes one segment per chunk.
     """
     started = time.perf_counter()
+    span = deadline - clock()  # the deadline, in seconds from now
     many: CheckMany | None = getattr(checks, "check_many", None) if batch_size > 1 else None
     r = _Run(
         checks, max(1, workers), batch_size if many else 1, deadline, clock, retry_wait, many,
@@ -358,10 +369,19 @@ async def run_plan(
             status = "inconclusive"
             complete = False
             parts = ", ".join(f"{name} {n:,}" for name, n in unresolved.items())
-            reason = (
-                f"{sum(unresolved.values()):,} candidates ({parts}) could not be checked before "
-                "the deadline (the API kept failing): the answer is unknown, not 'no'"
-            )
+            failed = sum(x.errors for x in runs)
+            if any(x.timed_out for x in runs) or clock() >= deadline:
+                failures = f"; {failed:,} checks failed" if failed else "; no check failed"
+                reason = (
+                    f"the deadline ({span:,.0f} s) came: {sum(unresolved.values()):,} "
+                    f"candidates ({parts}) could not be checked{failures}: the answer is "
+                    "unknown, not 'no'" + (f"; {too_slow}" if too_slow else "")
+                )
+            else:
+                reason = (
+                    f"{sum(unresolved.values()):,} candidates ({parts}) could not be checked "
+                    "before the deadline (the API kept failing): the answer is unknown, not 'no'"
+                )
     else:
         complete = False
     first = hits[0] if hits else None
@@ -409,6 +429,28 @@ def _report(run: _TierRun, report: TierReport, t0: float) -> None:
     report.unresolved = len(run.failed)
 
 
+def deadline_warning(
+    candidates: int, rate: float | None, deadline: float, per_request: int = 1
+) -> str | None:
+    """What to say before the first check when ``candidates`` cannot all be checked within
+    ``deadline`` seconds at ``rate`` requests per second of ``per_request`` numbers each (a
+    batch endpoint's chunk); ``rate`` ``None`` (no ceiling): nothing to say."""
+    if not rate or not math.isfinite(deadline):
+        return None
+    per_request = max(1, per_request)
+    need = math.ceil(candidates / per_request) / rate
+    if need <= deadline:
+        return None
+    longer = max(60, math.ceil(need * 1.2 / 60) * 60)
+    pace = (f"{rate:g} checks/s" if per_request == 1
+            else f"{rate:g} requests/s of {per_request} numbers")  # fmt: skip
+    return (
+        f"at {pace} the {candidates:,} candidates need about {need:,.0f} s, more than the "
+        f"{deadline:,.0f} s deadline: give --deadline {longer}, a hint (--city, --province, "
+        "--area-code, --zip, --carrier) or more digits of the mask"
+    )
+
+
 def _workers(plan_: TierPlan, share: int, cap: int, batch: int) -> int:
     """Workers for a lookup: its share now, more if it is big enough to widen later."""
     biggest = max((t.count for t in plan_.tiers), default=0)
@@ -431,7 +473,9 @@ async def match_plan(
     limits = checker.limits
     cap = min(max_in_flight or limits.max_in_flight, limits.max_in_flight)
     batch = limits.batch_size if checker.supports_batch else 1
-    async with checker.lookup(group, deadline=deadline or limits.deadline) as checks:
+    seconds = deadline or limits.deadline
+    too_slow = deadline_warning(plan_.total, limits.max_per_second, seconds, batch)
+    async with checker.lookup(group, deadline=seconds) as checks:
         return await run_plan(
             plan_,
             checks,
@@ -445,6 +489,7 @@ async def match_plan(
             progress=progress,
             chunk_size=lambda: checker.chunks.size,
             segments=checker.supports_segments,
+            too_slow=too_slow,
         )
 
 

@@ -62,7 +62,11 @@ def input_encoding(path: Path, given: str | None) -> str:
             name = ""
         if name in ("utf-8", "utf-8-sig"):
             return "utf-8-sig"  # a BOM, when there is one, is not part of the first cell
-        if not name or "x,\n".encode(name, "replace") != b"x,\n":  # lines are split on b"\n"
+        try:  # lines are split on b"\n"; rot13 & co. are codecs, not text encodings
+            plain = bool(name) and "x,\n".encode(name, "replace") == b"x,\n"
+        except (LookupError, TypeError, ValueError):
+            plain = False
+        if not plain:
             raise ConfigError(
                 f"unsupported encoding {quote(given)} (--encoding): try utf-8, gb18030, gbk or big5"
             )

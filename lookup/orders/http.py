@@ -14,9 +14,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import math
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, Self
@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
+from yarl import URL
 
 from lookup.domain.errors import (
     ConfigError,
@@ -35,7 +36,17 @@ from lookup.domain.errors import (
 from lookup.domain.models import CheckOutcome
 from lookup.domain.privacy import redact_url as _redact_url
 from lookup.domain.privacy import url_secrets as _url_secrets
-from lookup.orders.base import BaseOrderApi, mask_phone
+from lookup.orders.base import BaseOrderApi, mask_phone, plausible_count, unexpected_answer
+from lookup.orders.httpbody import (
+    ACCEPT_ENCODING,
+    DEFAULT_MAX_ANSWER_BYTES,
+    AnswerRefused,
+    decode,
+    drain,
+    is_json_type,
+    parse_json,
+    read_capped,
+)
 from lookup.orders.throttle import parse_throttle_rules
 
 __all__ = [
@@ -50,6 +61,21 @@ _PHONE: Final = "{phone}"
 _METHODS: Final = frozenset({"GET", "POST"})
 _MISSING: Final = object()
 _BATCH_SHAPE: Final = "a JSON object {'results': {phone: total_or_bool}}: check batch_url"
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+_FAIL_FAST_AFTER: Final = 3.0  # seconds of connect failures before a never-seen API is wrong
+
+
+def _connect_failure(exc: aiohttp.ClientConnectorError) -> str:
+    """What went wrong connecting, in a few words."""
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return "the TLS handshake failed"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "no such host: the name does not resolve"
+    if isinstance(exc.os_error, ConnectionRefusedError):
+        return "connection refused: nothing listens on that port"
+    reason = exc.os_error.strerror or type(exc.os_error).__name__
+    return f"cannot connect: {reason}"
+_MAX_REDIRECTS: Final = 3
 
 
 class Timeouts(BaseModel):
@@ -105,15 +131,15 @@ def _same(value: Any, wanted: str) -> bool:
     return False
 
 
-def _shown(value: Any) -> str:
-    """What an unexpected answer was: the number itself (masked, in case), else its type."""
-    if type(value) in (int, float):
-        return mask_phone(repr(value))
-    return type(value).__name__
-
-
 def _check_url(url: str, what: str) -> None:
-    parts = urlsplit(url.replace(_PHONE, "0"))
+    try:
+        parts = urlsplit(url.replace(_PHONE, "0"))
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        URL(url.replace(_PHONE, "0"))
+    except ValueError as exc:
+        raise ConfigError(
+            f"{what} is not a valid URL ({exc}): got {_redact_url(url)[:96]!r}"
+        ) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(
             f"{what} must be an absolute http:// or https:// URL, got {_redact_url(url)!r}"
@@ -140,6 +166,16 @@ class HttpOrderApi(BaseOrderApi):
             and the value that means "quota exceeded", e.g. ``"code=429"`` or
             ``"error_response.code=7"``); a matching answer is handled like a 429
             without ``Retry-After``.
+        max_answer_bytes: the cap of an answer, before and after decompression (a batch
+            answer may have 128 bytes per number if that is more); a bigger one is an
+            unexpected answer, read no further.
+
+    Answers must be JSON with a JSON content type, without repeated keys or deep
+    nesting; counts must be whole numbers from 0 to ``MAX_ORDER_COUNT`` (the rule of
+    :mod:`lookup.orders.base`). A redirect is followed only within the configured
+    origin (scheme, host, port), at most three times, each hop a request the checker
+    counts (:meth:`add_request_listener`); one to another origin is a ``FatalApiError``
+    naming it, so configured headers and the numbers never leave the origin.
 
     Errors: 429, 503 with ``Retry-After`` and a throttle signal raise
     ``ThrottledApiError``; other 5xx, timeouts and connection errors raise
@@ -162,6 +198,7 @@ class HttpOrderApi(BaseOrderApi):
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         max_connections: int = 100,
         throttled_when: Sequence[str] = (),
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> None:
         method = method.upper()
         if method not in _METHODS:
@@ -182,12 +219,26 @@ class HttpOrderApi(BaseOrderApi):
             )
         if max_connections < 1:
             raise ConfigError(f"max_connections must be at least 1, got {max_connections}")
+        if max_answer_bytes < 64:
+            raise ConfigError(f"max_answer_bytes must be at least 64, got {max_answer_bytes}")
 
         self._url = url
         self._templated = _PHONE in url
         self._method = method
         self._post = method == "POST"
         self._headers = dict(headers or {})
+        if not any(k.lower() == "accept-encoding" for k in self._headers):
+            self._headers["Accept-Encoding"] = ACCEPT_ENCODING  # what decode() can cap
+        self._cap = max_answer_bytes
+        self._origin = URL(url.replace(_PHONE, "0")).origin()
+        self._batch_origin = URL(batch_url).origin() if batch_url is not None else self._origin
+        self.requests = 0  # HTTP requests sent, followed redirects included
+        # Fail fast on a wrong address: while the API has never answered, connect
+        # failures for longer than this are a FatalApiError, not a flaky API.
+        self.fail_fast_after = _FAIL_FAST_AFTER
+        self._answered = False
+        self._first_connect_failure: float | None = None
+        self._listeners: list[Callable[[], None]] = []
         self._hit_field = hit_field
         self._path = path
         self._batch_url = batch_url
@@ -239,6 +290,16 @@ class HttpOrderApi(BaseOrderApi):
         """Whether the session is open (``async with`` entered and not yet closed)."""
         return self._session is not None
 
+    def add_request_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` for every request the adapter sends beyond the one per call
+        (a followed same-origin redirect), so that the checker counts it."""
+        self._listeners.append(listener)
+
+    @property
+    def call_timeout(self) -> float:
+        """Seconds a check may take once its connection slot is free (``timeouts.total``)."""
+        return self._total
+
     @property
     def batch_supported(self) -> bool:
         """Whether :meth:`check_many` can be used (a ``batch_url`` was given)."""
@@ -257,8 +318,12 @@ class HttpOrderApi(BaseOrderApi):
         connector = aiohttp.TCPConnector(
             limit=self._max_connections, limit_per_host=self._max_connections
         )
+        # Bodies are read undecoded: httpbody caps them before and after inflating.
         session = aiohttp.ClientSession(
-            connector=connector, headers=self._headers, timeout=self._client_timeout
+            connector=connector,
+            headers=self._headers,
+            timeout=self._client_timeout,
+            auto_decompress=False,
         )
         # aiohttp resends an idempotent request once, silently, when a pooled connection
         # turns out dead: a request the checker never counted, paced or budgeted (the
@@ -295,7 +360,7 @@ class HttpOrderApi(BaseOrderApi):
         payload = {"phone": phone} if self._post else None
         data = await self._exchange(
             session, self._method, url, payload, self._shown, phone, self._shape,
-            self._client_timeout,
+            self._client_timeout, self._cap,
         )  # fmt: skip
         if self._throttle_rules:
             self._raise_if_throttled(data, self._shown, phone)
@@ -333,6 +398,7 @@ class HttpOrderApi(BaseOrderApi):
             f"a batch of {len(wanted)} numbers",
             _BATCH_SHAPE,
             self._batch_timeout,
+            max(self._cap, 128 * len(wanted)),  # a batch answer grows with its numbers
         )
         if self._throttle_rules:
             self._raise_if_throttled(data, shown, f"a batch of {len(wanted)} numbers")
@@ -347,6 +413,12 @@ class HttpOrderApi(BaseOrderApi):
                 f"the answer of POST {shown} lacks {len(missing)} of {len(wanted)} numbers "
                 f"(first: {mask_phone(missing[0])}); expected one entry per number sent"
             )
+        if len(results) > len(wanted):
+            extra = next(str(p) for p in results if p not in set(wanted))
+            raise FatalApiError(
+                f"unexpected answer: the answer of POST {shown} has numbers that were not sent "
+                f"(first: {mask_phone(extra)[:32]}); expected one entry per number sent"
+            )
         outcome = self._outcome
         return {p: outcome(p, results[p], shown, batch=True) for p in wanted}
 
@@ -356,12 +428,13 @@ class HttpOrderApi(BaseOrderApi):
         self,
         session: aiohttp.ClientSession,
         method: str,
-        url: str,
+        url: str | URL,
         payload: Any,
         shown: str,
         subject: str,
         expected: str,
         client_timeout: aiohttp.ClientTimeout,
+        cap: int,
     ) -> Any:
         """One request; the decoded JSON body of a 2xx answer, or an ``OrderApiError``.
 
@@ -370,21 +443,55 @@ class HttpOrderApi(BaseOrderApi):
         """
         slots = self._slots
         assert slots is not None
+        home = self._batch_origin if url is self._batch_url else self._origin
         try:
-            async with (
-                slots,
-                session.request(method, url, json=payload, timeout=client_timeout) as resp,
-            ):
-                # Read error bodies too, so the connection goes back to the pool.
-                raw = await resp.read()
-                status = resp.status
-                if not 200 <= status < 300:
-                    raise self._status_error(
-                        status, resp.headers.get("Retry-After"), method, shown, subject
-                    )
+            async with slots:
+                hops = 0
+                while True:
+                    async with session.request(
+                        method, url, json=payload, timeout=client_timeout, allow_redirects=False
+                    ) as resp:
+                        self.requests += 1
+                        self._answered = True  # it answered: from now on, be patient
+                        status = resp.status
+                        if status in _REDIRECTS and "Location" in resp.headers:
+                            await drain(resp, cap)
+                            url = self._follow(resp, home, method, shown, subject, hops)
+                            hops += 1
+                            for listener in self._listeners:
+                                listener()
+                            if status == 303 or (status in (301, 302) and method == "POST"):
+                                method, payload = "GET", None
+                            continue
+                        if not 200 <= status < 300:
+                            # Read error bodies too (capped), so the connection goes back
+                            # to the pool.
+                            await drain(resp, cap)
+                            raise self._status_error(
+                                status, resp.headers.get("Retry-After"), method, shown, subject
+                            )
+                        try:
+                            if not is_json_type(resp.headers.get("Content-Type")):
+                                raise AnswerRefused(
+                                    "its Content-Type is "
+                                    f"{(resp.headers.get('Content-Type') or 'missing')[:48]!r}, "
+                                    "not application/json"
+                                )
+                            raw = decode(
+                                await read_capped(resp, cap),
+                                resp.headers.get("Content-Encoding"),
+                                cap,
+                            )
+                        except AnswerRefused as exc:
+                            resp.close()  # the rest of the body is not read: drop the line
+                            raise self._refused(
+                                method, shown, status, subject, str(exc), expected
+                            ) from None
+                        break
         except TimeoutError as exc:
             kind: TransientKind = "timeout"
             if isinstance(exc, aiohttp.ConnectionTimeoutError):
+                self._raise_if_never_answered(home, "connecting timed out", exc)
                 what = f"connecting took over {self._timeouts.connect}s"
             elif isinstance(exc, aiohttp.SocketTimeoutError):
                 what = f"no data for {self._timeouts.read}s"
@@ -395,6 +502,8 @@ class HttpOrderApi(BaseOrderApi):
             ) from exc
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             kind = "connect" if isinstance(exc, aiohttp.ClientConnectorError) else "reset"
+            if isinstance(exc, aiohttp.ClientConnectorError):
+                self._raise_if_never_answered(home, _connect_failure(exc), exc)
             raise TransientApiError(
                 f"{method} {shown} failed for {mask_phone(subject)}: connection error "
                 f"{type(exc).__name__}: {self._scrub(str(exc))}",
@@ -406,13 +515,73 @@ class HttpOrderApi(BaseOrderApi):
                 f"{type(exc).__name__}: {self._scrub(str(exc))}"
             ) from exc
         try:
-            return json.loads(raw)
+            return parse_json(raw)
+        except AnswerRefused as exc:
+            raise self._refused(method, shown, status, subject, str(exc), expected) from None
         except ValueError as exc:
             raise FatalApiError(
                 f"{method} {shown} answered {status} with a body that is not JSON "
                 f"({len(raw)} bytes) for {mask_phone(subject)}; expected "
                 f"{expected}"
             ) from exc
+
+    def _raise_if_never_answered(self, home: URL, what: str, exc: BaseException) -> None:
+        """A connection failure of an API that has never answered, for longer than
+        ``fail_fast_after`` seconds: a wrong address, not an outage (``FatalApiError``)."""
+        if self._answered:
+            return
+        now = time.monotonic()
+        if self._first_connect_failure is None:
+            self._first_connect_failure = now
+        if now - self._first_connect_failure < self.fail_fast_after:
+            return
+        host = self._scrub(str(home.host or "?"))
+        tls = "; the TLS certificate and --api's scheme" if "TLS" in what else ""
+        raise FatalApiError(
+            f"cannot reach the order API at {host}:{home.port} ({what}) and it has not "
+            f"answered once since start: check the host and port of --api (LOOKUP_API_URL), "
+            f"that the API is running and reachable from here{tls}"
+        ) from exc
+
+    def _refused(
+        self, method: str, shown: str, status: int, subject: str, why: str, expected: str
+    ) -> FatalApiError:
+        return FatalApiError(
+            f"unexpected answer: {method} {shown} answered {status} for {mask_phone(subject)} "
+            f"but {why}; expected {expected}"
+        )
+
+    def _follow(
+        self,
+        resp: aiohttp.ClientResponse,
+        home: URL,
+        method: str,
+        shown: str,
+        subject: str,
+        hops: int,
+    ) -> URL:
+        """Where a redirect points, when it may be followed: the same origin (scheme, host,
+        port), at most ``_MAX_REDIRECTS`` times. Another origin would get the headers and
+        the number: never followed, a ``FatalApiError`` naming it."""
+        where = f"{method} {shown} answered {resp.status} for {mask_phone(subject)}"
+        try:
+            target = resp.url.join(URL(resp.headers["Location"]))
+            origin = target.origin()
+        except ValueError:
+            raise FatalApiError(
+                f"{where} with a redirect to an invalid Location: check the URL"
+            ) from None
+        if origin != home:
+            raise FatalApiError(
+                f"{where}: a redirect to another origin, {_redact_url(str(origin))[:96]}; "
+                "it was not followed (the headers and the number would go there): "
+                "configure the final URL"
+            )
+        if hops >= _MAX_REDIRECTS:
+            raise FatalApiError(
+                f"{where}: more than {_MAX_REDIRECTS} redirects; configure the final URL"
+            )
+        return target
 
     def _status_error(
         self, status: int, retry_after: str | None, method: str, shown: str, subject: str
@@ -461,20 +630,14 @@ class HttpOrderApi(BaseOrderApi):
         )
 
     def _outcome(self, phone: str, value: Any, shown: str, *, batch: bool = False) -> CheckOutcome:
-        kind = type(value)
-        if kind is bool:
+        if type(value) is bool:
             return CheckOutcome(phone=phone, has_orders=value)
-        if (kind is int or (kind is float and math.isfinite(value) and value.is_integer())) and (
-            value >= 0
-        ):  # 2.0 is a count; 0.5 is not (it would be "has orders" with a count of 0)
-            return CheckOutcome(phone=phone, has_orders=value > 0, order_count=int(value))
+        count = plausible_count(value)  # 2.0 is a count; 0.5, -1, 1e308 are not
+        if count is not None:
+            return CheckOutcome(phone=phone, has_orders=count > 0, order_count=count)
         # The field's name is spelled out only here: masking it per number costs µs per check.
         field = f"results.{mask_phone(phone)}" if batch else self._hit_field
-        raise FatalApiError(
-            f"unexpected answer: field {field!r} in the answer of {shown} for "
-            f"{mask_phone(phone)} is {_shown(value)}; expected a whole number >= 0 (order count) "
-            "or a boolean (has orders)"
-        )
+        raise unexpected_answer(f"{shown}", phone, value, f"field {field!r}")
 
     def _scrub(self, text: str) -> str:
         """``text`` with numbers masked and configured credentials removed."""

@@ -48,6 +48,7 @@ from lookup.domain.errors import (
 )
 from lookup.domain.models import CheckOutcome
 from lookup.domain.privacy import mask_phone, redact_url
+from lookup.orders.base import plausible_count, unexpected_answer
 
 __all__ = [
     "SCHEMES",
@@ -69,7 +70,8 @@ _TRANSIENT_CLASSES: Final = ("08", "53", "57", "58", "40")
 
 def is_postgres_url(url: str | None) -> bool:
     """Whether ``url`` names a PostgreSQL database (``postgresql://`` or ``postgres://``)."""
-    return bool(url) and urlsplit(str(url)).scheme.lower() in SCHEMES
+    scheme, colon, _ = str(url or "").partition(":")
+    return bool(colon) and scheme.strip().lower() in SCHEMES
 
 
 def _quote(name: str, what: str) -> str:
@@ -149,6 +151,14 @@ class PostgresOrderApi:
             raise ConfigError(
                 f"not a PostgreSQL URL: {redact_url(dsn)!r}; expected postgresql://USER@HOST:PORT/DB"
             )
+        try:
+            password = urlsplit(dsn).password
+            urlsplit(dsn).port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError as exc:
+            raise ConfigError(
+                f"bad PostgreSQL URL {redact_url(dsn)[:96]!r}: {exc}; expected "
+                "postgresql://USER@HOST:PORT/DB with PORT a number"
+            ) from None
         if pool_size < 1:
             raise ConfigError(f"pool_size must be at least 1, got {pool_size}")
         if statement_timeout <= 0 or connect_timeout <= 0:
@@ -161,7 +171,6 @@ class PostgresOrderApi:
             )
         self._asyncpg = _import_asyncpg()
         self._dsn = dsn
-        password = urlsplit(dsn).password
         self._secrets = sorted({password, unquote(password)} - {""}, key=len, reverse=True) if password else []
         self.query = query
         self._range_query = None if sql else build_range_query(table, column)
@@ -251,9 +260,10 @@ class PostgresOrderApi:
         self.queries += 1
         doing = f"checking {len(wanted)} number" + ("s" if len(wanted) > 1 else "")
         with self._translate(doing):
-            rows = await self._pool.fetch(
-                self.query, wanted, timeout=self.statement_timeout + 1.0
-            )
+            async with self._pool.acquire() as conn, conn.transaction(readonly=True):
+                # Read-only: an SQL text that writes (DELETE ... RETURNING, a function
+                # that inserts) fails and changes nothing.
+                rows = await conn.fetch(self.query, wanted, timeout=self.statement_timeout + 1.0)
         return self._outcomes(wanted, rows)
 
     async def _fetch_segments(self, heads: list[str]) -> list[Any]:
@@ -269,21 +279,32 @@ class PostgresOrderApi:
         return rows
 
     def _outcomes(self, wanted: list[str], rows: Sequence[Any]) -> dict[str, CheckOutcome]:
+        """One outcome per number asked, held to the rule of :mod:`lookup.orders.base`: a
+        row for a number that was not asked, a count below 0 or past ``MAX_ORDER_COUNT``
+        (summed over a number's rows), or a value that is neither a count nor a boolean is
+        an unexpected answer."""
+        asked = set(wanted)
         counts: dict[str, int | bool | None] = {}
         for row in rows:
             if len(row) == 0:
                 raise FatalApiError("the SQL query returned a row without columns; "
                                     "expected (phone[, count])")  # fmt: skip
             phone = str(row[0])
-            value = row[1] if len(row) > 1 else None
-            if value is not None and not isinstance(value, bool | int):
+            if phone not in asked:
                 raise FatalApiError(
-                    f"the SQL query returned {type(value).__name__} as the second column for "
-                    f"{mask_phone(phone)}; expected an order count or a boolean"
+                    f"unexpected answer: the SQL query returned a row for "
+                    f"{mask_phone(phone)[:32]!r}, a number that was not asked; expected rows "
+                    "whose first column is one of the 11-digit numbers in $1"
                 )
-            if phone in counts and isinstance(value, int) and not isinstance(value, bool):
-                before = counts[phone]
-                value = value + (before if isinstance(before, int) else 0)
+            value = row[1] if len(row) > 1 else None
+            if value is not None and type(value) is not bool:
+                count = plausible_count(value)
+                if count is None:
+                    raise unexpected_answer("the SQL query", phone, value, "second column")
+                before = counts.get(phone)
+                value = count + (before if type(before) is int else 0)
+                if plausible_count(value) is None:
+                    raise unexpected_answer("the SQL query", phone, value, "summed count")
             counts[phone] = value
         out = {}
         for phone in wanted:

@@ -55,7 +55,7 @@ async def open_api(settings: Settings) -> AsyncIterator[OpenedApi]:
         if settings.api_plugin:
             from lookup.orders.plugin import load_plugin
 
-            api = load_plugin(settings.api_plugin)
+            api = load_plugin(settings.api_plugin, call_timeout=settings.total_timeout)
             await stack.enter_async_context(api)
             description = f"plug-in {settings.api_plugin}"
         elif settings.api_url and is_postgres_url(settings.api_url):

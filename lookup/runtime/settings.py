@@ -404,6 +404,11 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         raise ConfigError(f"invalid settings: {_problems(exc)}") from None
     except ValueError as exc:  # a TOML syntax error
         raise ConfigError(f"invalid settings: {exc}") from None
+    except RecursionError:  # tomllib on arrays or tables nested thousands deep
+        raise ConfigError(
+            f"config file {path} nests arrays or tables too deeply to read; a lookup config "
+            "is flat key = value lines"
+        ) from None
 
 
 def _problems(exc: ValidationError) -> str:

@@ -83,7 +83,8 @@ def test_csv_with_bom_to_jsonl_with_invalid_rows(mock: ThreadedMock, tmp_path: P
                                  "area_code": "0571", "zip": "310000"}  # fmt: skip
     assert matched["checks_sent"] > 0 and matched["elapsed_ms"] > 0
     assert list(matched) == ["id", "row", "mask", "status", "phone", "tier", "region",
-                             "checks_sent", "elapsed_ms", "reason"]  # fmt: skip
+                             "numbers_checked", "requests", "elapsed_ms", "reason",
+                             "checks_sent"]  # fmt: skip  (checks_sent: the deprecated alias)
     bad = {x["id"]: x for x in records[len(CASES) :]}
     assert all(x["status"] == "invalid" and x["checks_sent"] == 0 for x in bad.values())
     assert "11" in bad["bad mask"]["reason"]

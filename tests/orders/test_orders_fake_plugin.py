@@ -92,7 +92,7 @@ async def test_fake_handler_errors_propagate() -> None:
 
 async def test_fake_rejects_answers_of_the_wrong_type() -> None:
     api = FakeOrderApi(lambda phone: "yes")  # type: ignore[arg-type,return-value]
-    with pytest.raises(FatalApiError, match=r"returned str for 138\*\*\*\*1234; expected bool"):
+    with pytest.raises(FatalApiError, match=r"answered str for 138\*\*\*\*1234; expected a whole"):
         await api.check(HIT)
 
 
@@ -186,9 +186,15 @@ def plugins(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     return plugins_for_tests
 
 
-async def test_plugin_full_async_object_is_used_as_is(plugins: ModuleType) -> None:
+async def test_plugin_full_async_object_keeps_its_lifecycle(plugins: ModuleType) -> None:
     api = load_plugin("plugins_for_tests:full_async_api")
-    assert api is plugins.full_async_api
+    target = plugins.full_async_api
+    assert api.target is target  # type: ignore[attr-defined]
+    assert isinstance(api, OrderApi) and not isinstance(api, ThreadedOrderApi)
+    async with api:
+        assert await api.check(HIT) == CheckOutcome(phone=HIT, has_orders=True)
+        assert not target.closed
+    assert target.closed  # its own __aexit__ ran
 
 
 async def test_plugin_sync_class_runs_in_threads(plugins: ModuleType) -> None:

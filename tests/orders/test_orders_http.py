@@ -316,7 +316,7 @@ async def test_cancellation_propagates(api: HttpOrderApi, mocked: Any) -> None:
 async def test_undecodable_json_is_fatal_and_names_the_field(
     api: HttpOrderApi, mocked: Any
 ) -> None:
-    mocked.get(URL_1, body="<html>oops</html>", content_type="text/html")
+    mocked.get(URL_1, body="<html>oops</html>", content_type="application/json")
     with pytest.raises(FatalApiError, match="not JSON") as info:
         await api.check(PHONE)
     assert "'total'" in str(info.value)

@@ -138,7 +138,7 @@ async def test_sql_error_is_fatal_with_the_servers_message(pg: PgServer) -> None
 async def test_a_bad_answer_shape_is_fatal(pg: PgServer) -> None:
     sql = "SELECT phone, 'many'::text FROM orders WHERE phone = ANY($1::text[])"
     async with PostgresOrderApi(pg.dsn, sql=sql) as api:
-        with pytest.raises(FatalApiError, match=r"returned str .* 138\*\*\*\*2046"):
+        with pytest.raises(FatalApiError, match=r"answered str .* 138\*\*\*\*2046"):
             await api.check("13857152046")
 
 

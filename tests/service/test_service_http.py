@@ -288,7 +288,7 @@ async def test_a_broken_chunked_body_is_a_408_within_the_read_timeout(records: _
 
 async def test_a_caller_over_its_queue_cap_gets_429_with_retry_after_others_do_not() -> None:
     gate = asyncio.Event()
-    arrived: list[asyncio.Event] = [asyncio.Event() for _ in range(4)]
+    arrived: list[asyncio.Event] = [asyncio.Event() for _ in range(5)]  # the 4th arrives after the gate opens
     waiting = 0
 
     async def held(phone: str) -> bool:

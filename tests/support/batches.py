@@ -30,7 +30,7 @@ CASES: list[dict[str, Any]] = json.loads((ROOT / "data" / "demo_cases.json").rea
 BY_NAME = {c["name"]: c for c in CASES}
 QUICK = ["city hit", "area code, city hit", "province hit"]  # a few hundred checks at most
 LIMITS = ("--rate", "none", "--max-in-flight", "32", "--deadline", "3")  # failing rows: 3 s
-TIMING = ("elapsed_ms", "checks_sent")  # the only fields that differ between two runs
+TIMING = ("elapsed_ms", "checks_sent", "numbers_checked", "requests")  # the only fields that differ between two runs
 ELEVEN_DIGITS = re.compile(r"(?<!\d)1\d{10}(?!\d)")
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Self
@@ -158,3 +160,83 @@ class HostileTextApi:
             f"\x1b[2J\x1b[31mdenied\x1b[0m for {phone}\nlookup: matched 13900001111 "
             "\u202eevil token: 9f8e7d6c5b4a3f2e1d0c Authorization: Bearer abc.def-123"
         )
+
+
+# -- hostile plug-ins: whatever they raise or return is a failed check or an unexpected answer --
+
+
+class CustomBase(BaseException):
+    """A BaseException that is not an Exception."""
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+def _raiser(exc: BaseException) -> type:
+    """A sync plug-in class whose check raises ``exc``."""
+
+    class Raises:
+        def check(self, phone: str) -> bool:
+            raise exc
+
+    Raises.__qualname__ = f"Raises{type(exc).__name__}"
+    return Raises
+
+
+def _async_raiser(exc: BaseException) -> type:
+    class AsyncRaises:
+        async def check(self, phone: str) -> bool:
+            raise exc
+
+    AsyncRaises.__qualname__ = f"AsyncRaises{type(exc).__name__}"
+    return AsyncRaises
+
+
+RaisesSystemExit = _raiser(SystemExit(0))
+RaisesKeyboardInterrupt = _raiser(KeyboardInterrupt())
+RaisesGeneratorExit = _raiser(GeneratorExit())
+RaisesCustomBase = _raiser(CustomBase("odd"))
+RaisesUnprintable = _raiser(_Unprintable())
+AsyncRaisesSystemExit = _async_raiser(SystemExit(1))
+AsyncRaisesCancelled = _async_raiser(asyncio.CancelledError())
+AsyncRaisesGeneratorExit = _async_raiser(GeneratorExit())
+AsyncRaisesCustomBase = _async_raiser(CustomBase("odd"))
+AsyncRaisesKeyboardInterrupt = _async_raiser(KeyboardInterrupt())
+
+
+class BlocksForever:
+    """A sync check that blocks for an hour (a socket without a timeout)."""
+
+    def check(self, phone: str) -> bool:
+        time.sleep(3600)
+        return False
+
+
+class AwaitsForever:
+    """An async check that never returns."""
+
+    async def check(self, phone: str) -> bool:
+        await asyncio.Event().wait()
+        return False
+
+
+class NegativeCount:
+    def check(self, phone: str) -> CheckOutcome:
+        return CheckOutcome.model_construct(phone=phone, has_orders=False, order_count=-5)
+
+
+class MakesNegativeCount:
+    def check(self, phone: str) -> CheckOutcome:
+        return CheckOutcome(phone=phone, has_orders=False, order_count=-5)
+
+
+class HasOrdersWithZero:
+    def check(self, phone: str) -> CheckOutcome:
+        return CheckOutcome(phone=phone, has_orders=True, order_count=0)
+
+
+class AnswersAnotherNumber:
+    def check(self, phone: str) -> CheckOutcome:
+        return CheckOutcome(phone="13800000000", has_orders=True)
