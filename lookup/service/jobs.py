@@ -38,6 +38,7 @@ import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
@@ -88,7 +89,9 @@ DEFAULT_JOBS_RUNNING: Final = 2
 _ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{16}")
 _META: Final = "meta.json"
 _PERSISTED: Final = ("id", "owner", "filename", "format", "total", "mode", "created", "state",
-                     "finished", "error")  # fmt: skip
+                     "finished", "error", "started", "size")  # fmt: skip
+_OPTIONAL: Final[dict[str, Any]] = {"started": None, "size": 0}
+"""Persisted fields a job saved by an earlier version may lack, and their defaults."""
 _JOURNAL: Final = "journal"
 
 
@@ -114,6 +117,10 @@ class Job:
     state: JobState = "queued"
     finished: float | None = None
     error: str | None = None
+    started: float | None = None
+    """Wall time the job first got a slot (a resumed job keeps its first start)."""
+    size: int = 0
+    """Bytes of the upload as saved (what the per-caller byte cap counts)."""
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
     done: int = 0
     _run_started: float | None = field(default=None, init=False, repr=False)
@@ -127,7 +134,9 @@ class Job:
 
     @classmethod
     def from_meta(cls, data: dict[str, Any]) -> Job:
-        return cls(**{k: data[k] for k in _PERSISTED})
+        fields: dict[str, Any] = {k: data[k] if k not in _OPTIONAL else data.get(k, _OPTIONAL[k])
+                                  for k in _PERSISTED}  # fmt: skip
+        return cls(**fields)
 
     def add(self, result: RowResult) -> None:
         self.done += 1
@@ -153,10 +162,18 @@ class Job:
             "counts": dict(self.counts),
             "rows_per_second": None if rate is None else round(rate, 2),
             "eta_s": None if eta is None else round(eta, 1),
-            "created": self.created,
-            "finished": self.finished,
+            "created": _iso(self.created),
+            "started": _iso(self.started),
+            "finished": _iso(self.finished),
             "error": self.error,
         }
+
+
+def _iso(when: float | None) -> str | None:
+    """A wall time as ISO 8601 in UTC to the second (``2025-03-01T08:30:00+00:00``)."""
+    if when is None:
+        return None
+    return datetime.fromtimestamp(when, UTC).isoformat(timespec="seconds")
 
 
 class JobStore:
@@ -317,13 +334,14 @@ class JobStore:
         folder.mkdir(mode=0o700)
         try:
             path = folder / f"input.{fmt}"
-            write_private(path, text.encode("utf-8"))
+            saved = text.encode("utf-8")
+            write_private(path, saved)
             total = self._count_rows(path, fmt, name)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         return Job(id=job_id, owner=owner, filename=name, format=fmt, total=total, mode=mode,
-                   created=self.clock())  # fmt: skip
+                   created=self.clock(), size=len(saved))  # fmt: skip
 
     def _admit(self, job: Job) -> Job:
         self._save(job)
@@ -469,6 +487,8 @@ class JobStore:
                 job.counts = dict.fromkeys(STATUSES, 0) | counts
                 job.done = sum(counts.values())
                 job.state, job._run_started, job._run_first = "running", time.monotonic(), job.done
+                if job.started is None:
+                    job.started = self.clock()
                 self._save(job)
 
             lookup = None
