@@ -53,7 +53,7 @@ from lookup.runtime.lookups import LookupPath
 from lookup.runtime.settings import Settings
 from lookup.service.http import unknown_path
 from lookup.service.jobroutes import JobRoutes, answer, error_answer
-from lookup.service.jobs import JobStore
+from lookup.service.jobs import JobCaps, JobStore
 from lookup.service.problems import FieldProblem, field_problems
 
 __all__ = [
@@ -395,7 +395,10 @@ def setup_web(
     async def start_jobs(app: web.Application) -> AsyncIterator[None]:
         store = JobStore(settings.service_jobs_dir or default_jobs_dir(settings),
                          checker=ui.ready_checker(), settings=settings, path=path,
-                         retention_s=settings.service_job_retention, db=db)  # fmt: skip
+                         retention_s=settings.service_job_retention, db=db,
+                         caps=JobCaps(settings.service_jobs_per_caller,
+                                      settings.service_job_rows_per_caller,
+                                      settings.service_job_bytes_per_caller))  # fmt: skip
         await store.start()
         ui.jobs = store
         yield

@@ -49,6 +49,7 @@ from lookup.files.journal import Journal, journal_header
 from lookup.files.journaled import CheckerRunner, copy_journal, run_journaled
 from lookup.files.read import InputFormat, read_rows
 from lookup.files.write import OutputFile
+from lookup.service.turns import DEFAULT_JOB_CAPS, JobCaps, JobQuotaError, Turns
 from lookup.service.uploads import (
     BadUploadError,
     decode_upload,
@@ -69,7 +70,9 @@ __all__ = [
     "MAX_JOB_ROWS",
     "BadUploadError",
     "Job",
+    "JobCaps",
     "JobNotFoundError",
+    "JobQuotaError",
     "JobStateError",
     "JobStore",
     "decode_upload",
@@ -85,7 +88,8 @@ DEFAULT_RETENTION: Final = 86_400.0
 """Seconds a job's files are kept after it ended."""
 MAX_JOB_ROWS: Final = 100_000
 DEFAULT_JOBS_RUNNING: Final = 2
-"""Jobs that run at once; more wait their turn (``queued``). All share the one checker."""
+"""Jobs that run at once; more wait their turn (``queued``), handed out fairly between
+callers (:class:`lookup.service.turns.Turns`). All share the one checker."""
 _ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{16}")
 _META: Final = "meta.json"
 _PERSISTED: Final = ("id", "owner", "filename", "format", "total", "mode", "created", "state",
@@ -197,6 +201,7 @@ class JobStore:
         db: SegmentDB | None = None,
         clock: Callable[[], float] = time.time,
         path: Callable[[], LookupPath | None] | None = None,
+        caps: JobCaps = DEFAULT_JOB_CAPS,
     ) -> None:
         self.root = Path(root)
         self.path = path
@@ -207,7 +212,8 @@ class JobStore:
         self.max_rows = max_rows
         self.db = db
         self.clock = clock
-        self._slots = asyncio.Semaphore(jobs_running)
+        self.caps = caps
+        self._turns = Turns(jobs_running)
         self._jobs: dict[str, Job] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -304,7 +310,10 @@ class JobStore:
 
         :raises BadUploadError: not UTF-8/GB18030, a CSV without a ``mask`` column, no
             rows, more than ``max_rows`` rows.
+        :raises JobQuotaError: the caller has as many jobs, rows or bytes queued or
+            running as :attr:`caps` allow.
         """
+        self._check_caps(owner, 0, len(data))
         return self._admit(self._prepare(owner, data, filename, mode))
 
     async def create_async(self, owner: str, data: bytes, filename: str | None, *,
@@ -314,6 +323,7 @@ class JobStore:
         A 100,000-row upload takes about a second to read through: on the event loop, every
         other request of the service would wait for it.
         """
+        self._check_caps(owner, 0, len(data))  # before the work, on what is known
         job = await _in_thread(
             self._prepare, owner, data, filename, mode,
             abandoned=lambda job: shutil.rmtree(self._dir(job.id), ignore_errors=True),
@@ -343,7 +353,21 @@ class JobStore:
         return Job(id=job_id, owner=owner, filename=name, format=fmt, total=total, mode=mode,
                    created=self.clock(), size=len(saved))  # fmt: skip
 
+    def _usage(self, owner: str) -> tuple[int, int, int]:
+        """Jobs, rows and upload bytes ``owner`` has queued or running."""
+        mine = [j for j in self._jobs.values() if j.owner == owner and j.state not in _ENDED]
+        return len(mine), sum(j.total for j in mine), sum(j.size for j in mine)
+
+    def _check_caps(self, owner: str, rows: int, size: int) -> None:
+        jobs, had_rows, had_size = self._usage(owner)
+        self.caps.check(jobs + 1, had_rows + rows, had_size + size)
+
     def _admit(self, job: Job) -> Job:
+        try:
+            self._check_caps(job.owner, job.total, job.size)
+        except JobQuotaError:
+            shutil.rmtree(self._dir(job.id), ignore_errors=True)
+            raise
         self._save(job)
         self._jobs[job.id] = job
         log.info("job %s: %d rows from %s (%s) for %s", job.id, job.total, job.filename,
@@ -459,7 +483,7 @@ class JobStore:
 
     async def _run(self, job: Job) -> None:
         try:
-            async with self._slots:
+            async with self._turns.turn(job.owner):
                 await self._run_rows(job)
         except asyncio.CancelledError:
             if job._cancel_requested:

@@ -607,3 +607,34 @@ async def test_a_jobs_json_says_when_it_was_submitted_started_and_ended(tmp_path
     assert all(t.utcoffset() is not None for t in times)  # with their zone: UTC
     assert before.replace(microsecond=0) <= times[0] <= times[1] <= times[2] <= after
     assert done["created"] == job["created"] and done["created"].endswith("+00:00")
+
+
+async def test_a_caller_past_its_job_cap_gets_a_429_and_another_caller_does_not(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    gate = asyncio.Event()
+
+    async def handler(phone: str) -> bool:
+        await gate.wait()
+        return False
+
+    async with running(tmp_path, FakeOrderApi(handler), service_jobs_per_caller=1,
+                       service_job_rows_per_caller=3) as (session, _):  # fmt: skip
+        async def post(i: int, rows: int = 1) -> aiohttp.ClientResponse:
+            data = ("mask\n" + "13905710***\n" * rows).encode()
+            async with session.post("/v1/jobs", params={"name": "a.csv"}, data=data,
+                                    headers=auth(i)) as resp:  # fmt: skip
+                await resp.read()
+                return resp
+
+        assert (await post(0)).status == 201
+        refused = await post(0)
+        assert refused.status == 429 and refused.headers["Retry-After"] == "30"
+        assert refused.content_type == "application/problem+json"
+        problem = json.loads(refused._body or b"{}")
+        assert "you have 1 job queued or running, at most 1" in problem["detail"]
+        assert (await post(1, rows=4)).status == 429  # the rows cap
+        assert (await post(1, rows=3)).status == 201
+        gate.set()
