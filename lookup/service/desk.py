@@ -54,6 +54,7 @@ from lookup.runtime.settings import Settings
 from lookup.service.http import unknown_path
 from lookup.service.jobroutes import JobRoutes, answer, error_answer
 from lookup.service.jobs import JobCaps, JobStore
+from lookup.service.jobshare import SharedJobStore
 from lookup.service.problems import FieldProblem, field_problems
 
 __all__ = [
@@ -371,16 +372,16 @@ def setup_web(
     caller: Callable[[web.Request], str],
     db: SegmentDB,
     path: Callable[[], LookupPath | None],
-    jobs: bool = True,
+    shared_jobs: bool = False,
 ) -> None:
     """Add the desk page, reveals and ``/v1/jobs`` to the service app (the page's lookups
     are ``POST /v1/lookups/stream``, :mod:`lookup.service.lookups`).
 
     ``checker`` returns the service's checker once it started; ``caller`` names who is
     asking (``token:`` and a keyed hash of the token, :func:`lookup.service.http.caller_name`). Call it after the service's own startup hooks: the job store
-    starts once the checker exists, and stops before it closes. ``jobs=False`` (a worker
-    of ``serve --workers N``): no job store; ``/v1/jobs`` answers 501, since a job's state
-    lives in the process that runs it and another worker would lose or re-run it.
+    starts once the checker exists, and stops before it closes. ``shared_jobs`` (a worker
+    of ``serve --workers N``): the jobs folder is shared with the other workers, one of
+    which runs the jobs (:class:`lookup.service.jobshare.SharedJobStore`).
     """
     html = (_WEB_DIR / "index.html").read_text("utf-8")
     kind = "text/html; charset=utf-8"
@@ -393,7 +394,8 @@ def setup_web(
     app.on_response_prepare.append(_security_headers)
 
     async def start_jobs(app: web.Application) -> AsyncIterator[None]:
-        store = JobStore(settings.service_jobs_dir or default_jobs_dir(settings),
+        kind = SharedJobStore if shared_jobs else JobStore
+        store = kind(settings.service_jobs_dir or default_jobs_dir(settings),
                          checker=ui.ready_checker(), settings=settings, path=path,
                          retention_s=settings.service_job_retention, db=db,
                          caps=JobCaps(settings.service_jobs_per_caller,
@@ -405,24 +407,10 @@ def setup_web(
         ui.jobs = None
         await store.close()
 
-    if jobs:
-        app.cleanup_ctx.append(start_jobs)
+    app.cleanup_ctx.append(start_jobs)
     r = app.router
     r.add_get("/", _get_page)
     r.add_get("/assets/{name}", _get_asset)
     r.add_get("/favicon.ico", _get_favicon)
     r.add_post("/v1/reveal", _post_reveal)
-    if jobs:
-        JobRoutes(ui.store, caller).add_to(r)
-    else:
-        for method in ("GET", "POST", "DELETE"):
-            r.add_route(method, "/v1/jobs", _no_jobs)
-            r.add_route(method, "/v1/jobs/{tail:.*}", _no_jobs)
-
-
-async def _no_jobs(request: web.Request) -> web.Response:
-    del request
-    return error_answer(
-        "server-side batch jobs need 'lookup serve' on one process (--workers 1): their "
-        "state lives in the process that runs them; use POST /v1/lookups/batch or "
-        "'lookup batch' instead", "NotImplemented", 501)  # fmt: skip
+    JobRoutes(ui.store, caller).add_to(r)

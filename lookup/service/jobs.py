@@ -132,6 +132,9 @@ class Job:
     _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _cancel_requested: bool = field(default=False, init=False, repr=False)
     _ended: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    _live: tuple[float | None, float | None] | None = field(default=None, init=False, repr=False)
+    """Rows/s and ETA as the process running the job last saved them (another worker's
+    view of it, :mod:`lookup.service.jobshare`)."""
 
     def meta(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in _PERSISTED}
@@ -150,7 +153,9 @@ class Job:
         """What a caller sees of the job: counts by status, done/total, rate, ETA."""
         now = time.monotonic() if now is None else now
         rate = eta = None
-        if self.state == "running" and self._run_started is not None:
+        if self.state == "running" and self._live is not None:
+            rate, eta = self._live
+        elif self.state == "running" and self._run_started is not None:
             new, spent = self.done - self._run_first, now - self._run_started
             if new > 0 and spent > 0:
                 rate = new / spent
@@ -363,17 +368,27 @@ class JobStore:
         self.caps.check(jobs + 1, had_rows + rows, had_size + size)
 
     def _admit(self, job: Job) -> Job:
-        try:
-            self._check_caps(job.owner, job.total, job.size)
-        except JobQuotaError:
-            shutil.rmtree(self._dir(job.id), ignore_errors=True)
-            raise
-        self._save(job)
-        self._jobs[job.id] = job
+        with self._admitting():
+            try:
+                self._check_caps(job.owner, job.total, job.size)
+            except JobQuotaError:
+                shutil.rmtree(self._dir(job.id), ignore_errors=True)
+                raise
+            self._save(job)
         log.info("job %s: %d rows from %s (%s) for %s", job.id, job.total, job.filename,
                  job.format, job.owner)  # fmt: skip
-        self._launch(job)
+        self._take(job)
         return job
+
+    def _admitting(self) -> contextlib.AbstractContextManager[object]:
+        """Held while a new job's caps are checked and its metadata saved (one process:
+        nothing to hold; the event loop runs one admission at a time)."""
+        return contextlib.nullcontext()
+
+    def _take(self, job: Job) -> None:
+        """An admitted job: known to the store, and launched (it waits its turn)."""
+        self._jobs[job.id] = job
+        self._launch(job)
 
     def get(self, owner: str, job_id: str) -> Job:
         """The caller's job. :raises JobNotFoundError: no such job of this caller."""
