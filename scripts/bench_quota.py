@@ -1,4 +1,4 @@
-"""Quota benchmark (issue 8): engine v2 against a throttled, flaky order API, side by side.
+"""Quota benchmark: the engine against a throttled, flaky order API, side by side.
 
     python scripts/bench.py quota
     python scripts/bench_quota.py [--sections nginx,faults,concurrent,throughput] [--runs 3]
@@ -494,7 +494,7 @@ def run(argv: list[str] | None = None) -> None:
     unknown = sorted(set(chosen) - set(SECTIONS))
     if unknown:
         parser.error(f"unknown sections {unknown}; choose from {', '.join(SECTIONS)}")
-    print(f"== quota (issue 8): {shown_command([sys.executable, *sys.argv])}")
+    print(f"== quota: {shown_command([sys.executable, *sys.argv])}")
     with tempfile.TemporaryDirectory(prefix="bench-quota-") as folder:
         tmp = Path(folder)
         for name in chosen:

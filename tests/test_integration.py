@@ -173,7 +173,7 @@ async def test_early_stop_leaves_the_connection_pool_healthy() -> None:
             result = await find(case["mask"], checker=checker, **case["hints"])
             check_case(result, case)
             if case is early:
-                # v2: requests on the wire at the hit land (nothing is cut), so every
+                # requests on the wire at the hit land (nothing is cut), so every
                 # request sent got its answer.
                 assert result.checks_sent == sum(t.checked for t in result.tiers)
         assert checker.in_flight == 0
@@ -190,7 +190,7 @@ async def test_breaker_opens_against_a_failing_server() -> None:
         breaker_threshold=threshold,
         max_attempts=attempts,
         backoff_base=0.001,
-        deadline=1.0,  # v2: lookups wait for the breaker's probe until their deadline
+        deadline=1.0,  # lookups wait for the breaker's probe until their deadline
     )
     async with (
         MockOrderServer(config=MockConfig(error_rate=1)) as server,

@@ -1,9 +1,6 @@
 """What every command-line shell shares: options, settings, logging, exit codes, the terminal.
 
-One module on purpose (about 500 lines): the brief of issue 9 asks for the shells' shared
-helpers in one place, so that ``cli``, ``batch_cli`` and ``service`` depend on it alone.
-
-``cli``, ``batch_cli`` and ``service`` import these; they never import each other. Only
+The command modules of :mod:`lookup.cli` (``main``, ``batch``, ``serve``) import these. Only
 the standard library (and ``lookup.domain.privacy``, stdlib only) is imported at module
 level, so a cold ``lookup segment`` stays fast.
 

@@ -17,7 +17,7 @@
         │   └── ThrottledApiError      429, 503 + Retry-After, a throttle signal in a 200 body:
         │                              backpressure, never a failure of the API
         ├── FatalApiError              401/403/400/other 4xx, an unexpected body: retrying will not help
-        └── CircuitOpenError           the breaker is open after repeated failures; fail fast
+        └── CircuitOpenError           the breaker stayed open until the deadline (callers wait for one probe)
 
 Messages say what was wrong and what to do; they never contain a credential.
 """
@@ -159,4 +159,5 @@ class FatalApiError(OrderApiError):
 
 
 class CircuitOpenError(OrderApiError):
-    """The circuit breaker is open: the API failed repeatedly, so checks fail fast."""
+    """The circuit breaker is open after repeated failures: callers wait for its one probe,
+    and a check raises this only when the deadline comes first."""

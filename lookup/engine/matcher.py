@@ -2,6 +2,10 @@
 
 For each tier a fixed pool of workers pulls candidates (or chunks of them, when the API
 has a batch endpoint) from the tier's lazy iterator: never one task per candidate. A
+chunk's size follows the source's answer times (the checker's
+:class:`~lookup.engine.policies.ChunkSizer`); a source that answers a whole segment in one
+query (PostgreSQL's range scan) is asked a tier of whole segments (a mask hiding the last
+four digits) one segment per chunk. A
 positive answer ends the tier: nothing new is sent for the lookup, the workers still
 waiting are cancelled, and a request already on the wire is left to land (its pooled
 connection stays open). The earliest hit in tier order wins.
@@ -34,7 +38,16 @@ from lookup.domain.errors import (
     TransientApiError,
 )
 from lookup.domain.masks import Mask
-from lookup.domain.models import CheckOutcome, Hit, Limits, LookupResult, Status, TierReport
+from lookup.domain.models import (
+    CheckOutcome,
+    Hit,
+    Limits,
+    LookupRequest,
+    LookupResult,
+    Mode,
+    Status,
+    TierReport,
+)
 from lookup.domain.segments import SegmentDB
 from lookup.domain.tiers import DEFAULT_MAX_CANDIDATES, TierPlan, plan
 from lookup.engine.checker import Checker, CheckHalted, Checks, CheckStats
@@ -42,7 +55,6 @@ from lookup.orders.base import OrderApi, mask_phone
 
 __all__ = ["Mode", "Progress", "audit", "find", "match_plan", "run_plan"]
 
-from lookup.domain.models import Mode
 
 audit_log = logging.getLogger("lookup.audit")
 log = logging.getLogger("lookup.matcher")
@@ -62,6 +74,7 @@ Item = tuple[int, str]  # (position in the tier, number)
 # whole rest of its tier.
 _REQUEUE_AFTER = 0.5
 _REQUEUE_CAP = 8.0
+SEGMENT_SIZE = 10_000  # the numbers of one 7-digit segment
 
 
 CheckMany = Callable[[Sequence[str], CheckStats], Awaitable[Mapping[str, CheckOutcome]]]
@@ -136,11 +149,12 @@ class _Run:
     many: CheckMany | None
     retry_now: Callable[[], bool] | None = None
     stats: CheckStats = field(default_factory=CheckStats)
+    chunk_size: Callable[[], int] | None = None  # the adaptive size of a first-pass chunk
 
 
 async def _worker(
     items: Iterator[Item], run: _TierRun, r: _Run, stats: CheckStats, chunk: int, retry: bool,
-    until: float,
+    until: float, sized: bool = False,
 ) -> None:  # fmt: skip
     checks = r.checks
     while not run.found and run.stop is None:
@@ -152,7 +166,8 @@ async def _worker(
         else:
             if retry and r.retry_wait is not None and not await r.retry_wait(until):
                 return  # the tier's time is up: the rest stays unresolved
-            batch = [item for _, item in zip(range(chunk), items, strict=False)]
+            size = r.chunk_size() if sized and r.chunk_size is not None else chunk
+            batch = [item for _, item in zip(range(size), items, strict=False)]
             if not batch:
                 return
         if r.clock() >= until:
@@ -196,15 +211,16 @@ async def _worker(
 
 async def _pass(
     items: Iterable[Item], n: int, run: _TierRun, r: _Run, *, chunk: int = 1,
-    retry: bool = False, until: float = math.inf,
+    retry: bool = False, until: float = math.inf, sized: bool = False,
 ) -> None:  # fmt: skip
-    """Check ``items`` (``n`` of them) with a pool of workers; stop early on a hit."""
+    """Check ``items`` (``n`` of them) with a pool of workers; stop early on a hit.
+    ``sized``: chunks take the adaptive size (``r.chunk_size``) rather than ``chunk``."""
     it = iter(items)
     units = -(-n // chunk)
     tasks: list[tuple[asyncio.Task[None], CheckStats]] = []
     for _ in range(max(1, min(r.workers, units))):
         stats = CheckStats(deferred=retry)
-        task = asyncio.create_task(_worker(it, run, r, stats, chunk, retry, until))
+        task = asyncio.create_task(_worker(it, run, r, stats, chunk, retry, until, sized))
         tasks.append((task, stats))
     run.workers = tasks
     try:
@@ -237,20 +253,24 @@ async def run_plan(
     retry_wait: Callable[[float], Awaitable[bool]] | None = None,
     progress: Progress | None = None,
     retry_now: Callable[[], bool] | None = None,
+    chunk_size: Callable[[], int] | None = None,
+    segments: bool = False,
 ) -> LookupResult:
     """Run a prepared plan against any :class:`~lookup.engine.checker.Checks`. See :func:`find`.
 
     ``deadline`` is in ``clock`` time; ``retry_wait(until)`` paces deferred checks (the
     checker's retry budget); ``retry_now()`` takes a budget token if one is there, for a
     failed check sent again within its tier's first pass (without it, failed checks wait
-    for the retry pass); ``batch_size`` > 1 sends chunks through ``check_many``.
+    for the retry pass); ``batch_size`` > 1 sends chunks through ``check_many``, of
+    ``chunk_size()`` numbers when given (read at each chunk: it adapts), and with
+    ``segments`` a tier of whole segments goes one segment per chunk.
     """
     started = time.perf_counter()
     many: CheckMany | None = getattr(checks, "check_many", None) if batch_size > 1 else None
     r = _Run(
         checks, max(1, workers), batch_size if many else 1, deadline, clock, retry_wait, many,
-        retry_now,
-    )
+        retry_now, chunk_size=chunk_size if many else None,
+    )  # fmt: skip
     reports = [TierReport(name=t.name, candidates=t.count) for t in plan_.tiers]
     runs: list[_TierRun] = []
     status: Status = "not_found"
@@ -270,7 +290,10 @@ async def run_plan(
         t0 = time.perf_counter()
         if progress is not None:
             progress(tier.name, 0, tier.count)
-        await _pass(enumerate(tier), tier.count, run, r, chunk=r.batch)
+        if segments and many is not None and len(tier.tails) == SEGMENT_SIZE:
+            await _pass(enumerate(tier), tier.count, run, r, chunk=SEGMENT_SIZE)
+        else:
+            await _pass(enumerate(tier), tier.count, run, r, chunk=r.batch, sized=True)
         if not run.found and run.stop is None:
             await _retry_deferred(run, r, until)
         _report(run, report, t0)
@@ -419,11 +442,13 @@ async def match_plan(
             retry_wait=checker.wait_retry,
             retry_now=checker.try_retry,
             progress=progress,
+            chunk_size=lambda: checker.chunks.size,
+            segments=checker.supports_segments,
         )
 
 
 async def find(
-    mask: str | Mask | TierPlan,
+    mask: str | Mask | TierPlan | LookupRequest,
     *,
     api: OrderApi | None = None,
     city: str | None = None,
@@ -452,7 +477,9 @@ async def find(
     positive answer; ``mode="all"`` finishes the hit's tier and reports every hit. Pass a
     shared ``checker`` so that limits, cache and breaker hold across lookups (without
     one, a checker is made for this call from ``api`` and ``limits``). ``mask`` may be a
-    ready :class:`~lookup.domain.tiers.TierPlan` (the hints are then ignored).
+    ready :class:`~lookup.domain.tiers.TierPlan` (the hints are then ignored), or one
+    :class:`~lookup.domain.models.LookupRequest` carrying the mask, its hints, sightings, mode
+    and cap (``find(LookupRequest(mask="138****1234", city="杭州"), api=api)``).
 
     ``deadline`` (seconds, default ``limits.deadline``, 300) bounds the lookup: checks
     that keep failing are retried until then, and an open breaker is waited out until then.
@@ -467,6 +494,12 @@ async def find(
     >>> async with HttpOrderApi("http://127.0.0.1:8080/orders?phone={phone}") as api:  # doctest: +SKIP
     ...     result = await find("138****1234", api=api, city="杭州")
     """
+    if isinstance(mask, LookupRequest):  # one request object instead of the keywords
+        request = mask
+        mask, mode, also = request.mask, request.mode, tuple(request.also or ()) or also
+        city, province, area_code = request.city, request.province, request.area_code
+        zip, carrier = request.zip, request.carrier
+        max_candidates = request.max_candidates or max_candidates
     if mode not in ("first", "all"):
         raise ConfigError(f"mode must be 'first' or 'all', got {mode!r}")
     if deadline is not None and not deadline > 0:

@@ -22,7 +22,6 @@ import hmac
 import json
 import os
 import secrets
-import stat
 import sys
 from array import array
 from collections.abc import Iterable, Iterator
@@ -38,6 +37,7 @@ from lookup.domain.errors import ConfigError, InvalidMaskError
 from lookup.domain.masks import parse_mask
 from lookup.domain.privacy import SECRET_QUERY_KEYS
 from lookup.engine.batch import DEFINITE, STATUSES, BatchRow, RowResult, RowStatus
+from lookup.files.private import open_private
 
 if TYPE_CHECKING:
     from lookup.engine.matcher import Mode
@@ -56,15 +56,6 @@ def journal_path(out: str | Path) -> Path:
     """Where the journal of ``out`` lives: ``OUT.journal`` next to it."""
     p = Path(out)
     return p.with_name(p.name + ".journal")
-
-
-def _create_private(path: Path, flags: int) -> int:
-    """Open ``path`` (mode 0600 if created), never through a symlink; a regular file only."""
-    fd = os.open(path, flags | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC, 0o600)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise ConfigError(f"{path} is not a regular file")
-    return fd
 
 
 def _sha256(path: Path) -> tuple[int, str]:
@@ -210,7 +201,7 @@ class OutputLock:
             f"({self.path.name} is held): wait for it, or pick another --out"
         )
         try:
-            fd = _create_private(self.path, os.O_RDWR)
+            fd = open_private(self.path, os.O_RDWR)
         except OSError as exc:
             raise ConfigError(f"cannot create the lock file {self.path}: "
                               f"{exc.strerror or exc}") from None  # fmt: skip
@@ -279,7 +270,7 @@ class Journal:
     def open(cls, path: Path, header: dict[str, Any]) -> Journal:
         """Create (0600), or open and check an existing journal (``ConfigError`` on a mismatch)."""
         journal = cls(path, header)
-        fd = _create_private(path, os.O_RDWR | os.O_APPEND)
+        fd = open_private(path, os.O_RDWR | os.O_APPEND)
         f = os.fdopen(fd, "a+b")  # O_APPEND: every write lands at the end
         try:
             _lock(f, path)

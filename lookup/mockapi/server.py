@@ -50,7 +50,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
 import json
 import signal
 import socket
@@ -63,6 +62,7 @@ from typing import Any, Final, Self, get_args
 
 from aiohttp import web
 
+from lookup.domain.net import is_loopback
 from lookup.mockapi.faults import (
     DEFAULT_CONFIG,
     Counters,
@@ -89,16 +89,6 @@ __all__ = [
 
 MAX_BATCH: Final = 1000
 _SHUTDOWN_GRACE: Final = 2.0  # seconds in-flight (non-hung) handlers get to finish on close
-_LOCAL_NAMES: Final = frozenset({"localhost", "localhost.localdomain"})
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in _LOCAL_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class MockOrderServer:
@@ -120,7 +110,7 @@ class MockOrderServer:
         allow_remote: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not allow_remote and not _is_loopback(host):
+        if not allow_remote and not is_loopback(host):
             raise ValueError(
                 f"refusing to bind {host!r}: the mock API is a test tool for loopback only "
                 "(pass allow_remote=True to override)"

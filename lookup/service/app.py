@@ -52,6 +52,7 @@ from lookup.engine.checker import Checker
 from lookup.orders.base import OrderApi
 from lookup.runtime.engine import open_engine
 from lookup.runtime.lookups import LookupPath
+from lookup.runtime.regions import region_sink
 from lookup.runtime.settings import Settings
 from lookup.service.desk import REVEALS, is_open_path, setup_web
 from lookup.service.http import (
@@ -110,7 +111,6 @@ BATCH_LOOKUPS_IN_FLIGHT: Final = 8
 SHUTDOWN_GRACE: Final = 10.0
 """Seconds in-flight requests get to finish on shutdown before they are cancelled."""
 OPEN_PATHS: Final = frozenset({"/healthz", "/openapi.json", "/docs"})
-_HINTS: Final = ("city", "province", "area_code", "zip", "carrier")
 _PLANS: Final = 256
 """Plans kept for repeated lookups: planning a 10,000-segment mask costs ~1 ms of CPU, most
 of a cached lookup's; a plan is immutable and holds at most a few thousand small ints."""
@@ -343,7 +343,7 @@ def _path(settings: Settings, state: _State) -> LookupPath:
     return LookupPath(
         state.checker, state.db, max_candidates=settings.max_candidates,
         max_queued=settings.service_max_queued, secrets=settings.secret_values(),
-        metrics=state.metrics,
+        metrics=state.metrics, regions=region_sink(settings, state.checker),
     )  # fmt: skip
 
 

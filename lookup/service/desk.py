@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
-import ipaddress
 import logging
 import re
 import secrets
@@ -38,24 +37,23 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from lookup.domain.errors import InputError, UnknownRegionError
 from lookup.domain.models import LookupResult
+from lookup.domain.net import is_loopback
 from lookup.domain.privacy import mask_phone
 from lookup.domain.segments import SegmentDB
 from lookup.engine.checker import Checker
 from lookup.runtime.lookups import LookupPath
 from lookup.runtime.settings import Settings
-from lookup.service.http import unknown_path
+from lookup.service.http import json_body, unknown_path
 from lookup.service.jobroutes import JobRoutes, answer, error_answer
 from lookup.service.jobs import JobCaps, JobStore
 from lookup.service.jobshare import SharedJobStore
-from lookup.service.problems import FieldProblem, field_problems
 
 __all__ = [
     "CSP",
@@ -89,7 +87,6 @@ _REVEALS_KEPT: Final = 10_000
 _ASSETS: Final = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8",
                   "favicon.svg": "image/svg+xml"}  # fmt: skip
 _WEB_DIR: Final = Path(__file__).with_name("static")
-_HINTS: Final = ("city", "province", "area_code", "zip", "carrier")
 
 
 def is_open_path(path: str) -> bool:
@@ -138,22 +135,6 @@ def _accepts_gzip(accept: str) -> bool:
 
 def _assets() -> dict[str, _Asset]:
     return {name: _Asset.of((_WEB_DIR / name).read_bytes(), kind) for name, kind in _ASSETS.items()}
-
-
-class _LookupForm(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    mask: str = Field(min_length=1, max_length=64)
-    city: str | None = Field(None, max_length=64)
-    province: str | None = Field(None, max_length=64)
-    area_code: str | None = Field(None, max_length=16)
-    zip: str | None = Field(None, max_length=16)
-    carrier: str | None = Field(None, max_length=32)
-    mode: Literal["first", "all"] = "first"
-    max_candidates: int | None = Field(None, ge=1)
-
-    def hints(self) -> dict[str, str]:
-        return {k: v for k in _HINTS if (v := getattr(self, k))}
 
 
 
@@ -217,26 +198,6 @@ REVEALS: Final[web.AppKey[Callable[[str, LookupResult], str | None]]] = web.AppK
 """Keeps a streamed result's number for its caller; returns the reveal id."""
 
 
-def _validation_error(exc: ValidationError) -> web.Response:
-    errors = field_problems(exc) or [FieldProblem(field="body", message="invalid body")]
-    summary = "; ".join(f"{e.field}: {e.message}" for e in errors)
-    return error_answer(summary, "ValidationError", 422, errors=errors)
-
-
-def _field_of(exc: InputError, form: _LookupForm) -> str:
-    """The form field an input error is about (the page shows the message next to it)."""
-    if isinstance(exc, UnknownRegionError):
-        given = form.hints()
-        text = str(exc)
-        for name, value in given.items():
-            if value in text or name.replace("_", " ") in text:
-                return name
-        return next(iter(given), "city")
-    if form.carrier and "other carriers" in str(exc):
-        return "carrier"  # the mask's segments exist, none of them with this carrier
-    return "mask"  # a bad mask, or one with more candidates than the cap
-
-
 def _language(accept: str) -> str:
     """``en`` when ``Accept-Language`` prefers English to Chinese, else ``zh``."""
     best, best_q = "zh", -1.0
@@ -283,10 +244,7 @@ def checker_state(checker: Checker) -> dict[str, str]:
 async def _post_reveal(request: web.Request) -> web.Response:
     ui = request.app[_WEB]
     caller = ui.caller(request)
-    try:
-        body = _RevealBody.model_validate_json(await request.read())
-    except ValidationError as exc:
-        return _validation_error(exc)
+    body = await json_body(request, _RevealBody, ui.settings.service_read_timeout)
     found = ui.reveals.get(caller, body.id)
     if found is None:
         return error_answer("nothing to reveal: run the lookup again (reveals expire after "
@@ -303,13 +261,7 @@ async def _post_reveal(request: web.Request) -> web.Response:
 
 def _loopback_host(request: web.Request) -> bool:
     """The request names this service by a loopback address or ``localhost``."""
-    host = (request.url.host or "").strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback(request.url.host or "")
 
 
 def _same_origin(tokenless: bool) -> Middleware:
@@ -413,4 +365,4 @@ def setup_web(
     r.add_get("/assets/{name}", _get_asset)
     r.add_get("/favicon.ico", _get_favicon)
     r.add_post("/v1/reveal", _post_reveal)
-    JobRoutes(ui.store, caller).add_to(r)
+    JobRoutes(ui.store, caller, settings.service_read_timeout).add_to(r)

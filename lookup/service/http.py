@@ -35,7 +35,6 @@ import asyncio
 import contextlib
 import contextvars
 import hmac
-import ipaddress
 import logging
 import re
 import uuid
@@ -50,6 +49,8 @@ from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 from pydantic import BaseModel, ValidationError
 
 from lookup.domain.errors import ConfigError
+from lookup.domain.i18n import language, language_from_accept
+from lookup.domain.net import is_loopback
 from lookup.orders.base import mask_phone
 from lookup.runtime.settings import Settings
 from lookup.service.metrics import ServiceMetrics
@@ -83,7 +84,6 @@ _DECODED: Final = frozenset({"identity", "gzip", "deflate", "br", "zstd"})
 
 MIN_TOKEN_LENGTH: Final = 16
 """Service tokens shorter than this are refused off loopback."""
-_LOCAL_NAMES: Final = frozenset({"localhost", "localhost.localdomain"})
 _M = TypeVar("_M", bound=BaseModel)
 
 log = logging.getLogger("lookup.service")
@@ -123,8 +123,10 @@ def request_id_middleware(metrics: ServiceMetrics) -> Middleware:
         given = request.headers.get("X-Request-Id", "")
         rid = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         reset = request_id_var.set(rid)
+        lang = language_from_accept(request.headers.get("Accept-Language"))
         try:
-            response = await handler(request)
+            with language(lang):  # problems' title and detail in the reader's language
+                response = await handler(request)
         finally:
             request_id_var.reset(reset)
         response.headers["X-Request-Id"] = rid
@@ -301,16 +303,6 @@ async def json_body(request: web.Request, model: type[_M], read_timeout: float) 
             errors=errors,
             kind="ValidationError",
         ) from None
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (an address, ``[v6]`` or ``localhost``) only reaches this machine."""
-    if host.lower() in _LOCAL_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_exposure(settings: Settings) -> None:

@@ -18,6 +18,7 @@ Another caller's job is ``404`` like one that does not exist.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -28,7 +29,7 @@ from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
 
-from lookup.service.http import request_id_var
+from lookup.service.http import ProblemError, request_id_var
 from lookup.service.jobs import (
     BadUploadError,
     JobNotFoundError,
@@ -121,10 +122,11 @@ def _guard(handler: _Handler) -> _Handler:
 class JobRoutes:
     """The ``/v1/jobs`` handlers over the store ``store()`` returns, for ``caller(request)``."""
 
-    def __init__(self, store: Callable[[], JobStore],
-                 caller: Callable[[web.Request], str]) -> None:  # fmt: skip
+    def __init__(self, store: Callable[[], JobStore], caller: Callable[[web.Request], str],
+                 read_timeout: float = 15.0) -> None:  # fmt: skip
         self._store = store
         self._caller = caller
+        self._read_timeout = read_timeout
 
     def add_to(self, router: web.UrlDispatcher) -> None:
         router.add_get("/v1/jobs", _guard(self.list_jobs))
@@ -135,7 +137,16 @@ class JobRoutes:
 
     async def create(self, request: web.Request) -> web.Response:
         try:
-            data, name, mode = await _read_upload(request)
+            try:  # the same body deadline as every route: a trickled upload is a 408
+                async with asyncio.timeout(self._read_timeout):
+                    data, name, mode = await _read_upload(request)
+            except TimeoutError:
+                raise ProblemError(
+                    "request-timeout",
+                    f"the upload did not arrive within {self._read_timeout:g} s; send it at "
+                    "once (or raise LOOKUP_SERVICE_READ_TIMEOUT for slow links)",
+                    close=True,
+                ) from None
             if mode not in ("first", "all"):
                 raise BadUploadError(f"mode must be 'first' or 'all', got {mode[:20]!r}")
             job = await self._store().create_async(self._caller(request), data, name,

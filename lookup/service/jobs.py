@@ -47,6 +47,7 @@ from lookup.domain.privacy import Redactor
 from lookup.engine.batch import DEFAULT_LOOKUPS_IN_FLIGHT, STATUSES, BatchRow, RowResult
 from lookup.files.journal import Journal, journal_header
 from lookup.files.journaled import CheckerRunner, copy_journal, run_journaled
+from lookup.files.private import open_private
 from lookup.files.read import InputFormat, read_rows
 from lookup.files.write import OutputFile
 from lookup.service.turns import DEFAULT_JOB_CAPS, JobCaps, JobQuotaError, Turns
@@ -582,7 +583,7 @@ class JobStore:
 
 
 def _open_journal_now(jpath: Path, path: Path, settings: Settings, mode: Mode) -> Journal:
-    os.close(os.open(jpath, os.O_WRONLY | os.O_CREAT, 0o600))  # 0600 before Journal opens it
+    os.close(open_private(jpath, os.O_WRONLY))  # 0600 before Journal opens it
     return Journal.open(jpath, journal_header(path, settings, mode))
 
 

@@ -3,11 +3,11 @@ format, a display name that is never a path, and a private (0600) atomic write."
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 from lookup.domain.errors import InputError
+from lookup.files.private import write_private
 from lookup.files.read import InputFormat
 
 __all__ = ["BadUploadError", "decode_upload", "format_of", "safe_name", "write_private"]
@@ -42,16 +42,6 @@ def format_of(name: str, text: str) -> InputFormat:
     return "jsonl" if text.lstrip().startswith("{") else "csv"
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically, the file 0600 from its first byte."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def safe_name(name: str | None) -> str:

@@ -371,7 +371,7 @@ def test_property_spellings_parse_alike_and_match(
     assert HIDDEN not in m.prefix + (m.suffix if hidden else "")
 
 
-# -- issue 9: ASCII and full-width digits only ------------------------------------------------------
+# -- ASCII and full-width digits only ------------------------------------------------------
 
 
 @pytest.mark.parametrize("text", ["①38****2046", "13⁸****2046", "13𝟖****2046", "一38****2046", "١٣٨****2046"])

@@ -412,7 +412,7 @@ def test_zip_with_its_leading_zero_is_baoding(db: SegmentDB) -> None:
 
 @pytest.mark.parametrize("zip_code", ["71000", "31000", "3100000", "31000a"])
 def test_zip_that_is_not_6_digits_is_refused(db: SegmentDB, zip_code: str) -> None:
-    # issue 9: `--zip 31000` resolved to 山西 太原 (030000 with the zero "dropped")
+    # `--zip 31000` resolved to 山西 太原 (030000 with the zero "dropped")
     with pytest.raises(UnknownRegionError, match="a zip code is 6 digits"):
         db.resolve(zip=zip_code)
 

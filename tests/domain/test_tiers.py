@@ -148,7 +148,7 @@ def test_plan_accepts_a_mask_object_and_default_db() -> None:
 
 
 def test_unknown_segments_are_bad_input_not_an_empty_plan() -> None:
-    # issue 9: a mask (or hint) that leaves no candidate is bad input, never not_found
+    # a mask (or hint) that leaves no candidate is bad input, never not_found
     with pytest.raises(InvalidMaskError, match=r"no number fits 14000\*\*1234"):
         plan("14000**1234", DB)  # 14000xx: no such segments
 
@@ -173,7 +173,7 @@ def test_data_only_block_is_excluded_with_a_reason() -> None:
 
 
 def test_a_mask_of_only_nonstandard_segments_is_bad_input() -> None:
-    # shells' rule (issue 9: no candidate = bad input) meets pg's exclusions: say what was
+    # shells' rule (no candidate = bad input) meets pg's exclusions: say what was
     # left out and how to put it back, never an empty plan that ends as not_found
     with pytest.raises(InvalidMaskError) as caught:
         plan("146****1234", DB)
@@ -444,7 +444,7 @@ def test_property_union_of_tiers_is_brute_force(case: tuple[str, str], hint: str
             brute.add(n)
     everything = plan(mask, DB, include_nonstandard=True, max_candidates=10**6, **hints)
     assert number in {n for t in everything.tiers for n in t}
-    if not brute:  # nothing to check: bad input (issue 9), saying what was left out if any
+    if not brute:  # nothing to check: bad input, saying what was left out if any
         left_out = everything.tier(NONSTANDARD).count
         assert left_out == everything.total
         why = rf"all {left_out:,} numbers it allows were left out" if left_out else "no number"

@@ -495,7 +495,7 @@ def test_read_rows_refuses_bad_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="header with a 'mask' column"):
         list(read_rows(src))
     src.write_bytes("mask,city\n138****2046,杭州\n".encode("gbk"))
-    assert [r.city for r in read_rows(src)] == ["杭州"]  # GB18030, with a warning (issue 9)
+    assert [r.city for r in read_rows(src)] == ["杭州"]  # GB18030, with a warning
     with pytest.raises(ConfigError, match="does not exist"):
         list(read_rows(tmp_path / "nope.csv"))
 

@@ -168,7 +168,7 @@ async def test_transient_failures_resolved_by_end_of_tier_retry(hit_tier: str | 
 
 @pytest.mark.parametrize("bad_tier", ["city", "province"])
 async def test_always_failing_candidates_do_not_stop_the_search(bad_tier: str) -> None:
-    """v2: a tier left with unresolved candidates (after its share of the deadline) does
+    """a tier left with unresolved candidates (after its share of the deadline) does
     not end the search; the later hit is ``matched`` with ``complete=False``."""
     always = {tier(bad_tier)[1], tier(bad_tier)[7]}
     later_hit = tier("national")[5]
@@ -355,7 +355,7 @@ async def test_shared_checker_caps_concurrent_lookups_together() -> None:
 
 
 async def test_early_stop_lets_requests_on_the_wire_land_and_sends_nothing_more() -> None:
-    """v2: a request on the wire at the hit lands (its pooled connection stays open); no
+    """a request on the wire at the hit lands (its pooled connection stays open); no
     new check starts; nothing is left behind."""
     candidates = tier("city", SMALL)
     hit = candidates[20]
@@ -764,3 +764,16 @@ async def test_audit_line_of_a_fully_revealed_mask_hides_the_number(
     assert result.phone == number
     (record,) = audit_of(audit_records)
     assert not ELEVEN_DIGITS.search(record.getMessage()), record.getMessage()
+
+
+async def test_find_takes_one_request_object_like_its_keywords() -> None:
+    """``find(LookupRequest(...))`` is the same lookup as the keywords it replaces."""
+    from lookup.domain.models import LookupRequest
+
+    orders = {"13857152046": 2}
+    by_keywords = await find("138****2046", api=FakeOrderApi.from_orders(orders), city="杭州")
+    request = LookupRequest(mask="138****2046", city="杭州", also=["1385715****"])
+    by_request = await find(request, api=FakeOrderApi.from_orders(orders))
+    assert (by_request.status, by_request.phone) == (by_keywords.status, by_keywords.phone)
+    assert by_request.phone == "13857152046"
+    assert by_request.checks_sent == 1  # the sighting left one candidate

@@ -1,8 +1,8 @@
-"""Engine v2 against the conditions of real order APIs (issue 8), on loopback.
+"""The engine against the conditions of real order APIs, on loopback.
 
 Real servers only: the bundled :class:`MockOrderServer` (faults, outages, throttle bodies)
 and, where the quota matters, a real nginx ``limit_req`` in front of it (bare 429s, no
-``Retry-After``). The speed targets of the issue (goodput, 429 share) live in
+``Retry-After``). The speed targets (goodput, 429 share) live in
 ``scripts/bench.py quota``; here only correctness and loose sanity bounds are asserted.
 ``asyncio.timeout`` only guards against hangs; it never synchronises.
 """

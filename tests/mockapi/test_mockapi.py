@@ -391,7 +391,7 @@ def test_standalone_process_prints_url_and_stops_on_sigterm() -> None:
             proc.wait(timeout=10)
 
 
-# -- fault knobs of issue 8: throttle styles, outages, server-side counts -------------------
+# -- fault knobs of throttle styles, outages, server-side counts -------------------
 
 
 @pytest.fixture

@@ -306,7 +306,7 @@ def test_outcome_from_refuses_what_is_not_a_count_or_a_bool(value: object) -> No
         outcome_from("13812345678", value)
 
 
-# -- issue 9: a plug-in is an OrderApi, a class or a factory; nothing else is called ------------
+# -- a plug-in is an OrderApi, a class or a factory; nothing else is called ------------
 
 
 _TARGETS = '''

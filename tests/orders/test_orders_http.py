@@ -553,7 +553,7 @@ async def test_real_server_pool_limit_and_statuses() -> None:
 async def test_an_answer_that_is_not_a_count_or_a_bool_is_fatal(
     api: HttpOrderApi, mocked: Any, value: str
 ) -> None:
-    # issue 9: `total: -1` became not_found
+    # `total: -1` became not_found
     mocked.get(URL_1, body='{"total": ' + value + '}', content_type="application/json")
     with pytest.raises(FatalApiError, match="unexpected answer"):
         await api.check(PHONE)

@@ -325,7 +325,7 @@ def test_limits_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (limits.max_in_flight, limits.max_per_second, limits.adaptive) == (2, None, True)
 
 
-# -- issue 9: formats of env values, errors that say what is expected ---------------------------
+# -- formats of env values, errors that say what is expected ---------------------------
 
 
 def test_rate_zero_is_an_error_not_no_limit(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -319,7 +319,7 @@ async def test_an_unreachable_redis_at_start_is_a_config_error() -> None:
 
 async def test_a_missing_redis_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "redis.asyncio", None)
-    with pytest.raises(ConfigError, match=r"pip install 'phone-order-lookup\[redis\]'"):
+    with pytest.raises(ConfigError, match=r"pip install '\.\[redis\]'"):
         async with open_quota("redis://127.0.0.1:1/0", identity=IDENTITY, limits=Limits()):
             raise AssertionError("opened")
 

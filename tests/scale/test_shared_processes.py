@@ -1,4 +1,4 @@
-"""Issue 12's multi-process test: two ``lookup batch`` processes share one quota in Redis.
+"""The multi-process test: two ``lookup batch`` processes share one quota in Redis.
 
 The mock order API (in this test's loop) answers a bare 429 above 200 accepted
 requests/s; both processes run ``--shared URL --rate 150`` over their own CSV of synthetic

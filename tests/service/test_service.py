@@ -480,7 +480,7 @@ async def test_metrics_see_429s_retries_fatal_errors_and_an_open_breaker(
         mock.config = MockConfig(token="only-the-mock-knows")  # 401: fatal
         assert await lookup({"mask": "13857150003"}) == "api_error"
         mock.config = MockConfig(error_rate=1)  # 500s until the breaker opens
-        # v2: the failing candidates are deferred; the breaker opens while they are
+        # the failing candidates are deferred; the breaker opens while they are
         # retried and keeps them out until the deadline: unresolved, so inconclusive.
         assert await lookup(body(CITY_HIT)) == "inconclusive"
         async with session.get("/metrics", headers=auth()) as resp:
@@ -490,7 +490,7 @@ async def test_metrics_see_429s_retries_fatal_errors_and_an_open_breaker(
     assert after[("lookup_rate_limited_total", ())] >= 2
     assert after[("lookup_check_retries_total", ())] >= 1
     assert after[("lookup_checks_total", (("outcome", "fatal"),))] == 1
-    # v2: the rate the checker learned from the 429s carries over (one shared checker), so
+    # the rate the checker learned from the 429s carries over (one shared checker), so
     # the failing lookup sends only a few requests before its 3 s deadline, too few to open
     # the breaker (the breaker's own behaviour is in tests/test_checker.py).
     assert after[("lookup_checks_total", (("outcome", "5xx"),))] >= 1

@@ -517,7 +517,7 @@ async def test_the_batch_endpoint_runs_through_run_batch(
 
 
 async def test_a_paced_checker_gives_another_caller_its_share_during_a_100_lookup_batch() -> None:
-    """The issue's case at a paced rate: caller 1's batch of 100 lookups of 100 checks
+    """At a paced rate: caller 1's batch of 100 lookups of 100 checks
     each (25 s of work at 400/s) keeps the checker busy; caller 2's lookup (100 checks,
     0.25 s alone) gets about half the checks while it runs and answers well within a 4 s
     client timeout."""

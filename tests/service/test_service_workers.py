@@ -385,7 +385,7 @@ async def test_sigterm_lets_the_lookups_in_flight_finish(
 async def test_two_workers_share_150_per_s(
     gunicorn: None, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    """The issue's test: a server that answers 429 above 200 requests/s, two workers on a
+    """The case: a server that answers 429 above 200 requests/s, two workers on a
     shared rate of 150/s: at most 155/s in every 5 s window, and no 429."""
     config = MockConfig(rate_limit=200, rate_limit_style="429-bare")
     async with MockOrderServer(config=config) as mock:

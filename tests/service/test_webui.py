@@ -516,6 +516,26 @@ def test_the_default_jobs_folder_is_the_services_own() -> None:
     assert one != other and one.name == "127.0.0.1-8000"
 
 
+async def test_a_trickled_upload_gets_408_like_every_route(tmp_path: Path) -> None:
+    """POST /v1/jobs has the body deadline of every route: a body that stops arriving is
+    answered 408 (and the connection closed) once service_read_timeout has passed."""
+    import asyncio
+
+    never = asyncio.Event()
+
+    async def trickle() -> AsyncIterator[bytes]:
+        yield b"mask,city\n"
+        await never.wait()  # the rest never comes: the server must not wait for it forever
+
+    async with (
+        running(tmp_path, service_read_timeout=0.5) as (session, _),
+        session.post("/v1/jobs", params={"name": "a.csv"}, data=trickle(),
+                     headers=auth()) as resp,  # fmt: skip
+    ):
+        assert resp.status == 408
+        assert (await resp.json(content_type=None))["type"].endswith("request-timeout")
+
+
 # -- what desk work needs: order counts, times, 404s, compressed assets --------------------
 
 

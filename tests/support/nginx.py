@@ -1,4 +1,4 @@
-"""A real nginx ``limit_req`` in front of an order API, for tests and benchmarks (issue 8).
+"""A real nginx ``limit_req`` in front of an order API, for tests and benchmarks.
 
 ``NginxLimiter(upstream=(host, port), rate=100, burst=20)`` writes an ``nginx.conf`` into a
 temporary folder (pid file, logs and every temp path live there), starts

@@ -109,12 +109,12 @@ NOT_AN_API = 42
 
 
 def failing_factory() -> object:
-    """A factory that fails with a full number in its message (issue 9: a traceback)."""
+    """A factory that fails with a full number in its message (a traceback)."""
     raise RuntimeError("no session for 13857152046")
 
 
 class LeakyApi:
-    """Fails with a message holding the full candidate number and a key (issue 9)."""
+    """Fails with a message holding the full candidate number and a key."""
 
     def check(self, phone: str) -> bool:
         from lookup.domain.errors import FatalApiError
