@@ -220,6 +220,7 @@ class JobStore:
         self.clock = clock
         self.caps = caps
         self._turns = Turns(jobs_running)
+        self._left: set[asyncio.Future[Any]] = set()
         self._jobs: dict[str, Job] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -279,6 +280,8 @@ class JobStore:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._left:  # threads its jobs left behind: what they opened gets closed
+            await asyncio.wait(set(self._left))
 
     def _load(self, meta: Path) -> None:
         try:
@@ -520,7 +523,8 @@ class JobStore:
     async def _run_rows(self, job: Job) -> None:
         folder = self._dir(job.id)
         path = folder / f"input.{job.format}"
-        journal = await _open_journal(folder / _JOURNAL, path, self.settings, job.mode)
+        journal = await _open_journal(folder / _JOURNAL, path, self.settings, job.mode,
+                                      self._left)  # fmt: skip
         with journal:
 
             def on_start(total: int, counts: dict[str, int]) -> None:
@@ -587,21 +591,25 @@ def _open_journal_now(jpath: Path, path: Path, settings: Settings, mode: Mode) -
     return Journal.open(jpath, journal_header(path, settings, mode))
 
 
-async def _open_journal(jpath: Path, path: Path, settings: Settings, mode: Mode) -> Journal:
+async def _open_journal(jpath: Path, path: Path, settings: Settings, mode: Mode,
+                        left: set[asyncio.Future[Any]] | None = None) -> Journal:  # fmt: skip
     """Open (and, resuming, read and check) a job's journal in a thread: 100,000 done rows
     take 1.6 s to verify, which would stall every request of the service. Cancelled
     meanwhile, the journal is closed (its lock released) when the thread is done."""
     return await _in_thread(
-        _open_journal_now, jpath, path, settings, mode, abandoned=Journal.close
+        _open_journal_now, jpath, path, settings, mode, abandoned=Journal.close, left=left
     )
 
 
 async def _in_thread(
-    fn: Callable[..., T], *args: Any, abandoned: Callable[[T], object] | None = None
-) -> T:
+    fn: Callable[..., T], *args: Any, abandoned: Callable[[T], object] | None = None,
+    left: set[asyncio.Future[Any]] | None = None,
+) -> T:  # fmt: skip
     """``fn(*args)`` in a thread, so the event loop goes on answering. A thread cannot be
     stopped: cancelled meanwhile, the caller leaves at once, the thread runs to its end,
-    and what it returns is handed to ``abandoned`` (to remove or close it)."""
+    and what it returns is handed to ``abandoned`` (to remove or close it). Such a thread
+    waits in ``left`` until it ended, for a closing store to wait for it (else a journal
+    opened after the loop stopped would stay open)."""
     work = asyncio.ensure_future(asyncio.to_thread(fn, *args))
     try:
         return await asyncio.shield(work)
@@ -609,9 +617,12 @@ async def _in_thread(
         if abandoned is not None:
             drop = abandoned
 
-            def left(done: asyncio.Future[T]) -> None:
+            def gone(done: asyncio.Future[T]) -> None:
                 if not done.cancelled() and done.exception() is None:
                     drop(done.result())
 
-            work.add_done_callback(left)
+            work.add_done_callback(gone)
+        if left is not None:
+            left.add(work)
+            work.add_done_callback(left.discard)
         raise
