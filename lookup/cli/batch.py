@@ -182,8 +182,8 @@ def _summary(done: FileRun, out_name: str, audit: str | None = None) -> str:
              "  " + ", ".join(f"{s} {n:,}" for s, n in done.by_status.items())]  # fmt: skip
     before = f" ({done.resumed:,} done before, from the journal)" if done.resumed else ""
     s = done.summary
-    lines.append(f"  this run: {s.rows:,} rows looked up{before}, {s.checks_sent:,} checks "
-                 f"sent, {s.elapsed_s:.2f} s")  # fmt: skip
+    lines.append(f"  this run: {s.rows:,} rows looked up{before}, {s.numbers_checked:,} "
+                 f"numbers checked in {s.requests:,} requests, {s.elapsed_s:.2f} s")  # fmt: skip
     if done.undecided and done.journal is not None:
         lines.append(f"  {done.undecided:,} rows got no definite answer: run again with "
                      f"--resume --retry-failed (journal {done.journal})")  # fmt: skip

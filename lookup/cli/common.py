@@ -180,14 +180,14 @@ def add_api_options(p: argparse.ArgumentParser) -> None:
                    help="orders table of the default query (default orders)")  # fmt: skip
     g.add_argument("--sql-column", dest="sql_column", metavar="COLUMN",
                    help="its phone column (default phone)")  # fmt: skip
-    g = p.add_argument_group("limits (polite defaults: 16 in flight, 50 checks/s)")
+    g = p.add_argument_group("limits (polite defaults: 16 requests in flight, 50 requests/s)")
     g.add_argument("--max-in-flight", dest="max_in_flight", type=int, metavar="N")
     g.add_argument("--deadline", dest="deadline", type=float, metavar="SECONDS",
                    help="give a lookup this long: failing checks are retried until then (300)")
     g.add_argument("--batch-size", dest="batch_size", type=int, metavar="N",
                    help="numbers per batch request, with --batch-url (100)")
     g.add_argument(
-        "--rate", type=_rate, metavar="PER_S", help="checks per second (> 0), or 'none'"
+        "--rate", type=_rate, metavar="PER_S", help="requests per second (> 0), or 'none'"
     )
     g.add_argument(
         "--timeout",

@@ -51,11 +51,16 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     cases = _demo_cases()
 
     async def run() -> list[LookupResult]:
-        from lookup.engine.matcher import find
+        from lookup.domain.models import LookupRequest
+        from lookup.domain.segments import SegmentDB
         from lookup.runtime.engine import open_engine
+        from lookup.runtime.lookups import LookupPath
 
         results = []
         async with open_engine(settings) as engine:
+            path = LookupPath(engine.checker, SegmentDB.default(),
+                              max_candidates=settings.max_candidates,
+                              secrets=settings.secret_values())  # fmt: skip
             if not args.json:
                 if not args.quiet:
                     err.write(_("lookup demo: {api}").format(api=engine.description) + "\n")
@@ -63,11 +68,11 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
                 out.write(
                     f"{pad(_('case'), 20)} {pad(_('mask'), 12)} {pad(_('hint'), 16)} "
                     f"{pad(_('status'), 10)} {pad(_('tier'), 10)} {pad(_('phone'), 12)} "
-                    f"{_('checks'):>6} {_('time'):>7}\n"
+                    f"{_('numbers'):>7} {_('requests'):>8} {_('time'):>7}\n"
                 )
             for case in cases:
-                result = await find(case["mask"], checker=engine.checker, caller="demo",
-                                    **case["hints"])  # fmt: skip
+                request = LookupRequest(mask=case["mask"], **case["hints"])
+                result = await path.run(request, caller="demo", surface="cli")
                 results.append(result)
                 if args.json:
                     out.write(json.dumps({"case": case["name"], **result.model_dump(mode="json")},
@@ -79,7 +84,8 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
                         f"{case['name']:<20} {case['mask']:<12} {pad(hint, 16)} "
                         f"{result.status:<10} "
                         f"{pad(tier, 10)} {result.phone or '-':<12} "
-                        f"{result.checks_sent:>6,} {result.elapsed_ms / 1000:>6.2f}s\n"
+                        f"{result.numbers_checked:>7,} {result.requests:>8,} "
+                        f"{result.elapsed_ms / 1000:>6.2f}s\n"
                     )
                 out.flush()
         return results

@@ -90,9 +90,10 @@ def report_lines(result: LookupResult, redact: Redact = str) -> list[str]:
         lines.append(f"  {pad(name, 10)} {t.candidates:>7,}  {pad(status, 12)} " + _(
             "{n} answered{extra} in {seconds} s").format(
             n=f"{t.checked:,}", extra=extra, seconds=f"{t.elapsed_ms / 1000:.2f}"))  # fmt: skip
-    lines.append(_("checks: {sent} sent ({retries} retries, {cached} from cache) in {seconds} s")
-                 .format(sent=f"{result.checks_sent:,}", retries=f"{result.retries:,}",
-                         cached=f"{result.cache_hits:,}",
+    lines.append(_("numbers checked: {checked} ({cached} from cache); requests: {requests} "
+                   "({retries} retries) in {seconds} s")
+                 .format(checked=f"{result.numbers_checked:,}", cached=f"{result.cache_hits:,}",
+                         requests=f"{result.requests:,}", retries=f"{result.retries:,}",
                          seconds=f"{result.elapsed_ms / 1000:.2f}"))  # fmt: skip
     return lines
 

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StrictInt,
+    computed_field,
+    field_validator,
+    model_validator,
+)
+from typing_extensions import TypeAliasType
 
 from lookup.domain.hints import HINT_FIELDS, HINT_MAX_LENGTH, HintArgs, hint_text
 from lookup.domain.privacy import redact_text
@@ -16,20 +26,34 @@ __all__ = [
     "HINT_FIELDS",
     "MAX_SIGHTINGS",
     "CheckOutcome",
+    "Counted",
     "HintArgs",
     "Hints",
     "Hit",
     "Limits",
     "LookupRequest",
     "LookupResult",
+    "LookupStatus",
+    "Mode",
     "SegmentInfo",
     "Status",
     "TierName",
     "TierReport",
+    "TierStatus",
 ]
 
-Status = Literal["matched", "not_found", "inconclusive", "api_error"]
-Mode = Literal["first", "all"]
+# Named aliases: the JSON schema (and so /openapi.json) names them instead of repeating
+# an inline enum that client generators would call Status1, Status2 ...
+LookupStatus = TypeAliasType(
+    "LookupStatus", Literal["matched", "not_found", "inconclusive", "api_error"]
+)
+Status = LookupStatus
+Mode = TypeAliasType("Mode", Literal["first", "all"])
+TierStatus = TypeAliasType(
+    "TierStatus", Literal["skipped", "negative", "hit", "inconclusive", "aborted", "empty"]
+)
+EXAMPLE_REQUEST: Final[dict[str, JsonValue]] = {"mask": "138****2046", "city": "杭州"}
+"""The example lookup of the service's documents: a case of ``lookup demo`` that matches."""
 
 MAX_SIGHTINGS: Final = 8
 """At most this many other sightings (``also``) of one number per lookup."""
@@ -79,7 +103,10 @@ class LookupRequest(Hints):
     ``find`` builds one from its options.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", str_strip_whitespace=True,
+        json_schema_extra={"examples": [EXAMPLE_REQUEST]},
+    )  # fmt: skip
 
     mask: str = Field(min_length=1, max_length=64, description="e.g. 138****1234")
     also: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
@@ -89,7 +116,7 @@ class LookupRequest(Hints):
         "with mask before planning",
     )
     mode: Mode = "first"
-    max_candidates: int | None = Field(
+    max_candidates: StrictInt | None = Field(
         None, ge=1, description="refuse masks with more candidates (at most the service's cap)"
     )
 
@@ -172,10 +199,38 @@ class TierReport(BaseModel):
     errors: int = 0
     unresolved: int = 0
     elapsed_ms: float = 0.0
-    status: Literal["skipped", "negative", "hit", "inconclusive", "aborted", "empty"] = "skipped"
+    status: TierStatus = "skipped"
 
 
-class LookupResult(BaseModel):
+class Counted(BaseModel):
+    """A model that counts numbers checked and requests, and still answers to the old
+    name of ``requests``, ``checks_sent`` (read and written, deprecated: removed in the
+    next version)."""
+
+    if TYPE_CHECKING:
+        requests: int
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        # 0.1 results (journals, clients) said checks_sent for what is now requests
+        if isinstance(data, dict) and "checks_sent" in data:
+            data = dict(data)
+            sent = data.pop("checks_sent")
+            data.setdefault("requests", sent)
+        return data
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="deprecated: the same as requests (removed in the next version)",
+        json_schema_extra={"deprecated": True},
+    )
+    @property
+    def checks_sent(self) -> int:
+        """Deprecated: the old name of ``requests``."""
+        return self.requests
+
+
+class LookupResult(Counted):
     """The typed answer of one lookup. ``inconclusive`` is never ``not_found``."""
 
     status: Status
@@ -184,13 +239,17 @@ class LookupResult(BaseModel):
     (``tiers[...].unresolved``): an earlier, unchecked candidate may also have orders."""
     mask: str
     hint: str | None = None
-    mode: Literal["first", "all"] = "first"
+    mode: Mode = "first"
     phone: str | None = None
     tier: TierName | None = None
     region: SegmentInfo | None = None
     hits: list[Hit] = Field(default_factory=list)
     tiers: list[TierReport] = Field(default_factory=list)
-    checks_sent: int = 0
+    numbers_checked: int = 0
+    """Candidates answered (by the order API or the cache): one per number."""
+    requests: int = 0
+    """Calls to the order API, retries included: one number, or a chunk of numbers through
+    a batch endpoint or one SQL query."""
     retries: int = 0
     cache_hits: int = 0
     elapsed_ms: float = 0.0

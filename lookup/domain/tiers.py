@@ -17,6 +17,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from typing_extensions import TypeAliasType
+
 from lookup.domain.errors import InvalidMaskError, TooManyCandidatesError, UnknownRegionError
 from lookup.domain.masks import HIDDEN, Mask, combine_sightings
 from lookup.domain.order import NEARER, RegionOrder
@@ -30,7 +32,9 @@ from lookup.domain.segments import (
     SegmentInfo,
 )
 
-TierName = Literal["city", "province", "national", "unlocated", "nonstandard"]
+TierName = TypeAliasType(
+    "TierName", Literal["city", "province", "national", "unlocated", "nonstandard"]
+)
 
 __all__ = ["DEFAULT_MAX_CANDIDATES", "NONSTANDARD", "TIER_NAMES", "Tier", "TierPlan", "plan"]
 

@@ -21,9 +21,10 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Hashable, Iterab
 from typing import TYPE_CHECKING, Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing_extensions import TypeAliasType
 
 from lookup.domain.errors import ConfigError, InputError
-from lookup.domain.models import HINT_FIELDS, MAX_SIGHTINGS, Hints
+from lookup.domain.models import HINT_FIELDS, MAX_SIGHTINGS, Counted, Hints
 from lookup.domain.privacy import mask_phone
 from lookup.domain.tiers import DEFAULT_MAX_CANDIDATES, TierName, plan
 from lookup.engine.matcher import Mode, audit, match_plan
@@ -49,7 +50,9 @@ __all__ = [
 
 log = logging.getLogger("lookup.batch")
 
-RowStatus = Literal["matched", "not_found", "inconclusive", "api_error", "invalid"]
+RowStatus = TypeAliasType(
+    "RowStatus", Literal["matched", "not_found", "inconclusive", "api_error", "invalid"]
+)
 STATUSES: Final[tuple[RowStatus, ...]] = (
     "matched",
     "not_found",
@@ -130,7 +133,7 @@ class RowRegion(BaseModel):
     zip: str | None = None
 
 
-class RowResult(BaseModel):
+class RowResult(Counted):
     """The answer for one row: a JSONL output line, and a journal line.
 
     ``invalid`` is a bad row (mask, hint, too many candidates); ``inconclusive`` and
@@ -146,7 +149,8 @@ class RowResult(BaseModel):
     tier: TierName | None = None
     region: RowRegion | None = None
     hits: list[str] | None = None
-    checks_sent: int = 0
+    numbers_checked: int = 0
+    requests: int = 0
     elapsed_ms: float = 0.0
     reason: str | None = None
 
@@ -178,7 +182,8 @@ class RowResult(BaseModel):
             tier=result.tier,
             region=region,
             hits=hits,
-            checks_sent=result.checks_sent,
+            numbers_checked=result.numbers_checked,
+            requests=result.requests,
             elapsed_ms=result.elapsed_ms,
             reason=reason,
         )
@@ -197,22 +202,24 @@ class RowResult(BaseModel):
     def as_csv(self) -> list[object]:
         r = self.region or RowRegion()
         return [self.id, self.row, self.mask, self.status, self.phone or "", self.tier or "",
-                r.province or "", r.city or "", r.carrier or "", self.checks_sent,
+                r.province or "", r.city or "", r.carrier or "", self.requests,
                 self.elapsed_ms, self.reason or ""]  # fmt: skip
 
 
-class BatchSummary(BaseModel):
-    """What :func:`run_batch` did: rows by status, checks sent, wall time."""
+class BatchSummary(Counted):
+    """What :func:`run_batch` did: rows by status, numbers checked, requests, wall time."""
 
     rows: int = 0
     by_status: dict[RowStatus, int] = Field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
-    checks_sent: int = 0
+    numbers_checked: int = 0
+    requests: int = 0
     elapsed_s: float = 0.0
 
     def add(self, result: RowResult) -> None:
         self.rows += 1
         self.by_status[result.status] = self.by_status.get(result.status, 0) + 1
-        self.checks_sent += result.checks_sent
+        self.numbers_checked += result.numbers_checked
+        self.requests += result.requests
 
     @property
     def all_definite(self) -> bool:
@@ -346,8 +353,8 @@ async def run_batch(
                                        max_candidates=max_candidates, db=db,
                                        group=caller if group is None else group)  # fmt: skip
             summary.add(result)
-            log.debug("row %d %s: %s, %d checks", result.row, mask_phone(result.mask),
-                      result.status, result.checks_sent)  # fmt: skip
+            log.debug("row %d %s: %s, %d requests", result.row, mask_phone(result.mask),
+                      result.status, result.requests)  # fmt: skip
             if on_result is not None:
                 done = on_result(result)
                 if inspect.isawaitable(done):

@@ -547,6 +547,7 @@ class Checker:
         self._latency = elapsed if self._latency == 0.0 else 0.9 * self._latency + 0.1 * elapsed
         self._breaker.on_success(probe)
         if label != "fatal":
+            self._counters.answered += 1
             self._budget.on_success()
             self._quota.on_clean(elapsed)
         if self._on_latency is not None:

@@ -68,6 +68,8 @@ class CheckerCounters:
     """Requests sent to the API (a batch request counts once)."""
     numbers: int = 0
     """Numbers those requests asked about (a batch request counts each of its numbers)."""
+    answered: int = 0
+    """Requests the API answered with outcomes (a batch request counts once)."""
     hits: int = 0
     misses: int = 0
     transient_errors: int = 0

@@ -376,7 +376,8 @@ async def run_plan(
         region=first.region if first else None,
         hits=hits,
         tiers=reports,
-        checks_sent=r.stats.sent,
+        numbers_checked=sum(t.checked for t in reports),
+        requests=r.stats.sent,
         retries=r.stats.retries,
         cache_hits=r.stats.cache_hits,
         elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
@@ -541,14 +542,16 @@ def audit(result: LookupResult, caller: str | None) -> None:
     if not audit_log.isEnabledFor(logging.INFO):
         return
     audit_log.info(
-        "lookup mask=%s hint=%s status=%s tier=%s phone=%s checks=%d retries=%d elapsed_ms=%.0f"
+        "lookup mask=%s hint=%s status=%s tier=%s phone=%s checked=%d requests=%d retries=%d "
+        "elapsed_ms=%.0f"
         " caller=%s",
         mask_phone(result.mask),  # a mask that hides nothing is a full number
         result.hint or "-",
         result.status,
         result.tier or "-",
         mask_phone(result.phone) if result.phone else "-",
-        result.checks_sent,
+        result.numbers_checked,
+        result.requests,
         result.retries,
         result.elapsed_ms,
         caller or "-",

@@ -5,7 +5,7 @@ Routes (JSON in and out, UTF-8; the full reference is ``/docs``, or ``/openapi.j
 * ``POST /v1/lookups``: body :class:`LookupRequest`; answer :class:`~lookup.domain.models.LookupResult`.
 * ``POST /v1/lookups/batch``: :class:`BatchRequest`; answer :class:`BatchResponse`, the
   results in request order (through :func:`lookup.engine.batch.run_batch`).
-* ``GET /v1/segments/{seven}``: what the segment database knows of a 7-digit segment.
+* ``GET /v1/segments/{seven}``: :class:`~lookup.domain.segments.SegmentInfo` of a 7-digit segment.
 * ``GET /healthz``, ``GET /openapi.json``, ``GET /docs``: open (no token).
 * ``GET /metrics``: Prometheus text format (needs a token: it tells traffic volumes).
 
@@ -54,6 +54,7 @@ from lookup.runtime.engine import open_engine
 from lookup.runtime.lookups import LookupPath
 from lookup.runtime.regions import region_sink
 from lookup.runtime.settings import Settings
+from lookup.service import schemas as ops
 from lookup.service.desk import REVEALS, is_open_path, setup_web
 from lookup.service.http import (
     MIN_TOKEN_LENGTH,
@@ -77,10 +78,16 @@ from lookup.service.lookups import (
     too_many,
 )
 from lookup.service.metrics import ServiceMetrics
-from lookup.service.openapi import DOCS_CSP, docs_page, openapi_document
+from lookup.service.openapi import (
+    DOCS_CSP,
+    add_operation,
+    described,
+    docs_page,
+    openapi_document,
+)
 from lookup.service.problems import FieldProblem, field_problems
 from lookup.service.schemas import (
-    OPERATIONS,
+    BatchBody,
     BatchItem,
     BatchRequest,
     BatchResponse,
@@ -102,6 +109,7 @@ __all__ = [
     "check_exposure",
     "create_app",
     "is_loopback",
+    "openapi",
     "serve",
     "serving",
 ]
@@ -132,7 +140,7 @@ class _State:
     stopping: bool = False
 
     def __post_init__(self) -> None:
-        self.metrics = ServiceMetrics(lambda: self.checker)
+        self.metrics = ServiceMetrics(lambda: self.checker, lambda: self.db.version)
 
     def ready_path(self) -> LookupPath:
         if self.path is None:  # pragma: no cover - routes run only after startup
@@ -150,9 +158,7 @@ _STATE: Final = web.AppKey("lookup_service_state", _State)
 
 async def _post_batch(request: web.Request) -> web.Response:
     state = request.app[_STATE]
-    batch: BatchRequest = await json_body(
-        request, BatchRequest, state.settings.service_read_timeout
-    )
+    batch: BatchBody = await json_body(request, BatchBody, state.settings.service_read_timeout)
     limit = state.settings.service_max_batch
     if len(batch.lookups) > limit:
         raise ProblemError(
@@ -233,13 +239,13 @@ async def _get_health(request: web.Request) -> web.Response:
 
 
 async def _get_metrics(request: web.Request) -> web.Response:
-    body = request.app[_STATE].metrics.exposition()
-    return web.Response(
-        body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
-    )
+    accept = request.headers.get("Accept", "")
+    body, kind = request.app[_STATE].metrics.exposition(accept)
+    return web.Response(body=body, headers={"Content-Type": kind, "Vary": "Accept"})
 
 
-_OPENAPI: Final = web.AppKey("lookup_openapi", dict)
+_OPENAPI: Final = web.AppKey("lookup_openapi", dict[str, Any])
+"""The document, filled in when the app starts (every route is added by then)."""
 
 
 async def _get_openapi(request: web.Request) -> web.Response:
@@ -300,10 +306,10 @@ def create_app(
         middlewares.append(_refuse_when_stopping)
     app = web.Application(client_max_size=settings.service_max_body, middlewares=middlewares)
     app[_STATE] = state
-    app[_OPENAPI] = openapi_document(
-        OPERATIONS, title="lookup service", version=__version__,
-        description="Finds the order behind a masked Chinese mobile number, tier by tier.",
-    )  # fmt: skip
+    app[_OPENAPI] = {}
+
+    async def document(app: web.Application) -> None:
+        app[_OPENAPI].update(openapi(app))
 
     async def order_api(app: web.Application) -> AsyncIterator[None]:
         if checker is not None:
@@ -324,17 +330,36 @@ def create_app(
     app.on_shutdown.append(stopping)
     app[LOOKUPS] = Lookups(path=lambda: state.path, read_timeout=settings.service_read_timeout,
                            reveal=lambda caller, result: app[REVEALS](caller, result))  # fmt: skip
-    app.router.add_post("/v1/lookups", post_lookup)
-    app.router.add_post("/v1/lookups/stream", post_stream)
-    app.router.add_post("/v1/lookups/batch", _post_batch)
-    app.router.add_get("/v1/segments/{seven}", _get_segment)
-    app.router.add_get("/healthz", _get_health)
-    app.router.add_get("/metrics", _get_metrics)
-    app.router.add_get("/openapi.json", _get_openapi)
-    app.router.add_get("/docs", _get_docs)
+    for op, handler in (
+        (ops.LOOKUP, post_lookup), (ops.STREAM, post_stream), (ops.BATCH, _post_batch),
+        (ops.SEGMENT, _get_segment), (ops.HEALTH, _get_health), (ops.METRICS, _get_metrics),
+        (ops.OPENAPI, _get_openapi), (ops.DOCS, _get_docs),
+    ):  # fmt: skip
+        add_operation(app, op, handler)
     setup_web(app, settings, checker=lambda: state.checker, caller=caller_of, db=state.db,
               path=lambda: state.path, shared_jobs=worker is not None)  # fmt: skip
+    app.on_startup.append(document)
     return app
+
+
+def openapi(app: web.Application) -> dict[str, Any]:
+    """The OpenAPI document of ``app``'s routes (what ``/openapi.json`` answers once it
+    started), with this service's caps as maximums.
+
+    :raises UndescribedRouteError: a route was added without its operation.
+    """
+    settings = app[_STATE].settings
+    doc = openapi_document(
+        described(app), title="lookup service", version=__version__,
+        description="Finds the order behind a masked Chinese mobile number, tier by tier.",
+    )  # fmt: skip
+    schemas = doc["components"]["schemas"]
+    for model in ("LookupRequest", "BatchRequest"):
+        for branch in schemas[model]["properties"]["max_candidates"].get("anyOf", ()):
+            if branch.get("type") == "integer":
+                branch["maximum"] = settings.max_candidates
+    schemas["BatchRequest"]["properties"]["lookups"]["maxItems"] = settings.service_max_batch
+    return doc
 
 
 def _path(settings: Settings, state: _State) -> LookupPath:

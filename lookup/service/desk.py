@@ -50,10 +50,12 @@ from lookup.domain.segments import SegmentDB
 from lookup.engine.checker import Checker
 from lookup.runtime.lookups import LookupPath
 from lookup.runtime.settings import Settings
+from lookup.service import schemas as ops
 from lookup.service.http import json_body, unknown_path
-from lookup.service.jobroutes import JobRoutes, answer, error_answer
+from lookup.service.jobroutes import JobRoutes, answer, error_answer, guard
 from lookup.service.jobs import JobCaps, JobStore
 from lookup.service.jobshare import SharedJobStore
+from lookup.service.openapi import add_operation
 
 __all__ = [
     "CSP",
@@ -360,9 +362,14 @@ def setup_web(
         await store.close()
 
     app.cleanup_ctx.append(start_jobs)
-    r = app.router
-    r.add_get("/", _get_page)
-    r.add_get("/assets/{name}", _get_asset)
-    r.add_get("/favicon.ico", _get_favicon)
-    r.add_post("/v1/reveal", _post_reveal)
-    JobRoutes(ui.store, caller, settings.service_read_timeout).add_to(r)
+    add_operation(app, ops.PAGE, _get_page)
+    add_operation(app, ops.ASSET, _get_asset)
+    add_operation(app, ops.FAVICON, _get_favicon)
+    add_operation(app, ops.REVEAL, _post_reveal)
+    routes = JobRoutes(ui.store, caller, settings.service_read_timeout)
+    for op, handler in (
+        (ops.JOB_LIST, routes.list_jobs), (ops.JOB_CREATE, routes.create),
+        (ops.JOB_GET, routes.get), (ops.JOB_DELETE, routes.cancel),
+        (ops.JOB_RESULTS, routes.results),
+    ):  # fmt: skip
+        add_operation(app, op, guard(handler))

@@ -4,7 +4,8 @@ Middlewares, outermost first:
 
 1. *request id*: ``X-Request-Id`` taken from the request when sane (1-128 characters of
    ``[A-Za-z0-9._-]``), else a new uuid4 hex; returned on every answer; counts every
-   answer in ``lookup_http_requests_total{route,status}`` (the route template).
+   answer in ``lookup_http_requests_total{route,status}`` and its time in
+   ``lookup_http_request_duration_seconds{route}`` (the route template).
 2. *problems*: every error becomes ``application/problem+json`` (:mod:`lookup.service.problems`):
    a :class:`ProblemError` raised by a handler, aiohttp's HTTP errors (404, 405, 413),
    a broken request body (400) and anything unexpected (500, logged once).
@@ -37,6 +38,7 @@ import contextvars
 import hmac
 import logging
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from typing import Any, Final, TypeVar
@@ -124,6 +126,7 @@ def request_id_middleware(metrics: ServiceMetrics) -> Middleware:
         rid = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         reset = request_id_var.set(rid)
         lang = language_from_accept(request.headers.get("Accept-Language"))
+        started = time.perf_counter()
         try:
             with language(lang):  # problems' title and detail in the reader's language
                 response = await handler(request)
@@ -133,6 +136,7 @@ def request_id_middleware(metrics: ServiceMetrics) -> Middleware:
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
         metrics.http_requests.labels(route, str(response.status)).inc()
+        metrics.http_seconds.labels(route).observe(time.perf_counter() - started)
         return response
 
     return request_id

@@ -39,7 +39,7 @@ from lookup.service.jobs import (
 )
 from lookup.service.problems import FieldProblem, problem_response
 
-__all__ = ["JOB_MAX_UPLOAD", "JobRoutes", "answer", "error_answer"]
+__all__ = ["JOB_MAX_UPLOAD", "JobRoutes", "answer", "error_answer", "guard"]
 
 JOB_MAX_UPLOAD: Final = 32 * 2**20
 """Bytes an upload may have (the service's ``service_max_body`` is for JSON bodies)."""
@@ -87,22 +87,36 @@ async def _read_upload(request: web.Request) -> tuple[bytes, str | None, str]:
     if request.content_type != "multipart/form-data":
         raw = await _read_limited(request.content.read, JOB_MAX_UPLOAD)
         return raw, request.query.get("name"), mode
-    reader = await request.multipart()
+    try:
+        reader = await request.multipart()
+    except ValueError:  # aiohttp: no boundary in the Content-Type
+        raise ProblemError(
+            "bad-request", "a multipart/form-data body needs its boundary in the Content-Type; "
+            "let the HTTP client build the form (curl -F file=@rows.csv)",
+        ) from None
     data: bytes | None = None
     name: str | None = None
     while (part := await reader.next()) is not None:
-        if isinstance(part, BodyPartReader) and part.name == "file" and data is None:
+        if isinstance(part, BodyPartReader) and part.name == "file":
+            if data is not None:
+                raise BadUploadError("two files in one upload: send one file per job")
             # aiohttp's client percent-encodes non-ASCII names; browsers send them raw.
             name = unquote(part.filename) if part.filename else None
             data = await _read_limited(part.read_chunk, JOB_MAX_UPLOAD)
         elif isinstance(part, BodyPartReader) and part.name == "mode":
             mode = (await part.text()).strip() or mode
+        else:
+            name_ = part.name if isinstance(part, BodyPartReader) else None
+            shown = (name_ or "")[:20].encode("ascii", "backslashreplace").decode()
+            raise BadUploadError(f"unknown form field {shown!r}: send 'file' and, optionally, 'mode'")
     if data is None:
         raise BadUploadError("no file: send the CSV or JSONL as the multipart field 'file'")
     return data, name, mode
 
 
-def _guard(handler: _Handler) -> _Handler:
+def guard(handler: _Handler) -> _Handler:
+    """``handler`` answering a missing job with 404 and a wrong state with 409."""
+
     @wraps(handler)
     async def guarded(request: web.Request) -> web.StreamResponse:
         try:
@@ -127,13 +141,6 @@ class JobRoutes:
         self._store = store
         self._caller = caller
         self._read_timeout = read_timeout
-
-    def add_to(self, router: web.UrlDispatcher) -> None:
-        router.add_get("/v1/jobs", _guard(self.list_jobs))
-        router.add_post("/v1/jobs", _guard(self.create))
-        router.add_get("/v1/jobs/{id}", _guard(self.get))
-        router.add_delete("/v1/jobs/{id}", _guard(self.cancel))
-        router.add_get("/v1/jobs/{id}/results", _guard(self.results))
 
     async def create(self, request: web.Request) -> web.Response:
         try:

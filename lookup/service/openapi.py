@@ -1,9 +1,13 @@
-"""The service's OpenAPI 3.1 document, generated from its pydantic models, and ``/docs``.
+"""The service's OpenAPI 3.1 document, generated from its routes, and ``/docs``.
 
-:func:`openapi_document` builds the document from a list of :class:`Operation` (the
-service declares one per route, next to the routes); every schema comes from
-pydantic (``TypeAdapter.json_schemas`` with ``ref_template="#/components/schemas/{model}"``),
-so the document cannot drift from what the service validates and answers.
+A route exists only through its :class:`Operation`: :func:`add_operation` registers the
+handler under the operation's method and path and keeps the operation beside the route;
+:func:`described` walks ``app.router`` and raises :class:`UndescribedRouteError` for a
+route that has none (the service builds its document that way when it starts, so an
+undescribed route stops the start). :func:`openapi_document` renders the operations;
+every schema comes from pydantic (``TypeAdapter.json_schemas`` with
+``ref_template="#/components/schemas/{model}"``), so the document cannot drift from what
+the service validates and answers.
 
 :func:`docs_page` renders that document as one self-contained HTML page: no script, no
 external asset; its only style sheet is inline and allowed by the page's
@@ -16,15 +20,25 @@ import base64
 import hashlib
 import html
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from aiohttp import web
+from aiohttp.typedefs import Handler
 from pydantic import TypeAdapter
 
 from lookup.service.problems import PROBLEM_JSON, PROBLEMS, Problem
 
-__all__ = ["DOCS_CSP", "Operation", "docs_page", "openapi_document"]
+__all__ = [
+    "DOCS_CSP",
+    "Operation",
+    "UndescribedRouteError",
+    "add_operation",
+    "described",
+    "docs_page",
+    "openapi_document",
+]
 
 _REF: Final = "#/components/schemas/{model}"
 _STYLE: Final = (
@@ -44,7 +58,16 @@ DOCS_CSP: Final = (
 
 @dataclass(frozen=True)
 class Operation:
-    """One route of the service, as the document describes it."""
+    """One route of the service, as the document describes it.
+
+    ``request`` is the JSON body's model; ``request_content`` other media types of the
+    body (media type -> a type, a JSON schema, or ``{}`` for bytes of that type, which
+    OpenAPI 3.1 writes without a schema). ``response`` is the model of the ``status``
+    answer in ``response_type``; ``response_also`` more media types of that answer (the
+    same way), ``no_content`` other success statuses without a body (204). A parameter's
+    ``schema`` may be a type too. ``problems`` are
+    the error statuses beyond the ones every route may answer (400, 500; 401 with a token).
+    """
 
     method: str
     path: str
@@ -56,6 +79,57 @@ class Operation:
     problems: tuple[int, ...] = ()
     public: bool = False
     parameters: tuple[dict[str, Any], ...] = field(default=())
+    request_content: Mapping[str, Any] = field(default_factory=dict)
+    response_also: Mapping[str, Any] = field(default_factory=dict)
+    status: int = 200
+    no_content: tuple[int, ...] = ()
+    operation_id: str | None = None
+
+
+class UndescribedRouteError(RuntimeError):
+    """A route of the app was added without its :class:`Operation`."""
+
+
+_OPERATIONS: Final = web.AppKey("lookup_operations", dict[tuple[str, str], Operation])
+
+
+def add_operation(app: web.Application, op: Operation, handler: Handler) -> None:
+    """Register ``handler`` as the route of ``op`` (a GET also answers HEAD)."""
+    ops = app.get(_OPERATIONS)
+    if ops is None:
+        ops = app[_OPERATIONS] = {}
+    if (op.method, op.path) in ops:
+        raise ValueError(f"{op.method} {op.path} is described twice")
+    ops[(op.method, op.path)] = op
+    if op.method == "GET":
+        app.router.add_get(op.path, handler)
+    else:
+        app.router.add_route(op.method, op.path, handler)
+
+
+def described(app: web.Application) -> list[Operation]:
+    """The operation of every route of ``app``, in the order the routes were added.
+
+    :raises UndescribedRouteError: a route was added without an operation.
+    """
+    ops = app.get(_OPERATIONS, {})
+    found: list[Operation] = []
+    missing: list[str] = []
+    for route in app.router.routes():
+        if route.method == "HEAD":
+            continue  # aiohttp's automatic HEAD of a GET
+        resource = route.resource
+        path = resource.canonical if resource is not None else "?"
+        op = ops.get((route.method, path))
+        if op is None:
+            missing.append(f"{route.method} {path}")
+        else:
+            found.append(op)
+    if missing:
+        raise UndescribedRouteError(
+            "routes without an operation (add them with add_operation): " + ", ".join(missing)
+        )
+    return found
 
 
 def openapi_document(
@@ -66,6 +140,17 @@ def openapi_document(
         ("Problem", "serialization", TypeAdapter(Problem))
     ]
     for op in operations:
+        for param in op.parameters:
+            if not isinstance(param["schema"], dict):  # a type: its schema, named
+                key = f"{op.method} {op.path} {param['name']}"
+                inputs.append((key, "validation", TypeAdapter(param["schema"])))
+        for kind, sub in op.request_content.items():
+            if not isinstance(sub, dict):
+                inputs.append((f"{op.method} {op.path} in {kind}", "validation", TypeAdapter(sub)))
+        for kind, sub in op.response_also.items():
+            if not isinstance(sub, dict):
+                key = f"{op.method} {op.path} out {kind}"
+                inputs.append((key, "serialization", TypeAdapter(sub)))
         if op.request is not None:
             inputs.append((f"{op.method} {op.path} in", "validation", TypeAdapter(op.request)))
         if op.response is not None:
@@ -80,19 +165,32 @@ def openapi_document(
         if op.description:
             entry["description"] = op.description
         if op.parameters:
-            entry["parameters"] = list(op.parameters)
+            entry["parameters"] = [
+                p if isinstance(p["schema"], dict)
+                else {**p, "schema": schema[f"{op.method} {op.path} {p['name']}"]}
+                for p in op.parameters
+            ]
+        body: dict[str, Any] = {}
         if op.request is not None:
-            entry["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": schema[f"{op.method} {op.path} in"]}},
-            }
-        ok: dict[str, Any] = {"description": "OK"}
+            body["application/json"] = {"schema": schema[f"{op.method} {op.path} in"]}
+        for kind, sub in op.request_content.items():
+            body[kind] = _media(sub, schema, f"{op.method} {op.path} in {kind}")
+        if body:
+            entry["requestBody"] = {"required": True, "content": body}
+        ok: dict[str, Any] = {"description": _SUCCESS.get(op.status, "OK")}
+        content: dict[str, Any] = {}
         if op.response is not None:
-            ok["content"] = {op.response_type: {"schema": schema[f"{op.method} {op.path} out"]}}
+            content[op.response_type] = {"schema": schema[f"{op.method} {op.path} out"]}
         elif op.response_type != "application/json":
-            ok["content"] = {op.response_type: {"schema": {"type": "string"}}}
-        responses: dict[str, Any] = {"200": ok}
-        statuses = set(op.problems) | {500}
+            content[op.response_type] = {"schema": {"type": "string"}}
+        for kind, sub in op.response_also.items():
+            content[kind] = _media(sub, schema, f"{op.method} {op.path} out {kind}")
+        if content:
+            ok["content"] = content
+        responses: dict[str, Any] = {str(op.status): ok}
+        for status in op.no_content:
+            responses[str(status)] = {"description": _SUCCESS.get(status, "No content")}
+        statuses = set(op.problems) | {400, 500}
         if not op.public:
             statuses.add(401)
         for status in sorted(statuses):
@@ -114,7 +212,19 @@ def openapi_document(
     }
 
 
+_SUCCESS: Final = {200: "OK", 201: "Created", 204: "No content"}
+
+
+def _media(sub: Any, schema: dict[str, Any], key: str) -> dict[str, Any]:
+    """A media type object: a type's schema by its key, a schema, or none (``{}``)."""
+    if not isinstance(sub, dict):
+        return {"schema": schema[key]}
+    return {"schema": sub} if sub else {}
+
+
 def _operation_id(op: Operation) -> str:
+    if op.operation_id:
+        return op.operation_id
     words = [w.strip("{}") for w in op.path.strip("/").replace(".", "_").split("/") if w]
     return "_".join([op.method.lower(), *words]) or op.method.lower()
 

@@ -49,7 +49,7 @@ def test_find_not_found_answer_on_stdout_counts_on_stderr() -> None:
     assert r.returncode == 1, r.stderr
     assert r.stdout.startswith("not found: no number that fits 13905710*** has orders")
     assert r.stdout.count("\n") == 1
-    assert "candidates" in r.stderr and "checks: 10 sent" in r.stderr
+    assert "candidates" in r.stderr and "requests: 10 " in r.stderr
     assert "not found" not in r.stderr
 
 
@@ -211,7 +211,7 @@ def test_find_in_a_chinese_locale_speaks_chinese() -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout == f"匹配 {CITY_HIT}  层级 本市  （浙江 杭州，移动，区号 0571），9 个订单\n"
     assert "共 10,000 个候选号码（本市 102, 本省 482, 全国 9,416, 未定位 0）" in r.stderr
-    assert "查询：共发送 2 次" in r.stderr
+    assert "请求 2 次" in r.stderr
     assert "candidates" not in r.stderr and "checks:" not in r.stderr
 
 

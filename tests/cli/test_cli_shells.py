@@ -393,6 +393,6 @@ def test_on_a_terminal_audit_lines_never_land_inside_the_progress_line() -> None
     # the live line is erased (spaces, back to the start) before the tier table and counts
     _, _, after = text.rsplit("checks/s", 1)[1].partition("\r")
     assert re.match(r" +\r", after), after
-    assert "checks: " in after and "checks/s" not in after
+    assert "numbers checked: " in after and "checks/s" not in after
     frames = [f for f in text.replace("\n", "\r").split("\r") if "checks/s" in f]
     assert frames and all(len(f.rstrip()) <= 72 for f in frames)  # COLUMNS=72

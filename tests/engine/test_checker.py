@@ -860,6 +860,7 @@ async def test_stats_and_latency_reporting(ft: FakeTime) -> None:
     assert checker.counters == CheckerCounters(
         requests=5,
         numbers=5,
+        answered=3,
         hits=1,
         misses=2,
         transient_errors=1,

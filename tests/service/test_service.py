@@ -435,7 +435,10 @@ async def test_metrics_count_lookups_checks_and_expose_the_breaker() -> None:
         return ("lookup_lookups_total", (("status", name), ("surface", "service")))
 
     def outcome(name: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-        return ("lookup_checks_total", (("outcome", name),))
+        return ("lookup_numbers_checked_total", (("outcome", name),))
+
+    def requests(name: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return ("lookup_api_requests_total", (("outcome", name),))
 
     assert before[status("matched")] == 0 and before[outcome("miss")] == 0
     assert after[status("matched")] == 2
@@ -445,16 +448,21 @@ async def test_metrics_count_lookups_checks_and_expose_the_breaker() -> None:
     assert after[outcome("hit")] == 2
     assert after[outcome("miss")] >= 1_000  # the not-found case checked its 1,000 candidates
     answered = after[outcome("hit")] + after[outcome("miss")]
-    assert answered <= len(api.calls)  # calls include the ones cancelled after a hit
+    # one number per request here (no batch endpoint): every answered request is a number
+    assert after[requests("answered")] == answered
+    sent = sum(v for (name, _), v in after.items() if name == "lookup_api_requests_total")
+    assert sent == len(api.calls)  # calls include the ones cancelled after a hit: unfinished
+    assert after[requests("unfinished")] == len(api.calls) - answered
     assert after[("lookup_breaker_state", ())] == 0
-    assert after[("lookup_checks_in_flight", ())] == 0
+    assert after[("lookup_api_requests_in_flight", ())] == 0
     assert after[("lookup_lookups_in_progress", ())] == 0
-    for name in ("lookup_check_retries_total", "lookup_rate_limited_total"):
-        assert after[(name, ())] == 0
-    buckets = [k for k in after if k[0] == "lookup_check_duration_seconds_bucket"]
+    assert after[("lookup_api_retries_total", ())] == 0
+    assert after[requests("throttled")] == 0
+    name = "lookup_api_request_duration_seconds"
+    buckets = [k for k in after if k[0] == f"{name}_bucket"]
     assert len(buckets) > 5
-    assert after[("lookup_check_duration_seconds_count", ())] == answered
-    assert after[("lookup_check_duration_seconds_bucket", (("le", "+Inf"),))] == answered
+    assert after[(f"{name}_count", (("outcome", "answered"),))] == answered
+    assert after[(f"{name}_bucket", (("le", "+Inf"), ("outcome", "answered")))] == answered
     assert after[("lookup_lookup_duration_seconds_count", (("surface", "service"),))] == 3
 
 
@@ -487,14 +495,15 @@ async def test_metrics_see_429s_retries_fatal_errors_and_an_open_breaker(
             after = samples(await resp.text())
         async with session.get("/healthz") as resp:
             health = await resp.json()
-    assert after[("lookup_rate_limited_total", ())] >= 2
-    assert after[("lookup_check_retries_total", ())] >= 1
-    assert after[("lookup_checks_total", (("outcome", "fatal"),))] == 1
+    assert after[("lookup_api_retries_total", ())] >= 1
+    assert after[("lookup_api_requests_total", (("outcome", "fatal"),))] == 1
     # the rate the checker learned from the 429s carries over (one shared checker), so
     # the failing lookup sends only a few requests before its 3 s deadline, too few to open
     # the breaker (the breaker's own behaviour is in tests/test_checker.py).
-    assert after[("lookup_checks_total", (("outcome", "5xx"),))] >= 1
-    assert after[("lookup_checks_total", (("outcome", "throttled"),))] >= 2
+    assert after[("lookup_api_requests_total", (("outcome", "5xx"),))] >= 1
+    assert after[("lookup_api_requests_total", (("outcome", "throttled"),))] >= 2
+    throttled = after[("lookup_api_request_duration_seconds_count", (("outcome", "throttled"),))]
+    assert throttled == after[("lookup_api_requests_total", (("outcome", "throttled"),))]
     assert after[("lookup_breaker_state", ())] in (0, 1, 2)
     assert health["breaker"] in ("closed", "half_open", "open")
     lookups = {

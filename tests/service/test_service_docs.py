@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from openapi_spec_validator import validate
 from pydantic import SecretStr
 
@@ -25,7 +26,8 @@ from lookup.cli.main import main as cli_main
 from lookup.domain.errors import ConfigError
 from lookup.orders import FakeOrderApi
 from lookup.runtime.settings import Settings
-from lookup.service.app import check_exposure, create_app, serving
+from lookup.service.app import check_exposure, create_app, openapi, serving
+from lookup.service.openapi import UndescribedRouteError
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "a-service-token-long-enough"
@@ -68,9 +70,12 @@ async def test_openapi_document_is_valid_3_1_and_needs_no_token(
         doc = await resp.json()
     assert doc["openapi"] == "3.1.0"
     validate(doc)  # openapi-spec-validator: a valid OpenAPI 3.1 document
-    assert set(doc["paths"]) == {
-        "/v1/lookups", "/v1/lookups/batch", "/v1/segments/{seven}", "/healthz", "/metrics",
-        "/openapi.json", "/docs",
+    assert {(path, method) for path, ops in doc["paths"].items() for method in ops} == {
+        ("/v1/lookups", "post"), ("/v1/lookups/stream", "post"), ("/v1/lookups/batch", "post"),
+        ("/v1/segments/{seven}", "get"), ("/v1/reveal", "post"), ("/v1/jobs", "get"),
+        ("/v1/jobs", "post"), ("/v1/jobs/{id}", "get"), ("/v1/jobs/{id}", "delete"),
+        ("/v1/jobs/{id}/results", "get"), ("/healthz", "get"), ("/metrics", "get"),
+        ("/openapi.json", "get"), ("/docs", "get"), ("/", "get"), ("/assets/{name}", "get"),
     }  # fmt: skip
     schemas = doc["components"]["schemas"]
     assert {"LookupRequest", "LookupResult", "BatchRequest", "BatchResponse", "Problem"} <= set(
@@ -142,8 +147,12 @@ async def test_metrics_have_the_process_http_requests_by_route_and_no_created(
     assert 'lookup_http_requests_total{route="/v1/lookups",status="200"} 1.0' in text
     assert 'route="unmatched",status="404"' in text
     assert "1380571" not in text and "13800138000" not in text  # never the raw path
-    assert 'lookup_checks_total{outcome="timeout"}' in text
-    assert 'lookup_checks_total{outcome="throttled"}' in text
+    assert 'lookup_api_requests_total{outcome="timeout"}' in text
+    assert 'lookup_api_requests_total{outcome="throttled"}' in text
+    assert 'lookup_numbers_checked_total{outcome="hit"} 1.0' in text
+    assert 'lookup_http_request_duration_seconds_count{route="/v1/segments/{seven}"} 4.0' in text
+    assert "python_gc_collections_total" in text and "python_info{" in text
+    assert 'lookup_build_info{data_version="' in text and 'loop="asyncio"' in text
 
 
 def test_short_tokens_are_refused_off_loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -203,3 +212,77 @@ def test_serve_accepts_a_bracketed_ipv6_loopback() -> None:
         if proc.poll() is None:
             proc.kill()
         proc.communicate(timeout=10)
+
+
+def test_every_route_is_in_the_document_and_an_undescribed_one_is_refused() -> None:
+    app = create_app(make_settings(), api=FakeOrderApi.from_orders({}))
+    routes = {(r.method, r.resource.canonical) for r in app.router.routes()
+              if r.method != "HEAD" and r.resource is not None}  # fmt: skip
+    doc = openapi(app)
+    assert routes == {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
+    # a worker of --workers N answers 501 on the job routes, and describes the same routes
+    worker = create_app(make_settings(), api=FakeOrderApi.from_orders({}), worker="1")
+    assert openapi(worker) == doc
+
+    async def extra(request: web.Request) -> web.Response:
+        return web.Response()
+
+    app.router.add_get("/v1/extra", extra)
+    with pytest.raises(UndescribedRouteError, match="GET /v1/extra"):
+        openapi(app)
+
+
+def test_the_document_names_its_enums_and_states_the_service_caps() -> None:
+    app = create_app(make_settings(max_candidates=5_000, service_max_batch=20),
+                     api=FakeOrderApi.from_orders({}))  # fmt: skip
+    doc = openapi(app)
+    validate(doc)
+    schemas = doc["components"]["schemas"]
+
+    def inline_enums(node: Any, top: bool) -> int:
+        if isinstance(node, dict):
+            here = int(not top and ("enum" in node or "const" in node))
+            return here + sum(inline_enums(v, False) for v in node.values())
+        if isinstance(node, list):
+            return sum(inline_enums(v, False) for v in node)
+        return 0
+
+    assert inline_enums(doc["paths"], False) == 0
+    assert sum(inline_enums(s, True) for s in schemas.values()) == 0
+    for name in ("LookupStatus", "Mode", "TierName", "TierStatus", "RowStatus", "JobState",
+                 "InputFormat", "HealthStatus", "StreamEventName"):  # fmt: skip
+        assert "enum" in schemas[name], name
+    cap = {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 5_000}, {"type": "null"}]}
+    for model in ("LookupRequest", "BatchRequest"):
+        assert {k: v for k, v in schemas[model]["properties"]["max_candidates"].items()
+                if k == "anyOf"} == cap  # fmt: skip
+    lookups = schemas["BatchRequest"]["properties"]["lookups"]
+    assert lookups["items"] == {"$ref": "#/components/schemas/BatchItem"}
+    assert lookups["maxItems"] == 20
+    segment = doc["paths"]["/v1/segments/{seven}"]["get"]["responses"]["200"]
+    assert segment["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/SegmentInfo"}  # fmt: skip
+    assert schemas["LookupRequest"]["examples"] == [{"mask": "138****2046", "city": "杭州"}]
+    assert schemas["LookupResult"]["properties"]["checks_sent"]["deprecated"] is True
+
+
+async def test_strict_integers_a_boolean_or_a_float_is_a_422(
+    session: aiohttp.ClientSession,
+) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    for path, body in (
+        ("/v1/lookups", {"mask": "138****2046", "max_candidates": True}),
+        ("/v1/lookups", {"mask": "138****2046", "max_candidates": 6347000.0}),
+        ("/v1/lookups/batch", {"lookups": [], "max_candidates": 100.0}),
+        ("/v1/lookups/batch", {"lookups": [{"id": True, "mask": "138****2046"}]}),
+    ):
+        async with session.post(path, json=body, headers=headers) as resp:
+            answer = await resp.json(content_type=None)
+        if path.endswith("batch") and "lookups" in body and body["lookups"]:
+            # a bad item is answered on its own, naming its field
+            assert resp.status == 200, answer
+            assert answer["results"][0]["status"] == "invalid"
+            assert answer["results"][0]["errors"][0]["field"].startswith("lookups.0.id")
+        else:
+            assert resp.status == 422, (body, answer)
+            assert answer["errors"][0]["field"] == "max_candidates"

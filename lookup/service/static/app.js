@@ -29,10 +29,10 @@ const T = {
     "ts.skipped": "未执行",
     "api.ok": "正常", "api.throttled": "接口限流，已放慢", "api.paused": "暂停，等待接口",
     "api.down": "接口不可用，等待恢复", "api.probing": "正在探测接口是否恢复",
-    "live": "已应答 {answered} 次，{rate} 次/秒，接口状态：{state}",
+    "live": "已核查 {answered} 个号码，每秒 {rate} 个，接口状态：{state}",
     "result.h": "结果", "result.phone": "号码", "result.reveal": "显示完整号码",
     "result.tier": "层级", "result.region": "地区", "result.carrier": "运营商",
-    "result.checks": "查询次数", "result.time": "用时", "result.seconds": "{s} 秒",
+    "result.numbers": "核查号码", "result.requests": "接口请求", "result.time": "用时", "result.seconds": "{s} 秒",
     "result.unlocated": "未定位号段（地区未知）",
     "result.orders": "订单", "orders.n": "{n} 个订单", "orders.one": "1 个订单", "orders.some": "有订单",
     "result.copy": "复制号码", "copy.ok": "已复制", "copy.fail": "无法自动复制：号码已选中，请按 Ctrl+C",
@@ -79,10 +79,10 @@ const T = {
     "ts.aborted": "aborted", "ts.skipped": "not run",
     "api.ok": "ok", "api.throttled": "throttled by the API, slowed down", "api.paused": "paused, waiting for the API",
     "api.down": "API down, waiting for it", "api.probing": "probing whether the API is back",
-    "live": "{answered} answered, {rate} checks/s, API: {state}",
+    "live": "{answered} numbers checked, {rate}/s, API: {state}",
     "result.h": "Result", "result.phone": "Number", "result.reveal": "Reveal the full number",
     "result.tier": "Tier", "result.region": "Region", "result.carrier": "Carrier",
-    "result.checks": "Checks", "result.time": "Time", "result.seconds": "{s} s",
+    "result.numbers": "Numbers checked", "result.requests": "Requests", "result.time": "Time", "result.seconds": "{s} s",
     "result.unlocated": "unlocated segment (region unknown)",
     "result.orders": "Orders", "orders.n": "{n} orders", "orders.one": "1 order", "orders.some": "has orders",
     "result.copy": "Copy number", "copy.ok": "Copied", "copy.fail": "Could not copy: the number is selected, press Ctrl+C",
@@ -189,6 +189,8 @@ function setTokenState(state) {
 async function api(path, options = {}) {
   const headers = new Headers(options.headers || {});
   if (token()) headers.set("Authorization", `Bearer ${token()}`);
+  // The service's messages (problems, reasons) in the page's language, as toggled.
+  headers.set("Accept-Language", lang === "zh" ? "zh-CN, zh;q=0.9" : "en");
   const resp = await fetch(path, { ...options, headers, credentials: "same-origin" });
   if (resp.status === 401) {
     // The service answers 401 to no token, and to one it does not know (error="invalid_token").
@@ -296,7 +298,8 @@ function renderResult(r, fresh) {
   $("result-orders").textContent = ordersText(r);
   $("copy").hidden = !r.revealed;
   if (fresh) $("copy-status").textContent = "";
-  $("result-checks").textContent = fmtInt(r.checks_sent);
+  $("result-numbers").textContent = fmtInt(r.numbers_checked);
+  $("result-requests").textContent = fmtInt(r.requests);
   $("result-time").textContent = t("result.seconds", { s: (r.elapsed_ms / 1000).toFixed(2) });
   $("result-reason").textContent = r.reason || "";
   const advice = $("result-advice");
