@@ -76,6 +76,7 @@ async def test_openapi_document_is_valid_3_1_and_needs_no_token(
         ("/v1/jobs", "post"), ("/v1/jobs/{id}", "get"), ("/v1/jobs/{id}", "delete"),
         ("/v1/jobs/{id}/results", "get"), ("/healthz", "get"), ("/metrics", "get"),
         ("/openapi.json", "get"), ("/docs", "get"), ("/", "get"), ("/assets/{name}", "get"),
+        ("/favicon.ico", "get"),
     }  # fmt: skip
     schemas = doc["components"]["schemas"]
     assert {"LookupRequest", "LookupResult", "BatchRequest", "BatchResponse", "Problem"} <= set(
