@@ -499,3 +499,48 @@ async def test_jobs_under_two_workers_one_folder_one_runner_same_owners_and_caps
                 if f"[worker {w}] lookup.jobs" in ln and " rows from " in ln}  # fmt: skip
     assert admitted  # (which workers accepted the uploads is the kernel's choice)
     assert "Traceback" not in err and "Unclosed" not in err
+
+
+async def test_a_reload_hands_the_running_job_to_a_new_worker_that_finishes_it(
+    gunicorn: None, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    env = {"LOOKUP_SERVICE_JOBS_DIR": str(tmp_path / "jobs")}
+    # 50 checks/s one number a request: 30 rows of 10 candidates take about 6 s
+    args = serve_args("demo", redis_server.url, "--rate", "50", "--batch-size", "1")
+    with served(args, tmp_path / "err.log", env) as svc:
+        old = await wait_workers(svc.pid, 2)
+        await healthy(svc.url)
+        async with aiohttp.ClientSession(svc.url) as session:
+            async with session.post("/v1/jobs", params={"name": "reload.csv"},
+                                    data=slow_rows(30, "r")) as resp:  # fmt: skip
+                assert resp.status == 201
+                job_id = (await resp.json())["id"]
+
+            async def job() -> dict[str, Any]:
+                async with session.get(f"/v1/jobs/{job_id}") as resp:
+                    assert resp.status == 200
+                    data: dict[str, Any] = await resp.json()
+                    return data
+
+            limit = time.monotonic() + START
+            while (await job())["done"] < 3:  # bounded: the job is under way
+                assert time.monotonic() < limit
+                await asyncio.sleep(0.1)
+            os.kill(svc.pid, signal.SIGHUP)
+            new = await wait_workers(svc.pid, 2, not_in=old)
+            while (state := await job())["state"] not in ("done", "failed", "cancelled"):
+                assert time.monotonic() < limit + START, state
+                await asyncio.sleep(0.2)
+            assert state["state"] == "done" and state["done"] == 30, state
+            async with session.get(f"/v1/jobs/{job_id}/results",
+                                   params={"format": "csv"}) as resp:  # fmt: skip
+                ids = [ln.split(",")[0] for ln in (await resp.text()).splitlines()[1:]]
+            assert ids == [f"r{i}" for i in range(30)]  # every row once, in order
+        assert svc.stop() == 0
+    err = svc.stderr()
+    runners = [ln for ln in err.splitlines() if "runs the jobs of" in ln]
+    assert len(runners) == 2, runners  # one old worker, then one new one
+    assert any(f"[worker {w}]" in runners[0] for w in old)
+    assert any(f"[worker {w}]" in runners[1] for w in new)
+    assert any("resuming job" in ln for ln in err.splitlines())
+    assert "Traceback" not in err
