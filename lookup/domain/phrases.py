@@ -38,6 +38,14 @@ PHRASES: Final = (
        "enumerate; the first 3 digits are needed (138****1234)"),
     N_("'{mask}' has '{char}' at position {i}: write digits as 0-9 (ASCII or full-width "
        "０-９)"),
+    N_("the zip '{value}' has '{char}' at position {i}: a zip code is 6 digits (310000, "
+       "071000), without separators"),
+    N_("the area code '{value}' has '{char}' at position {i}: an area code is its digits "
+       "alone, like 0571 or 010, without separators"),
+    N_("the zip '{value}' has '{char}' at position {i}: write digits as 0-9 (ASCII or "
+       "full-width ０-９)"),
+    N_("the area code '{value}' has '{char}' at position {i}: write digits as 0-9 (ASCII or "
+       "full-width ０-９)"),
     N_("empty mask: expected something like 138****1234"),
     N_("unknown city '{name}': the database knows prefecture-level cities{hint}"),
     N_("unknown province '{name}'{hint}"),

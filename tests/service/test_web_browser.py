@@ -303,7 +303,7 @@ def test_bad_input_shows_the_services_message_next_to_the_field(page: Page, demo
     page.get_by_label("城市", exact=True).fill("")
     page.get_by_label("邮编").fill("abc")
     mask.press("Enter")
-    expect(page.locator("#zip-error")).to_have_text("a zip code is 6 digits (310000, 071000), got 'abc'")
+    expect(page.locator("#zip-error")).to_have_text("邮编“abc”第 1 位是“a”：邮编是 6 位数字（310000、071000），中间不加分隔符")
     expect(page.get_by_label("邮编")).to_be_focused()
     page.get_by_label("邮编").fill("")
     page.get_by_label("城市", exact=True).fill("杭州")
