@@ -215,6 +215,16 @@ class Settings(BaseSettings):
     service_job_retention: float = Field(
         86_400.0, gt=0, allow_inf_nan=False, description="seconds a finished job's files are kept"
     )
+    service_jobs_per_caller: int = Field(
+        20, ge=1, description="batch jobs one caller may have queued or running (else 429)"
+    )
+    service_job_rows_per_caller: int = Field(
+        200_000, ge=1, description="rows of the batch jobs one caller may have queued or running"
+    )
+    service_job_bytes_per_caller: int = Field(
+        256 * 2**20, ge=1,
+        description="bytes of uploads of the batch jobs one caller may have queued or running",
+    )
 
     @field_validator("throttled_when", mode="before")
     @classmethod

@@ -285,8 +285,8 @@ def create_app(
 
     ``worker`` (a gunicorn worker's pid, ``--workers N``): ``/metrics`` says which worker
     answered, a stopping worker still serves the requests it already received (the
-    port stays open on the others, so no client is told to go elsewhere), and there are
-    no server-side jobs (``/v1/jobs`` answers 501: see :func:`lookup.service.desk.setup_web`).
+    port stays open on the others, so no client is told to go elsewhere), and the jobs
+    folder is shared with the other workers (:mod:`lookup.service.jobshare`).
 
     :raises ConfigError: see :func:`check_exposure`.
     """
@@ -337,7 +337,7 @@ def create_app(
     ):  # fmt: skip
         add_operation(app, op, handler)
     setup_web(app, settings, checker=lambda: state.checker, caller=caller_of, db=state.db,
-              path=lambda: state.path, jobs=worker is None)  # fmt: skip
+              path=lambda: state.path, shared_jobs=worker is not None)  # fmt: skip
     app.on_startup.append(document)
     return app
 

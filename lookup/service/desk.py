@@ -3,8 +3,10 @@
 Routes added to the service by :func:`setup_web`:
 
 * ``GET /`` the page (Chinese, or English when ``Accept-Language`` prefers it; the page
-  has a toggle too) and ``GET /assets/{name}`` its bundled script and style. These two
-  need no token; everything else does, like the rest of the API.
+  has a toggle too), ``GET /assets/{name}`` its bundled script, style and icon, and
+  ``GET /favicon.ico`` (the icon). These need no token; everything else does, like the
+  rest of the API. Each is gzipped once, when the app is built, and sent gzipped to a
+  client that accepts it (``Vary: Accept-Encoding``), with an ``ETag`` for a ``304``.
 * ``POST /v1/lookups/stream``: the body of ``POST /v1/lookups``; the answer is a stream of
   server-sent events: ``plan`` (tiers and their candidates), ``progress`` (per tier
   answered, the rate, the checker's state) about every :data:`PROGRESS_EVERY` seconds,
@@ -25,6 +27,8 @@ without tokens under a name that is not a loopback one (DNS rebinding).
 from __future__ import annotations
 
 import contextlib
+import gzip
+import hashlib
 import logging
 import re
 import secrets
@@ -47,9 +51,10 @@ from lookup.engine.checker import Checker
 from lookup.runtime.lookups import LookupPath
 from lookup.runtime.settings import Settings
 from lookup.service import schemas as ops
-from lookup.service.http import json_body
+from lookup.service.http import json_body, unknown_path
 from lookup.service.jobroutes import JobRoutes, answer, error_answer, guard
-from lookup.service.jobs import JobStore
+from lookup.service.jobs import JobCaps, JobStore
+from lookup.service.jobshare import SharedJobStore
 from lookup.service.openapi import add_operation
 
 __all__ = [
@@ -81,13 +86,57 @@ PROGRESS_EVERY: Final = 0.2
 REVEAL_TTL: Final = 900.0
 """Seconds a streamed result's number can be revealed."""
 _REVEALS_KEPT: Final = 10_000
-_ASSETS: Final = {"app.js": "text/javascript", "app.css": "text/css"}
+_ASSETS: Final = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8",
+                  "favicon.svg": "image/svg+xml"}  # fmt: skip
 _WEB_DIR: Final = Path(__file__).with_name("static")
 
 
 def is_open_path(path: str) -> bool:
     """The page and its assets need no token (they hold no data); the API does."""
-    return path == "/" or path.startswith("/assets/")
+    return path in ("/", "/favicon.ico") or path.startswith("/assets/")
+
+
+@dataclass(frozen=True)
+class _Asset:
+    """A static answer, kept whole and gzipped (compressed once, at start-up)."""
+
+    body: bytes
+    gzipped: bytes
+    content_type: str
+    etag: str
+
+    @classmethod
+    def of(cls, body: bytes, content_type: str) -> _Asset:
+        digest = hashlib.sha256(body).hexdigest()[:20]
+        return cls(body, gzip.compress(body, 9, mtime=0), content_type, digest)
+
+    def answer(self, request: web.Request, headers: dict[str, str] | None = None) -> web.Response:
+        zipped = _accepts_gzip(request.headers.get("Accept-Encoding", ""))
+        etag = f'"{self.etag}{"-gz" if zipped else ""}"'
+        vary = "Accept-Encoding" if not headers or "Vary" not in headers else \
+            f"{headers['Vary']}, Accept-Encoding"
+        common = {**(headers or {}), "Cache-Control": "no-cache", "ETag": etag, "Vary": vary}
+        if etag in request.headers.get("If-None-Match", ""):
+            return web.Response(status=304, headers=common)
+        if zipped:
+            common["Content-Encoding"] = "gzip"
+        return web.Response(body=self.gzipped if zipped else self.body,
+                            headers={**common, "Content-Type": self.content_type})  # fmt: skip
+
+
+def _accepts_gzip(accept: str) -> bool:
+    """``Accept-Encoding`` names gzip (or ``*``) without ``q=0``."""
+    for item in accept.split(","):
+        coding, _, params = item.strip().partition(";")
+        if coding.strip().lower() in ("gzip", "*"):
+            m = re.search(r"q=([0-9.]+)", params)
+            with contextlib.suppress(ValueError):
+                return m is None or float(m.group(1)) > 0
+    return False
+
+
+def _assets() -> dict[str, _Asset]:
+    return {name: _Asset.of((_WEB_DIR / name).read_bytes(), kind) for name, kind in _ASSETS.items()}
 
 
 
@@ -129,7 +178,8 @@ class _Web:
     checker: Callable[[], Checker | None]
     caller: Callable[[web.Request], str]
     db: SegmentDB
-    pages: dict[str, str]
+    pages: dict[str, _Asset]
+    assets: dict[str, _Asset] = field(default_factory=_assets)
     reveals: _Reveals = field(default_factory=_Reveals)
     jobs: JobStore | None = None
 
@@ -170,16 +220,18 @@ def _language(accept: str) -> str:
 
 async def _get_page(request: web.Request) -> web.Response:
     lang = _language(request.headers.get("Accept-Language", ""))
-    return web.Response(text=request.app[_WEB].pages[lang], content_type="text/html",
-                        headers={"Cache-Control": "no-cache", "Vary": "Accept-Language"})  # fmt: skip
+    return request.app[_WEB].pages[lang].answer(request, {"Vary": "Accept-Language"})
 
 
-async def _get_asset(request: web.Request) -> web.FileResponse:
-    name = request.match_info["name"]
-    if name not in _ASSETS:
-        raise web.HTTPNotFound(text=f"no asset {name[:40]}")
-    return web.FileResponse(_WEB_DIR / name, headers={
-        "Content-Type": f"{_ASSETS[name]}; charset=utf-8", "Cache-Control": "no-cache"})  # fmt: skip
+async def _get_asset(request: web.Request) -> web.Response:
+    asset = request.app[_WEB].assets.get(request.match_info["name"])
+    if asset is None:
+        raise web.HTTPNotFound(text=f"no asset {request.match_info['name'][:40]}")
+    return asset.answer(request)
+
+
+async def _get_favicon(request: web.Request) -> web.Response:
+    return request.app[_WEB].assets["favicon.svg"].answer(request)
 
 
 # -- a lookup with live progress ------------------------------------------------------------
@@ -227,7 +279,7 @@ def _same_origin(tokenless: bool) -> Middleware:
 
     @web.middleware
     async def same_origin(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not is_open_path(request.path):
+        if not (is_open_path(request.path) or unknown_path(request)):
             site = request.headers.get("Sec-Fetch-Site")
             origin = request.headers.get("Origin")
             if (site is not None and site not in ("same-origin", "none")) or (
@@ -274,19 +326,21 @@ def setup_web(
     caller: Callable[[web.Request], str],
     db: SegmentDB,
     path: Callable[[], LookupPath | None],
-    jobs: bool = True,
+    shared_jobs: bool = False,
 ) -> None:
     """Add the desk page, reveals and ``/v1/jobs`` to the service app (the page's lookups
     are ``POST /v1/lookups/stream``, :mod:`lookup.service.lookups`).
 
     ``checker`` returns the service's checker once it started; ``caller`` names who is
     asking (``token:`` and a keyed hash of the token, :func:`lookup.service.http.caller_name`). Call it after the service's own startup hooks: the job store
-    starts once the checker exists, and stops before it closes. ``jobs=False`` (a worker
-    of ``serve --workers N``): no job store; ``/v1/jobs`` answers 501, since a job's state
-    lives in the process that runs it and another worker would lose or re-run it.
+    starts once the checker exists, and stops before it closes. ``shared_jobs`` (a worker
+    of ``serve --workers N``): the jobs folder is shared with the other workers, one of
+    which runs the jobs (:class:`lookup.service.jobshare.SharedJobStore`).
     """
     html = (_WEB_DIR / "index.html").read_text("utf-8")
-    pages = {"zh": html, "en": html.replace('lang="zh-CN"', 'lang="en"', 1)}
+    kind = "text/html; charset=utf-8"
+    pages = {"zh": _Asset.of(html.encode(), kind),
+             "en": _Asset.of(html.replace('lang="zh-CN"', 'lang="en"', 1).encode(), kind)}  # fmt: skip
     ui = _Web(settings=settings, checker=checker, caller=caller, db=db, pages=pages)
     app[_WEB] = ui
     app[REVEALS] = ui.reveals.put
@@ -294,19 +348,23 @@ def setup_web(
     app.on_response_prepare.append(_security_headers)
 
     async def start_jobs(app: web.Application) -> AsyncIterator[None]:
-        store = JobStore(settings.service_jobs_dir or default_jobs_dir(settings),
+        kind = SharedJobStore if shared_jobs else JobStore
+        store = kind(settings.service_jobs_dir or default_jobs_dir(settings),
                          checker=ui.ready_checker(), settings=settings, path=path,
-                         retention_s=settings.service_job_retention, db=db)  # fmt: skip
+                         retention_s=settings.service_job_retention, db=db,
+                         caps=JobCaps(settings.service_jobs_per_caller,
+                                      settings.service_job_rows_per_caller,
+                                      settings.service_job_bytes_per_caller))  # fmt: skip
         await store.start()
         ui.jobs = store
         yield
         ui.jobs = None
         await store.close()
 
-    if jobs:
-        app.cleanup_ctx.append(start_jobs)
+    app.cleanup_ctx.append(start_jobs)
     add_operation(app, ops.PAGE, _get_page)
     add_operation(app, ops.ASSET, _get_asset)
+    add_operation(app, ops.FAVICON, _get_favicon)
     add_operation(app, ops.REVEAL, _post_reveal)
     routes = JobRoutes(ui.store, caller, settings.service_read_timeout)
     for op, handler in (
@@ -314,12 +372,4 @@ def setup_web(
         (ops.JOB_GET, routes.get), (ops.JOB_DELETE, routes.cancel),
         (ops.JOB_RESULTS, routes.results),
     ):  # fmt: skip
-        add_operation(app, op, guard(handler) if jobs else _no_jobs)
-
-
-async def _no_jobs(request: web.Request) -> web.Response:
-    del request
-    return error_answer(
-        "server-side batch jobs need 'lookup serve' on one process (--workers 1): their "
-        "state lives in the process that runs them; use POST /v1/lookups/batch or "
-        "'lookup batch' instead", "NotImplemented", 501)  # fmt: skip
+        add_operation(app, op, guard(handler))

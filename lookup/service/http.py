@@ -12,7 +12,8 @@ Middlewares, outermost first:
 3. *auth* (when tokens are configured): ``Authorization: Bearer <token>``; 401 with
    ``WWW-Authenticate: Bearer`` without one, 401 with ``error="invalid_token"`` for an
    unknown one; 400 for two ``Authorization`` headers (a proxy and this service could
-   each read a different one). ``open_paths`` need no token.
+   each read a different one). ``open_paths`` need no token, nor do paths no route has
+   (a 404 problem).
 
 A request that cannot be parsed as HTTP (a header line over 8190 bytes, too many headers,
 a bad chunk size, two ``Content-Length`` ...) never reaches the app: aiohttp answers it
@@ -73,6 +74,7 @@ __all__ = [
     "read_body",
     "request_id_middleware",
     "request_id_var",
+    "unknown_path",
 ]
 
 _REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -199,7 +201,8 @@ def auth_middleware(
 
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in open_paths or (is_open is not None and is_open(request.path)):
+        if (request.path in open_paths or (is_open is not None and is_open(request.path))
+                or unknown_path(request)):  # fmt: skip
             return await handler(request)
         given_all = request.headers.getall("Authorization", [])
         if len(given_all) > 1:  # which one counts would differ between proxies and us
@@ -234,6 +237,12 @@ def auth_middleware(
             caller_var.reset(reset)
 
     return auth
+
+
+def unknown_path(request: web.Request) -> bool:
+    """No route has this path (whatever the method): a 404 for everyone, token or not; a
+    401 would tell a client to authenticate for a page that is not there."""
+    return isinstance(request.match_info.http_exception, web.HTTPNotFound)
 
 
 def caller_name(token: bytes) -> str:

@@ -4,7 +4,9 @@
 * ``POST /v1/jobs``: a CSV or JSONL file as the multipart field ``file`` (``mode`` as a
   field), or as the raw body (``?name=rows.csv&mode=first``); at most
   :data:`JOB_MAX_UPLOAD` bytes. ``201`` with the job's progress and a ``Location``;
-  a ``422`` problem (``errors[0].field`` is ``file``) for a file that cannot become a job.
+  a ``422`` problem (``errors[0].field`` is ``file``) for a file that cannot become a job;
+  a ``429`` (``Retry-After``) when the caller already has as many jobs, rows or bytes
+  queued or running as it may (:class:`lookup.service.turns.JobCaps`).
 * ``GET /v1/jobs/{id}``: progress (state, done/total, counts by status, rows/s, ETA).
 * ``GET /v1/jobs/{id}/results?format=csv|jsonl``: the results file of an ended job
   (``409`` while it runs); every download writes an audit line.
@@ -28,7 +30,13 @@ from urllib.parse import unquote
 from aiohttp import BodyPartReader, web
 
 from lookup.service.http import ProblemError, request_id_var
-from lookup.service.jobs import BadUploadError, JobNotFoundError, JobStateError, JobStore
+from lookup.service.jobs import (
+    BadUploadError,
+    JobNotFoundError,
+    JobQuotaError,
+    JobStateError,
+    JobStore,
+)
 from lookup.service.problems import FieldProblem, problem_response
 
 __all__ = ["JOB_MAX_UPLOAD", "JobRoutes", "answer", "error_answer", "guard"]
@@ -117,6 +125,10 @@ def guard(handler: _Handler) -> _Handler:
             return error_answer(str(exc), "JobNotFound", 404)
         except JobStateError as exc:
             return error_answer(str(exc), "JobState", 409)
+        except JobQuotaError as exc:
+            response = error_answer(str(exc), "JobQuota", 429)
+            response.headers["Retry-After"] = str(exc.retry_after)
+            return response
 
     return guarded
 

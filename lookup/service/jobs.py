@@ -38,6 +38,7 @@ import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
@@ -49,6 +50,7 @@ from lookup.files.journaled import CheckerRunner, copy_journal, run_journaled
 from lookup.files.private import open_private
 from lookup.files.read import InputFormat, read_rows
 from lookup.files.write import OutputFile
+from lookup.service.turns import DEFAULT_JOB_CAPS, JobCaps, JobQuotaError, Turns
 from lookup.service.uploads import (
     BadUploadError,
     decode_upload,
@@ -69,7 +71,9 @@ __all__ = [
     "MAX_JOB_ROWS",
     "BadUploadError",
     "Job",
+    "JobCaps",
     "JobNotFoundError",
+    "JobQuotaError",
     "JobStateError",
     "JobStore",
     "decode_upload",
@@ -85,11 +89,14 @@ DEFAULT_RETENTION: Final = 86_400.0
 """Seconds a job's files are kept after it ended."""
 MAX_JOB_ROWS: Final = 100_000
 DEFAULT_JOBS_RUNNING: Final = 2
-"""Jobs that run at once; more wait their turn (``queued``). All share the one checker."""
+"""Jobs that run at once; more wait their turn (``queued``), handed out fairly between
+callers (:class:`lookup.service.turns.Turns`). All share the one checker."""
 _ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{16}")
 _META: Final = "meta.json"
 _PERSISTED: Final = ("id", "owner", "filename", "format", "total", "mode", "created", "state",
-                     "finished", "error")  # fmt: skip
+                     "finished", "error", "started", "size")  # fmt: skip
+_OPTIONAL: Final[dict[str, Any]] = {"started": None, "size": 0}
+"""Persisted fields a job saved by an earlier version may lack, and their defaults."""
 _JOURNAL: Final = "journal"
 
 
@@ -115,6 +122,10 @@ class Job:
     state: JobState = "queued"
     finished: float | None = None
     error: str | None = None
+    started: float | None = None
+    """Wall time the job first got a slot (a resumed job keeps its first start)."""
+    size: int = 0
+    """Bytes of the upload as saved (what the per-caller byte cap counts)."""
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
     done: int = 0
     _run_started: float | None = field(default=None, init=False, repr=False)
@@ -122,13 +133,18 @@ class Job:
     _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _cancel_requested: bool = field(default=False, init=False, repr=False)
     _ended: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    _live: tuple[float | None, float | None] | None = field(default=None, init=False, repr=False)
+    """Rows/s and ETA as the process running the job last saved them (another worker's
+    view of it, :mod:`lookup.service.jobshare`)."""
 
     def meta(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in _PERSISTED}
 
     @classmethod
     def from_meta(cls, data: dict[str, Any]) -> Job:
-        return cls(**{k: data[k] for k in _PERSISTED})
+        fields: dict[str, Any] = {k: data[k] if k not in _OPTIONAL else data.get(k, _OPTIONAL[k])
+                                  for k in _PERSISTED}  # fmt: skip
+        return cls(**fields)
 
     def add(self, result: RowResult) -> None:
         self.done += 1
@@ -138,7 +154,9 @@ class Job:
         """What a caller sees of the job: counts by status, done/total, rate, ETA."""
         now = time.monotonic() if now is None else now
         rate = eta = None
-        if self.state == "running" and self._run_started is not None:
+        if self.state == "running" and self._live is not None:
+            rate, eta = self._live
+        elif self.state == "running" and self._run_started is not None:
             new, spent = self.done - self._run_first, now - self._run_started
             if new > 0 and spent > 0:
                 rate = new / spent
@@ -154,10 +172,18 @@ class Job:
             "counts": dict(self.counts),
             "rows_per_second": None if rate is None else round(rate, 2),
             "eta_s": None if eta is None else round(eta, 1),
-            "created": self.created,
-            "finished": self.finished,
+            "created": _iso(self.created),
+            "started": _iso(self.started),
+            "finished": _iso(self.finished),
             "error": self.error,
         }
+
+
+def _iso(when: float | None) -> str | None:
+    """A wall time as ISO 8601 in UTC to the second (``2025-03-01T08:30:00+00:00``)."""
+    if when is None:
+        return None
+    return datetime.fromtimestamp(when, UTC).isoformat(timespec="seconds")
 
 
 class JobStore:
@@ -181,6 +207,7 @@ class JobStore:
         db: SegmentDB | None = None,
         clock: Callable[[], float] = time.time,
         path: Callable[[], LookupPath | None] | None = None,
+        caps: JobCaps = DEFAULT_JOB_CAPS,
     ) -> None:
         self.root = Path(root)
         self.path = path
@@ -191,7 +218,9 @@ class JobStore:
         self.max_rows = max_rows
         self.db = db
         self.clock = clock
-        self._slots = asyncio.Semaphore(jobs_running)
+        self.caps = caps
+        self._turns = Turns(jobs_running)
+        self._left: set[asyncio.Future[Any]] = set()
         self._jobs: dict[str, Job] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -251,6 +280,8 @@ class JobStore:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._left:  # threads its jobs left behind: what they opened gets closed
+            await asyncio.wait(set(self._left))
 
     def _load(self, meta: Path) -> None:
         try:
@@ -288,7 +319,10 @@ class JobStore:
 
         :raises BadUploadError: not UTF-8/GB18030, a CSV without a ``mask`` column, no
             rows, more than ``max_rows`` rows.
+        :raises JobQuotaError: the caller has as many jobs, rows or bytes queued or
+            running as :attr:`caps` allow.
         """
+        self._check_caps(owner, 0, len(data))
         return self._admit(self._prepare(owner, data, filename, mode))
 
     async def create_async(self, owner: str, data: bytes, filename: str | None, *,
@@ -298,6 +332,7 @@ class JobStore:
         A 100,000-row upload takes about a second to read through: on the event loop, every
         other request of the service would wait for it.
         """
+        self._check_caps(owner, 0, len(data))  # before the work, on what is known
         job = await _in_thread(
             self._prepare, owner, data, filename, mode,
             abandoned=lambda job: shutil.rmtree(self._dir(job.id), ignore_errors=True),
@@ -318,21 +353,46 @@ class JobStore:
         folder.mkdir(mode=0o700)
         try:
             path = folder / f"input.{fmt}"
-            write_private(path, text.encode("utf-8"))
+            saved = text.encode("utf-8")
+            write_private(path, saved)
             total = self._count_rows(path, fmt, name)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         return Job(id=job_id, owner=owner, filename=name, format=fmt, total=total, mode=mode,
-                   created=self.clock())  # fmt: skip
+                   created=self.clock(), size=len(saved))  # fmt: skip
+
+    def _usage(self, owner: str) -> tuple[int, int, int]:
+        """Jobs, rows and upload bytes ``owner`` has queued or running."""
+        mine = [j for j in self._jobs.values() if j.owner == owner and j.state not in _ENDED]
+        return len(mine), sum(j.total for j in mine), sum(j.size for j in mine)
+
+    def _check_caps(self, owner: str, rows: int, size: int) -> None:
+        jobs, had_rows, had_size = self._usage(owner)
+        self.caps.check(jobs + 1, had_rows + rows, had_size + size)
 
     def _admit(self, job: Job) -> Job:
-        self._save(job)
-        self._jobs[job.id] = job
+        with self._admitting():
+            try:
+                self._check_caps(job.owner, job.total, job.size)
+            except JobQuotaError:
+                shutil.rmtree(self._dir(job.id), ignore_errors=True)
+                raise
+            self._save(job)
         log.info("job %s: %d rows from %s (%s) for %s", job.id, job.total, job.filename,
                  job.format, job.owner)  # fmt: skip
-        self._launch(job)
+        self._take(job)
         return job
+
+    def _admitting(self) -> contextlib.AbstractContextManager[object]:
+        """Held while a new job's caps are checked and its metadata saved (one process:
+        nothing to hold; the event loop runs one admission at a time)."""
+        return contextlib.nullcontext()
+
+    def _take(self, job: Job) -> None:
+        """An admitted job: known to the store, and launched (it waits its turn)."""
+        self._jobs[job.id] = job
+        self._launch(job)
 
     def get(self, owner: str, job_id: str) -> Job:
         """The caller's job. :raises JobNotFoundError: no such job of this caller."""
@@ -442,7 +502,7 @@ class JobStore:
 
     async def _run(self, job: Job) -> None:
         try:
-            async with self._slots:
+            async with self._turns.turn(job.owner):
                 await self._run_rows(job)
         except asyncio.CancelledError:
             if job._cancel_requested:
@@ -463,13 +523,16 @@ class JobStore:
     async def _run_rows(self, job: Job) -> None:
         folder = self._dir(job.id)
         path = folder / f"input.{job.format}"
-        journal = await _open_journal(folder / _JOURNAL, path, self.settings, job.mode)
+        journal = await _open_journal(folder / _JOURNAL, path, self.settings, job.mode,
+                                      self._left)  # fmt: skip
         with journal:
 
             def on_start(total: int, counts: dict[str, int]) -> None:
                 job.counts = dict.fromkeys(STATUSES, 0) | counts
                 job.done = sum(counts.values())
                 job.state, job._run_started, job._run_first = "running", time.monotonic(), job.done
+                if job.started is None:
+                    job.started = self.clock()
                 self._save(job)
 
             lookup = None
@@ -528,21 +591,25 @@ def _open_journal_now(jpath: Path, path: Path, settings: Settings, mode: Mode) -
     return Journal.open(jpath, journal_header(path, settings, mode))
 
 
-async def _open_journal(jpath: Path, path: Path, settings: Settings, mode: Mode) -> Journal:
+async def _open_journal(jpath: Path, path: Path, settings: Settings, mode: Mode,
+                        left: set[asyncio.Future[Any]] | None = None) -> Journal:  # fmt: skip
     """Open (and, resuming, read and check) a job's journal in a thread: 100,000 done rows
     take 1.6 s to verify, which would stall every request of the service. Cancelled
     meanwhile, the journal is closed (its lock released) when the thread is done."""
     return await _in_thread(
-        _open_journal_now, jpath, path, settings, mode, abandoned=Journal.close
+        _open_journal_now, jpath, path, settings, mode, abandoned=Journal.close, left=left
     )
 
 
 async def _in_thread(
-    fn: Callable[..., T], *args: Any, abandoned: Callable[[T], object] | None = None
-) -> T:
+    fn: Callable[..., T], *args: Any, abandoned: Callable[[T], object] | None = None,
+    left: set[asyncio.Future[Any]] | None = None,
+) -> T:  # fmt: skip
     """``fn(*args)`` in a thread, so the event loop goes on answering. A thread cannot be
     stopped: cancelled meanwhile, the caller leaves at once, the thread runs to its end,
-    and what it returns is handed to ``abandoned`` (to remove or close it)."""
+    and what it returns is handed to ``abandoned`` (to remove or close it). Such a thread
+    waits in ``left`` until it ended, for a closing store to wait for it (else a journal
+    opened after the loop stopped would stay open)."""
     work = asyncio.ensure_future(asyncio.to_thread(fn, *args))
     try:
         return await asyncio.shield(work)
@@ -550,9 +617,12 @@ async def _in_thread(
         if abandoned is not None:
             drop = abandoned
 
-            def left(done: asyncio.Future[T]) -> None:
+            def gone(done: asyncio.Future[T]) -> None:
                 if not done.cancelled() and done.exception() is None:
                     drop(done.result())
 
-            work.add_done_callback(left)
+            work.add_done_callback(gone)
+        if left is not None:
+            left.add(work)
+            work.add_done_callback(left.discard)
         raise

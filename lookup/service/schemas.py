@@ -36,7 +36,7 @@ __all__ = [
 HealthStatus = TypeAliasType("HealthStatus", Literal["ok", "stopping"])
 JobState = TypeAliasType("JobState", Literal["queued", "running", "done", "cancelled", "failed"])
 InputFormat = TypeAliasType("InputFormat", Literal["csv", "jsonl"])
-AssetName = TypeAliasType("AssetName", Literal["app.js", "app.css"])
+AssetName = TypeAliasType("AssetName", Literal["app.js", "app.css", "favicon.svg"])
 StreamEventName = TypeAliasType("StreamEventName", Literal["plan", "progress", "result"])
 
 
@@ -142,8 +142,10 @@ class JobInfo(BaseModel):
     counts: dict[str, int] = Field(description="rows done by status")
     rows_per_second: float | None = None
     eta_s: float | None = None
-    created: float = Field(description="Unix time the job was created")
-    finished: float | None = Field(None, description="Unix time the job ended")
+    created: str = Field(description="when the job was submitted (ISO 8601, UTC)",
+                         examples=["2025-03-01T08:30:00+00:00"])
+    started: str | None = Field(None, description="when it first got a slot (ISO 8601, UTC)")
+    finished: str | None = Field(None, description="when it ended (ISO 8601, UTC)")
     error: str | None = None
 
 
@@ -174,7 +176,7 @@ class StreamEvent(BaseModel):
 
 _STREAM: Final = {"text/event-stream": StreamEvent}
 _LOOKUP_PROBLEMS: Final = (408, 413, 415, 422, 429, 503)
-_JOB_PROBLEMS: Final = (404, 501, 503)
+_JOB_PROBLEMS: Final = (404, 503)
 _UPLOAD: Final[dict[str, Any]] = {
     "multipart/form-data": {
         "type": "object",
@@ -225,17 +227,18 @@ REVEAL: Final = Operation(
 JOB_CREATE: Final = Operation(
     "POST", "/v1/jobs", "Start a batch job from a CSV or JSONL file",
     "Multipart (field 'file', optional 'mode') or the raw file with ?name=&mode=. "
-    "Under 'lookup serve --workers N' the job routes answer 501.",
+    "A caller may have so many jobs, rows and upload bytes queued or running (429 past "
+    "that, with Retry-After); the job slots go to callers in turn.",
     request_content=_UPLOAD, response=JobInfo, status=201,
     parameters=(
         {"name": "name", "in": "query", "required": False, "schema": {"type": "string"},
          "description": "the file's name (raw body)"},
         {"name": "mode", "in": "query", "required": False, "schema": Mode},
     ),
-    problems=(413, 422, 501, 503), operation_id="create_job",
+    problems=(413, 422, 429, 503), operation_id="create_job",
 )  # fmt: skip
 JOB_LIST: Final = Operation(
-    "GET", "/v1/jobs", "The caller's jobs", response=JobList, problems=(501, 503),
+    "GET", "/v1/jobs", "The caller's jobs", response=JobList, problems=(503,),
     operation_id="list_jobs",
 )  # fmt: skip
 JOB_GET: Final = Operation(
@@ -278,13 +281,19 @@ PAGE: Final = Operation(
     response_type="text/html", public=True, operation_id="page",
 )  # fmt: skip
 ASSET: Final = Operation(
-    "GET", "/assets/{name}", "The desk page's script and style",
-    response_type="text/javascript", response_also={"text/css": {"type": "string"}},
+    "GET", "/assets/{name}", "The desk page's script, style and icon",
+    "Gzipped when Accept-Encoding allows it (Vary: Accept-Encoding), with an ETag.",
+    response_type="text/javascript",
+    response_also={"text/css": {"type": "string"}, "image/svg+xml": {"type": "string"}},
     parameters=({"name": "name", "in": "path", "required": True, "schema": AssetName},),
     problems=(404,), public=True, operation_id="asset",
 )  # fmt: skip
+FAVICON: Final = Operation(
+    "GET", "/favicon.ico", "The desk page's icon (SVG, where browsers look for it)",
+    response_type="image/svg+xml", public=True, operation_id="favicon",
+)  # fmt: skip
 OPERATIONS: Final = (
     LOOKUP, STREAM, BATCH, SEGMENT, REVEAL, JOB_CREATE, JOB_LIST, JOB_GET, JOB_DELETE,
-    JOB_RESULTS, HEALTH, METRICS, OPENAPI, DOCS, PAGE, ASSET,
+    JOB_RESULTS, HEALTH, METRICS, OPENAPI, DOCS, PAGE, ASSET, FAVICON,
 )  # fmt: skip
 """Every operation of the service (the routes are added from these)."""

@@ -23,9 +23,10 @@ Decisions:
   ``/metrics`` (each scrape reads the worker that answered it, named by
   ``lookup_service_worker_info{worker}``), and the desk page's reveals (a reveal that
   reaches another worker than its lookup is a 404: run the lookup again).
-* No server-side batch jobs: a job's state lives in the process that runs it (another
-  worker would not list it, and every worker would resume it after a restart), so
-  ``/v1/jobs`` answers 501 with ``--workers`` > 1; ``POST /v1/lookups/batch`` works.
+* Server-side batch jobs share one jobs folder: any worker accepts an upload and answers
+  for a job; the one worker holding the folder's lock runs them all, with the same
+  ownership, caps and fair turns as one process (:mod:`lookup.service.jobshare`); after a
+  reload another worker takes the lock and resumes them from their journals.
 * Every log line of a worker is tagged ``[worker PID]``; gunicorn's own lines go through
   the same redacting handler.
 """

@@ -133,7 +133,7 @@ async def test_gb18030_csv_and_jsonl_uploads(tmp_path: Path) -> None:
     ("data", "message"),
     [
         (b"\xff\xfe\xff\xfe\x80\x80", "neither UTF-8 nor GB18030"),
-        (b"phone,city\n13800000000,x\n", "desk.csv: the first line must be a header"),
+        (b"phone,city\n13857150000,x\n", "desk.csv: the first line must be a header"),
         (b"mask,city\n", "desk.csv has no rows"),
         (b"mask\n" + b"138****2046\n" * 6, "more than 5 rows"),
     ],
@@ -385,3 +385,85 @@ async def test_the_results_files_are_written_off_the_event_loop_before_the_job_s
         assert len(seen) == 1 and seen[0][0] != loop_thread and seen[0][1] == "running"
         assert len(read_csv(store.results("token#1", job.id, "csv"))) == job.total
         assert len(seen) == 1  # results() found the files: not written a second time
+
+
+# -- fair turns and per-caller caps ---------------------------------------------------------
+
+
+async def test_turns_go_to_the_caller_with_the_fewest_jobs_running() -> None:
+    from lookup.service.turns import Turns
+
+    turns = Turns(2)
+    started: list[str] = []
+    gates: dict[str, asyncio.Event] = {}
+
+    async def job(owner: str, name: str) -> None:
+        async with turns.turn(owner):
+            started.append(name)
+            gates[name] = asyncio.Event()
+            await gates[name].wait()
+
+    tasks = [asyncio.create_task(job("a", f"a{i}")) for i in range(20)]
+    await until(lambda: started == ["a0", "a1"])
+    tasks.append(asyncio.create_task(job("b", "b0")))
+    await until(lambda: turns.waiting().count("b") == 1)
+    gates["a0"].set()
+    await until(lambda: len(started) == 3)
+    assert started[2] == "b0"  # not behind a's eighteen other jobs
+    gates["a1"].set()
+    await until(lambda: len(started) == 4)
+    assert started[3] == "a2"  # a's own jobs in their order
+    # A cancelled waiter leaves its place; a cancelled holder frees its slot.
+    tasks[5].cancel()
+    gates["b0"].set()
+    await until(lambda: len(started) == 5)
+    assert started[4] == "a3" and turns.busy == 2
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert turns.busy == 0 and turns.waiting() == []
+
+
+async def test_one_callers_queued_jobs_do_not_hold_up_anothers_one_row_job(tmp_path: Path) -> None:
+    order: list[str] = []
+    gate = asyncio.Event()
+
+    async def handler(phone: str) -> bool:
+        order.append(phone)
+        await gate.wait()
+        return False
+
+    async with store_for(tmp_path, FakeOrderApi(handler), jobs_running=1) as store:
+        first = store.create("token#a", b"mask\n13857150000\n", "a0.csv")
+        await until(lambda: first.state == "running" and order == ["13857150000"])
+        many = [store.create("token#a", f"mask\n1385715000{i}\n".encode(), f"a{i}.csv")
+                for i in range(1, 6)]  # fmt: skip
+        other = store.create("token#b", b"mask\n13857159999\n", "b.csv")
+        gate.set()
+        for job in [first, other, *many]:
+            await store.wait(job.owner, job.id)
+    assert order[:2] == ["13857150000", "13857159999"]
+    assert order[2:] == [f"1385715000{i}" for i in range(1, 6)]
+
+
+async def test_per_caller_caps_on_queued_jobs_rows_and_bytes(tmp_path: Path) -> None:
+    from lookup.service.jobs import JobCaps, JobQuotaError
+
+    api, gate = gated_api(set())
+    row = f"{BLOCKED}***\n".encode()  # waits on the gate: the job stays running
+    caps = JobCaps(jobs=2, rows=5, bytes=200)
+    async with store_for(tmp_path, api, caps=caps) as store:
+        one = store.create("token#a", b"mask\n" + row * 2, "one.csv")
+        two = await store.create_async("token#a", b"mask\n" + row * 2, "two.csv")
+        with pytest.raises(JobQuotaError, match=r"you have 2 jobs queued or running, at most 2"):
+            store.create("token#a", b"mask\n" + row, "three.csv")
+        store.create("token#b", b"mask\n" + row * 5, "b.csv")  # another caller: its own caps
+        with pytest.raises(JobQuotaError, match=r"would make 6 rows .* at most 5"):
+            store.create("token#b", b"mask\n" + row, "b2.csv")
+        with pytest.raises(JobQuotaError, match=r"MiB of uploads"):
+            await store.create_async("token#c", b"mask\n" + row * 20, "big.csv")
+        assert len(os.listdir(tmp_path)) == 3  # nothing left of the refused ones
+        await store.cancel("token#a", one.id)  # an ended job no longer counts
+        three = store.create("token#a", b"mask\n" + row, "three.csv")
+        assert {j.id for j in store.jobs_of("token#a")} == {one.id, two.id, three.id}
+        gate.set()

@@ -348,9 +348,12 @@ def test_the_api_state_shows_and_a_failed_lookup_says_what_to_do(page: Page, tmp
         expect(status.locator(".icon")).to_have_text("✖")
         expect(status).to_have_css("background-color", "rgb(253, 231, 229)")
         expect(page.locator("#result-advice")).to_contain_text("请稍后再试")
+        shot(page, "api-down-zh", "main")
         page.get_by_role("button", name="English").click()
         expect(status.locator(".label")).to_have_text("API error")
         expect(page.locator("#result-advice")).to_contain_text("Try again later")
+        expect(page.locator("#history-list li").first).to_contain_text("API error")
+        shot(page, "api-down-en", "main")
     finally:
         service.stop()
 
@@ -388,11 +391,13 @@ def test_keyboard_only_with_labels_and_visible_focus(page: Page, demo: Service) 
     page.keyboard.type(TOKEN)
     page.keyboard.press("Enter")
     expect(page.locator("#token-status")).to_have_text("令牌有效，已保存在本标签页。")
-    order = []
-    for _ in range(13):
+    expect(page.locator("#mask")).to_be_focused()  # the token field folded away: on to the form
+    page.keyboard.press("Shift+Tab")
+    order = [page.evaluate("document.activeElement.id")]
+    for _ in range(11):
         page.keyboard.press("Tab")
         order.append(page.evaluate("document.activeElement.id"))
-    assert order == ["token-save", "token-forget", "mask", "city", "province", "area_code", "zip",
+    assert order == ["token-forget", "mask", "city", "province", "area_code", "zip",
                      "carrier", "mode", "lookup-submit", "batch-file", "batch-mode",
                      "batch-submit"]  # fmt: skip
     for _ in range(10):  # back from 上传并开始 to the mask
@@ -425,6 +430,130 @@ def test_keyboard_only_with_labels_and_visible_focus(page: Page, demo: Service) 
     assert names == [1] * 6
 
 
+def look_up(page: Page, case: dict[str, Any]) -> None:
+    page.get_by_label("掩码号码（必填）").fill(case["mask"])
+    page.get_by_label("城市", exact=True).fill(case["hints"].get("city", ""))
+    page.get_by_label("区号", exact=True).fill(case["hints"].get("area_code", ""))
+    page.get_by_label("掩码号码（必填）").press("Enter")
+
+
+def test_signed_in_the_token_section_is_one_line_and_the_result_stays_in_view(
+    page: Page, demo: Service
+) -> None:
+    page.set_viewport_size({"width": 1366, "height": 768})
+    sign_in(page, demo)
+    section = page.locator("#token-section")
+    expect(section).to_have_class(re.compile(r"\bcompact\b"))
+    expect(page.locator("#token-form")).to_be_hidden()
+    expect(page.locator("#token-status")).to_have_text("令牌有效，已保存在本标签页。")
+    expect(page.get_by_role("button", name="更换令牌")).to_be_visible()
+    box = section.bounding_box()
+    assert box is not None and box["height"] < 60, box  # one line, not a form
+    look_up(page, CASES[0])
+    expect(page.locator("#result-status .label")).to_have_text("已找到")
+    expect(page.locator("#result-status")).to_be_in_viewport()
+    shot(page, "signed-in-result")
+    expect(page.locator("#result-orders")).to_be_in_viewport()
+    page.get_by_role("button", name="更换令牌").click()  # back to the full form
+    expect(page.locator("#token-form")).to_be_visible()
+    expect(page.locator("#token")).to_be_focused()
+    expect(section).not_to_have_class(re.compile(r"\bcompact\b"))
+    assert page.evaluate("sessionStorage.getItem('lookup.token')") is None
+
+
+def test_the_order_count_and_a_copy_button_for_the_revealed_number(
+    page: Page, demo: Service
+) -> None:
+    case = CASES[0]  # 13857152046: 9 orders in the demo's data
+    phone = case["expected_phone"]
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    sign_in(page, demo)
+    look_up(page, case)
+    expect(page.locator("#result-orders")).to_have_text("9 个订单")
+    expect(page.locator("#copy")).to_be_hidden()  # nothing to copy before the reveal
+    page.get_by_role("button", name="显示完整号码").click()
+    expect(page.locator("#result-phone")).to_have_text(phone)
+    page.get_by_role("button", name="复制号码").click()
+    expect(page.locator("#copy-status")).to_have_text("已复制")
+    assert page.evaluate("navigator.clipboard.readText()") == phone
+    page.get_by_role("button", name="English").click()
+    expect(page.locator("#result-orders")).to_have_text("9 orders")
+    expect(page.get_by_role("button", name="Copy number")).to_be_visible()
+
+
+def test_without_the_async_clipboard_the_copy_falls_back(page: Page, demo: Service) -> None:
+    """A plain-http page on a LAN address has no ``navigator.clipboard``: the copy goes
+    through a selected text area and ``execCommand('copy')``."""
+    page.add_init_script("""
+        Object.defineProperty(Navigator.prototype, 'clipboard', { get: () => undefined });
+        window.__copied = [];
+        document.addEventListener('copy', () => {
+          const a = document.activeElement;
+          window.__copied.push(a && a.tagName === 'TEXTAREA' ? a.value : null);
+        });""")
+    sign_in(page, demo)
+    assert page.evaluate("navigator.clipboard") is None
+    look_up(page, CASES[0])
+    page.get_by_role("button", name="显示完整号码").click()
+    page.get_by_role("button", name="复制号码").click()
+    expect(page.locator("#copy-status")).to_have_text("已复制")
+    assert page.evaluate("window.__copied") == [CASES[0]["expected_phone"]]
+    expect(page.locator("#copy")).to_be_focused()  # back where the operator was
+    assert page.locator("textarea").count() == 0  # the helper is gone
+
+
+def test_this_sessions_lookups_are_listed_masked_kept_in_the_tab_and_clearable(
+    page: Page, demo: Service
+) -> None:
+    sign_in(page, demo)
+    expect(page.locator("#history")).to_be_hidden()
+    hit, miss = CASES[0], next(c for c in CASES if c["expected_status"] == "not_found")
+    look_up(page, hit)
+    expect(page.locator("#result-status .label")).to_have_text("已找到")
+    page.get_by_role("button", name="显示完整号码").click()  # revealed: still masked in the list
+    expect(page.locator("#result-phone")).to_have_text(hit["expected_phone"])
+    look_up(page, miss)
+    expect(page.locator("#result-status .label")).to_have_text("未找到")
+    items = page.locator("#history-list li")
+    expect(items).to_have_count(2)
+    expect(items.nth(0)).to_contain_text(f"{miss['mask']}")
+    expect(items.nth(0)).to_contain_text("未找到")
+    masked = f"{hit['expected_phone'][:3]}****{hit['expected_phone'][-4:]}"
+    expect(items.nth(1)).to_contain_text(f"{masked} (浙江 杭州) — 已找到 · 本市 · 9 个订单")
+    expect(items.nth(1).locator("time")).to_have_attribute("datetime", re.compile(r"^\d{4}-\d\d-\d\dT"))
+    kept = page.evaluate("sessionStorage.getItem('lookup.history')")
+    assert hit["expected_phone"] not in kept and masked in kept
+    assert page.evaluate("localStorage.getItem('lookup.history')") is None
+    page.reload()  # the same tab keeps it
+    expect(items).to_have_count(2)
+    page.get_by_role("button", name="English").click()
+    expect(items.nth(1)).to_contain_text("Found · City · 9 orders")
+    shot(page, "session-lookups", "#history")
+    page.get_by_role("button", name="Clear the list").click()
+    expect(page.locator("#history")).to_be_hidden()
+    expect(items).to_have_count(0)
+    assert page.evaluate("sessionStorage.getItem('lookup.history')") is None
+    other = page.context.new_page()  # another tab: its own session, an empty list
+    other.goto(demo.url + "/")
+    expect(other.locator("body")).to_have_attribute("data-ready", "true")
+    expect(other.locator("#history")).to_be_hidden()
+    other.close()
+
+
+def test_the_page_404s_unknown_paths_and_has_a_favicon(page: Page, demo: Service) -> None:
+    sign_in(page, demo)
+    expect(page.locator("#token-status")).to_have_text("令牌有效，已保存在本标签页。")
+    href = page.locator("link[rel=icon]").get_attribute("href")
+    for path in (href, "/favicon.ico"):  # the page's icon, and where browsers look by default
+        icon = page.request.get(f"{demo.url}{path}")
+        assert icon.status == 200 and icon.headers["content-type"] == "image/svg+xml", path
+        assert icon.body().startswith(b"<svg")
+    gone = page.request.get(demo.url + "/no-such-page")
+    assert gone.status == 404
+    assert gone.headers["content-type"].startswith("application/problem+json")
+    assert gone.json()["status"] == 404
+
+
 # -- batch jobs ----------------------------------------------------------------------------
 
 
@@ -440,6 +569,13 @@ def test_a_batch_upload_to_the_download_with_every_row(page: Page, demo: Service
     expect(job.locator(".job-state")).to_have_text("已完成")
     expect(job.locator(".job-rows")).to_have_text(f"{len(CASES) + 1} / {len(CASES) + 1} 行（100%）")
     expect(job.locator(".job-counts")).to_have_text("已找到 5 · 未找到 1 · 无效行 1")
+    # When it was submitted, started and ended (two jobs of one file name told apart).
+    api = page.request.get(demo.url + "/v1/jobs", headers={"Authorization": f"Bearer {TOKEN}"})
+    shown = next(j for j in api.json()["jobs"] if j["filename"] == "台账.csv")
+    for key, word in (("created", "提交"), ("started", "开始"), ("finished", "结束")):
+        when = job.locator(f".job-times time.job-{key}")
+        expect(when).to_have_attribute("datetime", shown[key])
+        expect(when).to_have_text(re.compile(rf"^{word} \d\d:\d\d:\d\d$"))
     rows = download_rows(page, job)
     assert [r["id"] for r in rows] == [f"d{i}" for i in range(1, len(CASES) + 1)] + ["bad"]
     assert [r["phone"] for r in rows[:-1]] == [c["expected_phone"] or "" for c in CASES]

@@ -50,7 +50,15 @@ async def running(
                         service_jobs_dir=tmp_path / "jobs", **kw)  # fmt: skip
     app = create_app(settings, api=api or FakeOrderApi.from_orders(ORDERS))
     async with serving(app, shutdown_timeout=2) as url, aiohttp.ClientSession(url) as session:
-        yield session, app
+        URLS[id(session)] = url
+        try:
+            yield session, app
+        finally:
+            del URLS[id(session)]
+
+
+URLS: dict[int, str] = {}
+"""The URL each session of :func:`running` talks to (for a second, raw session)."""
 
 
 async def events(resp: aiohttp.ClientResponse) -> list[tuple[str, dict[str, Any]]]:
@@ -526,3 +534,127 @@ async def test_a_trickled_upload_gets_408_like_every_route(tmp_path: Path) -> No
     ):
         assert resp.status == 408
         assert (await resp.json(content_type=None))["type"].endswith("request-timeout")
+
+
+# -- what desk work needs: order counts, times, 404s, compressed assets --------------------
+
+
+async def test_a_streamed_hit_carries_its_order_count(tmp_path: Path) -> None:
+    case = CASE["city hit"]
+    api = FakeOrderApi.from_orders({case["expected_phone"]: 6})
+    async with running(tmp_path, api) as (session, _):
+        body = {"mask": case["mask"], **case["hints"]}
+        async with session.post("/v1/lookups/stream", json=body, headers=auth()) as resp:
+            result = (await events(resp))[-1][1]
+    assert result["status"] == "matched"
+    assert [h["order_count"] for h in result["hits"]] == [6]
+
+
+async def test_assets_are_gzipped_once_with_vary_an_etag_and_the_security_headers(
+    tmp_path: Path,
+) -> None:
+    import gzip
+
+    static = ROOT / "lookup" / "service" / "static"
+    async with running(tmp_path) as (session, _), aiohttp.ClientSession(
+        URLS[id(session)], auto_decompress=False
+    ) as raw:
+        for path, name, kind in (("/assets/app.js", "app.js", "text/javascript"),
+                                 ("/assets/app.css", "app.css", "text/css"),
+                                 ("/assets/favicon.svg", "favicon.svg", "image/svg+xml"),
+                                 ("/favicon.ico", "favicon.svg", "image/svg+xml")):  # fmt: skip
+            plain = (static / name).read_bytes()
+            async with raw.get(path, headers={"Accept-Encoding": "gzip, deflate, br"}) as resp:
+                assert resp.status == 200 and resp.content_type == kind, path
+                assert resp.headers["Content-Encoding"] == "gzip"
+                assert "Accept-Encoding" in resp.headers["Vary"]
+                assert resp.headers["Content-Security-Policy"] == CSP
+                assert resp.headers["X-Content-Type-Options"] == "nosniff"
+                zipped = await resp.read()
+                etag = resp.headers["ETag"]
+            assert gzip.decompress(zipped) == plain and len(zipped) < len(plain), path
+            async with raw.get(path, headers={"Accept-Encoding": "gzip",
+                                              "If-None-Match": etag}) as resp:  # fmt: skip
+                assert resp.status == 304 and await resp.read() == b""
+            for refuse in ("identity", "gzip;q=0, identity", ""):
+                async with raw.get(path, headers={"Accept-Encoding": refuse}) as resp:
+                    assert "Content-Encoding" not in resp.headers, (path, refuse)
+                    assert await resp.read() == plain and resp.headers["ETag"] != etag
+        async with raw.get("/", headers={"Accept-Encoding": "gzip",
+                                         "Accept-Language": "en"}) as resp:  # fmt: skip
+            assert resp.headers["Content-Encoding"] == "gzip"
+            assert resp.headers["Vary"] == "Accept-Language, Accept-Encoding"
+            assert b'<html lang="en">' in gzip.decompress(await resp.read())
+            assert resp.headers["Content-Security-Policy"] == CSP
+        async with raw.get("/", headers={"Accept-Encoding": "gzip"}) as resp:
+            html = gzip.decompress(await resp.read()).decode()
+        assert '<link rel="icon" href="/assets/favicon.svg"' in html
+
+
+async def test_unknown_paths_are_404_problems_with_or_without_a_token(tmp_path: Path) -> None:
+    async with running(tmp_path) as (session, _):
+        for path in ("/nope", "/v1/nope", "/favicon.png", "/v1/lookups/nope", "/assets"):
+            for headers in ({}, auth(), {"Authorization": "Bearer wrong"}):
+                async with session.get(path, headers=headers) as resp:
+                    assert resp.status == 404, (path, headers)
+                    assert resp.content_type == "application/problem+json"
+                    assert "WWW-Authenticate" not in resp.headers
+                    assert (await resp.json())["status"] == 404
+        async with session.get("/favicon.ico") as resp:
+            assert resp.status == 200 and resp.content_type == "image/svg+xml"
+        # A known path still asks for the token, whatever the method.
+        for method, path in (("GET", "/v1/jobs"), ("GET", "/v1/jobs/abc"), ("GET", "/v1/lookups")):
+            async with session.request(method, path) as resp:
+                assert resp.status == 401, path
+
+
+async def test_a_jobs_json_says_when_it_was_submitted_started_and_ended(tmp_path: Path) -> None:
+    from datetime import datetime
+
+    async with running(tmp_path) as (session, app):
+        before = datetime.now().astimezone()
+        async with session.post("/v1/jobs", params={"name": "t.csv"},
+                                data=f"mask,city\n{CASES[0]['mask']},杭州\n".encode(),
+                                headers=auth()) as resp:  # fmt: skip
+            job = await resp.json()
+        store = job_store(app)
+        assert store is not None
+        await store.wait(caller_name(TOKENS[0].encode()), job["id"])
+        async with session.get(f"/v1/jobs/{job['id']}", headers=auth()) as resp:
+            done = await resp.json()
+        after = datetime.now().astimezone()
+    times = [datetime.fromisoformat(done[k]) for k in ("created", "started", "finished")]
+    assert all(t.utcoffset() is not None for t in times)  # with their zone: UTC
+    assert before.replace(microsecond=0) <= times[0] <= times[1] <= times[2] <= after
+    assert done["created"] == job["created"] and done["created"].endswith("+00:00")
+
+
+async def test_a_caller_past_its_job_cap_gets_a_429_and_another_caller_does_not(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    gate = asyncio.Event()
+
+    async def handler(phone: str) -> bool:
+        await gate.wait()
+        return False
+
+    async with running(tmp_path, FakeOrderApi(handler), service_jobs_per_caller=1,
+                       service_job_rows_per_caller=3) as (session, _):  # fmt: skip
+        async def post(i: int, rows: int = 1) -> aiohttp.ClientResponse:
+            data = ("mask\n" + "13905710***\n" * rows).encode()
+            async with session.post("/v1/jobs", params={"name": "a.csv"}, data=data,
+                                    headers=auth(i)) as resp:  # fmt: skip
+                await resp.read()
+                return resp
+
+        assert (await post(0)).status == 201
+        refused = await post(0)
+        assert refused.status == 429 and refused.headers["Retry-After"] == "30"
+        assert refused.content_type == "application/problem+json"
+        problem = json.loads(refused._body or b"{}")
+        assert "you have 1 job queued or running, at most 1" in problem["detail"]
+        assert (await post(1, rows=4)).status == 429  # the rows cap
+        assert (await post(1, rows=3)).status == 201
+        gate.set()

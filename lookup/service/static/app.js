@@ -1,6 +1,7 @@
-// The desk page of `lookup serve`: one lookup with live progress, batch jobs.
+// The desk page of `lookup serve`: one lookup with live progress, this tab's lookups, batch jobs.
 // No framework, no build step: plain DOM. Every API call sends the token kept in
-// sessionStorage; numbers stay masked until the operator asks to reveal one.
+// sessionStorage; numbers stay masked until the operator asks to reveal one, and the
+// list of this session's lookups keeps masked numbers only (sessionStorage: this tab).
 "use strict";
 
 const T = {
@@ -33,6 +34,10 @@ const T = {
     "result.tier": "层级", "result.region": "地区", "result.carrier": "运营商",
     "result.numbers": "核查号码", "result.requests": "接口请求", "result.time": "用时", "result.seconds": "{s} 秒",
     "result.unlocated": "未定位号段（地区未知）",
+    "result.orders": "订单", "orders.n": "{n} 个订单", "orders.one": "1 个订单", "orders.some": "有订单",
+    "result.copy": "复制号码", "copy.ok": "已复制", "copy.fail": "无法自动复制：号码已选中，请按 Ctrl+C",
+    "history.h": "本次会话的查询", "history.help": "只有掩码号码，只保存在本标签页；关闭标签页即清除。",
+    "history.clear": "清空列表",
     "st.matched": "已找到", "st.not_found": "未找到", "st.inconclusive": "无法确定",
     "st.api_error": "接口错误",
     "adv.inconclusive": "部分候选号码因接口故障没能查询，所以不能当作“未找到”。请稍后用同样的条件再查一次；如果反复出现，请联系订单接口的负责人。",
@@ -44,6 +49,7 @@ const T = {
     "job.queued": "排队中", "job.running": "运行中", "job.done": "已完成", "job.cancelled": "已取消",
     "job.failed": "失败", "job.progress": "进度", "job.rows": "{done} / {total} 行（{pct}%）",
     "job.eta": "预计剩余 {eta}", "job.cancel": "取消任务",
+    "job.created": "提交 {t}", "job.started": "开始 {t}", "job.finished": "结束 {t}",
     "job.csv": "下载结果 CSV", "job.jsonl": "下载结果 JSONL", "job.reconnecting": "正在重新连接服务…",
     "c.matched": "已找到", "c.not_found": "未找到", "c.invalid": "无效行",
     "c.inconclusive": "无法确定", "c.api_error": "接口错误",
@@ -78,6 +84,10 @@ const T = {
     "result.tier": "Tier", "result.region": "Region", "result.carrier": "Carrier",
     "result.numbers": "Numbers checked", "result.requests": "Requests", "result.time": "Time", "result.seconds": "{s} s",
     "result.unlocated": "unlocated segment (region unknown)",
+    "result.orders": "Orders", "orders.n": "{n} orders", "orders.one": "1 order", "orders.some": "has orders",
+    "result.copy": "Copy number", "copy.ok": "Copied", "copy.fail": "Could not copy: the number is selected, press Ctrl+C",
+    "history.h": "This session's lookups", "history.help": "Masked numbers only, kept in this tab; closing the tab clears them.",
+    "history.clear": "Clear the list",
     "st.matched": "Found", "st.not_found": "Not found", "st.inconclusive": "Inconclusive",
     "st.api_error": "API error",
     "adv.inconclusive": "Some candidates could not be checked because the order API failed, so this is not a \"not found\". Run the same lookup again later; if it keeps happening, tell the owner of the order API.",
@@ -89,6 +99,7 @@ const T = {
     "job.queued": "queued", "job.running": "running", "job.done": "done", "job.cancelled": "cancelled",
     "job.failed": "failed", "job.progress": "Progress", "job.rows": "{done} / {total} rows ({pct}%)",
     "job.eta": "about {eta} left", "job.cancel": "Cancel job",
+    "job.created": "submitted {t}", "job.started": "started {t}", "job.finished": "ended {t}",
     "job.csv": "Download results CSV", "job.jsonl": "Download results JSONL",
     "job.reconnecting": "Reconnecting to the service…",
     "c.matched": "found", "c.not_found": "not found", "c.invalid": "invalid rows",
@@ -99,6 +110,8 @@ const ICONS = { matched: "✔", not_found: "○", inconclusive: "?", api_error: 
 const FIELDS = ["mask", "city", "province", "area_code", "zip", "carrier", "mode"];
 const TOKEN_KEY = "lookup.token";
 const LANG_KEY = "lookup.lang";
+const HISTORY_KEY = "lookup.history";
+const HISTORY_KEPT = 50;
 const ENDED = new Set(["done", "cancelled", "failed"]);
 
 let lang = localStorage.getItem(LANG_KEY) || (document.documentElement.lang === "en" ? "en" : "zh");
@@ -133,6 +146,7 @@ function applyLanguage() {
   if (lastProgress) renderProgress(lastProgress);
   if (lastResult) renderResult(lastResult, false);
   for (const job of jobs.values()) renderJob(job);
+  renderHistory();
   refreshTokenStatus();
 }
 
@@ -149,6 +163,10 @@ function refreshTokenStatus() {
   const neutral = tokenState === "checking" || tokenState === "missing" || tokenState === "none";
   status.className = `note ${good ? "good" : neutral ? "" : "bad"}`;
   $("token-forget").hidden = !token();
+  // Signed in: the section shrinks to one line (state and "change token"), so the
+  // result stays in view on a small screen.
+  $("token-form").hidden = good;
+  $("token-section").classList.toggle("compact", good);
 }
 
 function setTokenState(state) {
@@ -161,12 +179,18 @@ function setTokenState(state) {
     $("token").focus();
   } else {
     $("token").removeAttribute("aria-invalid");
+    const active = document.activeElement;
+    if ((state === "ok" || state === "off") && (!active || active === document.body || $("token-form").contains(active))) {
+      $("mask").focus();  // the token field is gone: on to the form
+    }
   }
 }
 
 async function api(path, options = {}) {
   const headers = new Headers(options.headers || {});
   if (token()) headers.set("Authorization", `Bearer ${token()}`);
+  // The service's messages (problems, reasons) in the page's language, as toggled.
+  headers.set("Accept-Language", lang === "zh" ? "zh-CN, zh;q=0.9" : "en");
   const resp = await fetch(path, { ...options, headers, credentials: "same-origin" });
   if (resp.status === 401) {
     // The service answers 401 to no token, and to one it does not know (error="invalid_token").
@@ -271,6 +295,9 @@ function renderResult(r, fresh) {
     : (r.tier === "unlocated" ? t("result.unlocated") : "–");
   $("result-region").textContent = place;
   $("result-carrier").textContent = (region && region.carrier) || "–";
+  $("result-orders").textContent = ordersText(r);
+  $("copy").hidden = !r.revealed;
+  if (fresh) $("copy-status").textContent = "";
   $("result-numbers").textContent = fmtInt(r.numbers_checked);
   $("result-requests").textContent = fmtInt(r.requests);
   $("result-time").textContent = t("result.seconds", { s: (r.elapsed_ms / 1000).toFixed(2) });
@@ -285,7 +312,12 @@ function renderResult(r, fresh) {
       ...x, answered: byName[x.name] ? byName[x.name].checked : x.answered,
       state: byName[x.name] ? byName[x.name].status : x.state })) });
   }
-  if (fresh) $("result-h").focus();
+  if (fresh) {
+    // The result sits between the form and the tier table: its heading takes the focus
+    // and as much of it as fits comes into view.
+    $("result-h").focus({ preventScroll: true });
+    $("lookup-result").scrollIntoView({ block: "nearest" });
+  }
 }
 
 function parseEvents(buffer, onEvent) {
@@ -343,7 +375,7 @@ async function runLookup(event) {
       buffer = parseEvents(buffer + decoder.decode(value, { stream: true }), (name, data) => {
         if (name === "plan") renderProgress({ tiers: data.tiers });
         else if (name === "progress") renderProgress(data);
-        else if (name === "result") renderResult(data, true);
+        else if (name === "result") { renderResult(data, true); remember(data); }
       });
     }
   } catch (err) {
@@ -367,8 +399,105 @@ async function reveal() {
   }
   const data = await resp.json();
   lastResult.revealed = data.hits.join(", ");
+  lastResult.revealedHits = data.hits;
   renderResult(lastResult, false);
   $("result-phone").focus();  // tabindex=-1: the button is gone, focus stays on the number
+}
+
+function ordersText(r) {
+  const hit = r.hits && r.hits.length ? r.hits[0] : null;
+  if (!hit) return "–";
+  if (hit.order_count === null || hit.order_count === undefined) return t("orders.some");
+  return hit.order_count === 1 ? t("orders.one") : t("orders.n", { n: fmtInt(hit.order_count) });
+}
+
+async function copyNumber() {
+  const text = lastResult && lastResult.revealedHits ? lastResult.revealedHits.join("\n") : "";
+  if (!text) return;
+  let ok = false;
+  try {
+    // Only a secure context has the async clipboard (https, or a loopback address).
+    if (navigator.clipboard && window.isSecureContext) {
+      await navigator.clipboard.writeText(text);
+      ok = true;
+    }
+  } catch (err) {
+    ok = false;
+  }
+  if (!ok) ok = copyByCommand(text);
+  $("copy-status").textContent = t(ok ? "copy.ok" : "copy.fail");
+  if (!ok) {  // the operator copies it by hand
+    const range = document.createRange();
+    range.selectNodeContents($("result-phone"));
+    const sel = window.getSelection();
+    sel.removeAllRanges();
+    sel.addRange(range);
+  }
+}
+
+function copyByCommand(text) {
+  const area = el("textarea", { readonly: "", "aria-hidden": "true", tabindex: "-1", class: "offscreen" });
+  area.value = text;
+  document.body.append(area);
+  area.select();
+  let ok = false;
+  try { ok = document.execCommand("copy"); } catch (err) { ok = false; }
+  area.remove();
+  $("copy").focus();
+  return ok;
+}
+
+// -- this session's lookups (masked numbers only, this tab only) -----------------------------
+
+function history() {
+  try {
+    const items = JSON.parse(sessionStorage.getItem(HISTORY_KEY) || "[]");
+    return Array.isArray(items) ? items : [];
+  } catch (err) {
+    return [];
+  }
+}
+
+function remember(r) {
+  // The streamed result has every number masked; the revealed number is never kept.
+  const hit = r.hits && r.hits.length ? r.hits[0] : null;
+  const item = { at: new Date().toISOString(), mask: r.mask, phone: r.phone || null, hint: r.hint || null,
+    status: r.status, tier: r.tier || null, orders: hit ? hit.order_count ?? -1 : null };
+  const items = [item, ...history()].slice(0, HISTORY_KEPT);
+  sessionStorage.setItem(HISTORY_KEY, JSON.stringify(items));
+  renderHistory();
+}
+
+function renderHistory() {
+  const items = history();
+  $("history").hidden = items.length === 0;
+  const list = $("history-list");
+  list.replaceChildren(...items.map((it) => {
+    const parts = [t(`st.${it.status}`)];
+    if (it.tier) parts.push(t(`tier.${it.tier}`));
+    if (it.orders !== null && it.orders !== undefined) {
+      parts.push(ordersText({ hits: [{ order_count: it.orders < 0 ? null : it.orders }] }));
+    }
+    return el("li", { class: `h-${it.status}` },
+      el("time", { datetime: it.at }, fmtTime(it.at)), " ",
+      el("span", { class: "h-mask" }, it.phone || it.mask), it.hint ? ` (${it.hint})` : "",
+      ` — ${parts.join(" · ")}`);
+  }));
+}
+
+function clearHistory() {
+  sessionStorage.removeItem(HISTORY_KEY);
+  renderHistory();
+  $("mask").focus();
+}
+
+function fmtTime(iso) {
+  const when = new Date(iso);
+  if (Number.isNaN(when.getTime())) return "";
+  const today = new Date().toDateString() === when.toDateString();
+  const opts = { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false };
+  if (!today) Object.assign(opts, { year: "numeric", month: "2-digit", day: "2-digit" });
+  return when.toLocaleString(lang === "zh" ? "zh-CN" : "en-GB", opts);
 }
 
 // -- batch jobs -----------------------------------------------------------------------------
@@ -399,6 +528,13 @@ function renderJob(job) {
     el("p", { class: "job-rows" }, t("job.rows", { done: fmtInt(job.done), total: fmtInt(job.total), pct })),
     el("p", { class: "job-counts" }, counts),
   ];
+  const times = ["created", "started", "finished"].filter((k) => job[k])
+    .map((k) => el("time", { datetime: job[k], class: `job-${k}` }, t(`job.${k}`, { t: fmtTime(job[k]) })));
+  if (times.length) {
+    const line = el("p", { class: "job-times" });
+    times.forEach((node, i) => line.append(...(i ? [" · ", node] : [node])));
+    children.splice(1, 0, line);
+  }
   if (job.state === "running" && job.eta_s !== null) {
     children.push(el("p", { class: "job-eta" }, t("job.eta", { eta: duration(job.eta_s) })));
   }
@@ -531,6 +667,8 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("lookup-form").addEventListener("submit", runLookup);
   $("reveal").addEventListener("click", reveal);
+  $("copy").addEventListener("click", copyNumber);
+  $("history-clear").addEventListener("click", clearHistory);
   $("batch-form").addEventListener("submit", uploadJob);
   applyLanguage();
   checkToken();
