@@ -83,10 +83,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", nargs="?", default="all",
                         choices=["foundation", "engine", "cli", "batch", "batchmem", "service",
-                                 "sources", "web", "quota", "scale", "order", "all"])  # fmt: skip
+                                 "sources", "web", "quota", "scale", "order", "chunks", "all"])  # fmt: skip
     args = parser.parse_args(argv)
     everything = ["foundation", "engine", "cli", "batch", "batchmem", "service", "sources", "web",
-                  "quota", "scale", "order"]  # fmt: skip
+                  "quota", "scale", "order", "chunks"]  # fmt: skip
     chosen = everything if args.what == "all" else [args.what]
     for name in chosen:
         if name == "foundation":

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TextIO
 
 from lookup.cli.common import BatchProgress, ExitStatus, Terminal, settings_from_args
+from lookup.cli.conventions import audit_off_terminal
 from lookup.runtime.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from lookup.runtime.settings import Settings
     from lookup.scale.ray.batch import RayQuota, RayRunner
 
-__all__ = ["cmd_batch"]
+__all__ = ["audit_path", "cmd_batch"]
 
 
 def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
@@ -46,6 +47,7 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
     from lookup.files.run import run_file
     from lookup.runtime.engine import open_engine
     from lookup.runtime.lookups import LookupPath
+    from lookup.runtime.regions import region_sink
 
     ray = args.engine == "ray"
     if not ray and (args.ray_address or args.ray_actors is not None):
@@ -59,7 +61,11 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
     settings = settings_from_args(args)
     _check_audit_file(settings.audit_file, args)
     term = Terminal(sys.stderr, live=False if args.quiet else None)
-    configure_logging(settings, stream=term)
+    audit = settings.audit_file or audit_path(args)
+    # the driver's log only: Ray actors keep logging to their own log files
+    configure_logging(settings.model_copy(update={"audit_file": audit}), stream=term)
+    if not audit:
+        audit_off_terminal()
     if args.lookups_in_flight < 1:
         raise ConfigError("--lookups-in-flight must be at least 1")
     if not settings.api_url and not settings.api_plugin:
@@ -101,7 +107,8 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
                 checker = engine.checker
                 path = LookupPath(engine.checker, SegmentDB.default(),
                                   max_candidates=settings.max_candidates,
-                                  secrets=settings.secret_values())  # fmt: skip
+                                  secrets=settings.secret_values(),
+                                  regions=region_sink(settings, engine.checker))  # fmt: skip
                 lookup = partial(path.row, caller="batch", surface="batch", mode=args.mode,
                                  max_candidates=settings.max_candidates)  # fmt: skip
                 local = CheckerRunner(engine.checker, args.lookups_in_flight,
@@ -130,7 +137,7 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
     finally:
         term.clear()
     report = out if done.out is not None else sys.stderr
-    report.write(_summary(done, args.out))
+    report.write(_summary(done, args.out, audit))
     report.flush()
     return ExitStatus.FAILED if done.undecided else ExitStatus.OK
 
@@ -162,7 +169,15 @@ def _check_audit_file(audit_file: str | None, args: argparse.Namespace) -> None:
                 raise ConfigError(f"--audit-file is {what}: pick another file for the audit lines")
 
 
-def _summary(done: FileRun, out_name: str) -> str:
+def audit_path(args: argparse.Namespace) -> str | None:
+    """Where a batch's audit lines go without ``--audit-file``: beside the output
+    (``OUT.audit.log``), beside the journal with ``--out -``, else nowhere."""
+    if args.out != "-":
+        return f"{args.out}.audit.log"
+    return f"{args.journal}.audit.log" if args.journal else None
+
+
+def _summary(done: FileRun, out_name: str, audit: str | None = None) -> str:
     lines = [f"lookup batch: {done.total:,} rows -> {out_name} ({done.fmt})",
              "  " + ", ".join(f"{s} {n:,}" for s, n in done.by_status.items())]  # fmt: skip
     before = f" ({done.resumed:,} done before, from the journal)" if done.resumed else ""
@@ -175,6 +190,8 @@ def _summary(done: FileRun, out_name: str) -> str:
     elif done.undecided:  # --out - without --journal: nothing to resume from
         lines.append(f"  {done.undecided:,} rows got no definite answer: to re-run only "
                      "those, run again with --journal PATH, then --resume --retry-failed")  # fmt: skip
+    lines.append(f"  audit lines: {audit}" if audit else
+                 "  audit lines: not kept (--out - without --journal or --audit-file)")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -224,10 +241,12 @@ async def actor_engine(settings: Settings, quota: RayQuota | None) -> AsyncItera
     from lookup.domain.segments import SegmentDB
     from lookup.runtime.engine import open_engine
     from lookup.runtime.lookups import LookupPath
+    from lookup.runtime.regions import region_sink
 
     configure_logging(settings)
     async with open_engine(settings, quota=quota) as engine:
         path = LookupPath(engine.checker, SegmentDB.default(),
                           max_candidates=settings.max_candidates,
-                          secrets=settings.secret_values())  # fmt: skip
+                          secrets=settings.secret_values(),
+                          regions=region_sink(settings, engine.checker))  # fmt: skip
         yield ActorEngine(engine, path)

@@ -15,21 +15,28 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, TextIO
 
 from lookup.cli.common import (
     ExitStatus,
-    Terminal,
     add_api_options,
     add_hint_options,
     add_logging_options,
-    exit_status,
     pad,
     settings_from_args,
 )
-from lookup.runtime.logs import configure_logging
+from lookup.cli.conventions import (
+    VersionAction,
+    did_you_mean,
+    problem,
+    wants_json,
+)
+from lookup.cli.conventions import (
+    command_parser as _command,
+)
+from lookup.cli.find import hints as _hints
+from lookup.cli.find import region_counts as _region_counts
+from lookup.cli.find import sightings as _sightings
+from lookup.domain.i18n import _, translate
 
 if TYPE_CHECKING:
-    from lookup.domain.hints import HintArgs
-    from lookup.domain.models import LookupResult
     from lookup.domain.tiers import TierName, TierPlan
-    from lookup.files.regions import RegionCounts
 
 __all__ = ["ExitStatus", "main"]
 
@@ -54,6 +61,26 @@ exit codes:
   3  inconclusive (some checks kept failing) or order-API failure
 """
 
+_FIND_ENV: Final = """
+environment (options beat the environment, which beats --config FILE):
+  LOOKUP_API_URL     the order API, as --api
+  LOOKUP_API_TOKEN   sent as Authorization: Bearer <token>
+  LOOKUP_API_HEADERS extra headers as JSON, as --header
+  LOOKUP_RATE, LOOKUP_MAX_IN_FLIGHT, LOOKUP_DEADLINE, LOOKUP_SHARED_URL ...
+  LOOKUP_AUDIT_FILE, LOOKUP_LOG_LEVEL, LOOKUP_LEARN_REGIONS
+  every option has its LOOKUP_* variable: lookup config --format env lists them
+  LC_ALL, LC_MESSAGES, LANG  the language of messages (zh_CN: Chinese), as --lang
+there is no --token option: credentials come only from the environment or --config
+(a token on the command line shows in ps and in the shell's history).
+"""
+
+_COMPLETION_EPILOG: Final = """\
+examples:
+  eval "$(lookup completion bash)"      in ~/.bashrc
+  eval "$(lookup completion zsh)"       in ~/.zshrc
+  lookup completion fish | source       in ~/.config/fish/config.fish
+"""
+
 _BATCH_EPILOG: Final = """\
 examples:
   lookup batch masks.csv --out results.csv --api demo       CSV in, CSV out (cells made safe)
@@ -64,6 +91,9 @@ exit codes:
   0  every row got a definite answer (matched, not_found or invalid)
   2  bad input or usage (no row was looked up)
   3  some rows ended inconclusive or api_error: run again with --resume --retry-failed
+
+audit lines (one per row) go to OUT.audit.log (0600), or JOURNAL.audit.log with --out -,
+or to --audit-file PATH / LOOKUP_AUDIT_FILE; never to the terminal.
 """
 
 _SERVE_EPILOG: Final = """\
@@ -78,10 +108,21 @@ exit codes:
 
 
 class _Parser(argparse.ArgumentParser):
-    """Usage errors: one line and exit 2 (argparse would print the whole usage first)."""
+    """Usage errors: one line and exit 2 (argparse would print the whole usage first),
+    with the nearest real option or command; with ``--json``, a problem object on stdout."""
+
+    argv: Sequence[str] = ()
+    stdout: TextIO | None = None
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (usage: {self.prog} --help)\n")
+        hint = did_you_mean(message, self, self.argv)
+        shown = translate(message) + hint
+        if wants_json(self.argv):
+            data = problem(shown, kind="UsageError", usage=True)
+            (self.stdout or sys.stdout).write(json.dumps(data, ensure_ascii=False) + "\n")
+        prog = _command(self, self.argv).prog  # unknown options are the top parser's error
+        self.exit(2, f"{prog}: " + _("error: {message} (usage: {prog} --help)").format(
+            message=shown, prog=prog) + "\n")  # fmt: skip
 
 
 def _add_nonstandard_option(p: argparse.ArgumentParser) -> None:
@@ -110,15 +151,14 @@ def _add_learn_option(p: argparse.ArgumentParser) -> None:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from lookup import __version__
-
     parser = _Parser(
         prog="lookup",
         description="Find the order behind a masked Chinese mobile number (138****1234).",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"lookup {__version__}")
+    parser.add_argument("-V", "--version", action=VersionAction,
+                        help="print the version, the event loop and the data version")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -146,10 +186,11 @@ def _build_parser() -> argparse.ArgumentParser:
     fd = sub.add_parser(
         "find",
         help="find the number behind a mask by asking the order API",
-        epilog=_EPILOG,
+        epilog=_EPILOG + _FIND_ENV,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    fd.add_argument("mask", help="masked number: 138****1234, 138xxxx1234, +86 138 **** 1234")
+    fd.add_argument("mask", help="masked number: 138****1234, 138xxxx1234, +86 138 **** 1234; "
+                    "'-' reads masks from stdin, one per line")
     _add_also_option(fd)
     add_hint_options(fd)
     add_api_options(fd)
@@ -239,7 +280,67 @@ def _build_parser() -> argparse.ArgumentParser:
                     "the [workers] extra; default 1: one process, no gunicorn)")  # fmt: skip
     add_api_options(sv)
     sv.set_defaults(func=_cmd_serve)
+
+    co = sub.add_parser("completion", help="print a shell completion script",
+                        epilog=_COMPLETION_EPILOG,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    co.add_argument("shell", choices=["bash", "zsh", "fish"])
+    co.set_defaults(func=_cmd_completion)
+    for p in (parser, *sub.choices.values()):
+        if p is not mk:
+            p.add_argument("--lang", choices=["zh", "en"],
+                           help="the language of messages (default: LC_ALL, LC_MESSAGES, LANG)")
+    _translate_help(parser)
     return parser
+
+
+def _translate_help(parser: argparse.ArgumentParser) -> None:
+    """Help texts in the reader's language (the English text is the message id)."""
+    from lookup.cli.conventions import subparsers
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                choice.help = translate(choice.help or "")
+    for p in (parser, *subparsers(parser).values()):
+        p.description = translate(p.description) if p.description else p.description
+        p.epilog = _translate_epilog(p.epilog) if p.epilog else p.epilog
+        for group in p._action_groups:
+            group.title = translate(group.title) if group.title else group.title
+        for action in p._actions:
+            if action.help and action.help is not argparse.SUPPRESS:
+                action.help = translate(action.help)
+
+
+def _translate_epilog(text: str) -> str:
+    """An epilog line by line: headings and the words after the example commands."""
+    out = []
+    for line in text.split("\n"):
+        head, sep, words = line.rpartition("  ")
+        if sep and head.strip() and words.strip():
+            out.append(head + sep + translate(words))
+        else:
+            out.append(translate(line))
+    return "\n".join(out)
+
+
+def _cmd_completion(args: argparse.Namespace, out: TextIO) -> int:
+    from lookup.cli.conventions import completion_script
+
+    out.write(completion_script(_build_parser(), args.shell))
+    return ExitStatus.OK
+
+
+def _cmd_find(args: argparse.Namespace, out: TextIO) -> int:
+    from lookup.cli.find import cmd_find
+
+    return cmd_find(args, out)
+
+
+def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
+    from lookup.cli.demo import cmd_demo
+
+    return cmd_demo(args, out)
 
 
 def _cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
@@ -317,23 +418,6 @@ def first_regions(p: TierPlan, name: TierName, n: int = 5) -> list[str]:
     return seen
 
 
-def _region_counts(args: argparse.Namespace) -> RegionCounts | None:
-    """The learned counts when --learn-regions / LOOKUP_LEARN_REGIONS is on (or a --config
-    may say so). Without any of them the settings are not loaded: ``plan`` starts fast."""
-    import os
-
-    env = {k.upper(): v for k, v in os.environ.items()}
-    if not (getattr(args, "learn_regions", False) or getattr(args, "config", None)
-            or env.get("LOOKUP_LEARN_REGIONS") or env.get("LOOKUP_CONFIG")):  # fmt: skip
-        return None
-    settings = settings_from_args(args)
-    if not settings.learn_regions:
-        return None
-    from lookup.files.regions import RegionCounts
-
-    return RegionCounts(settings.regions_file)
-
-
 def _cmd_stats(args: argparse.Namespace, out: TextIO) -> int:
     from lookup.files.regions import RegionCounts
 
@@ -393,205 +477,6 @@ def _cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     return ExitStatus.OK
 
 
-def _sightings(p: TierPlan, args: argparse.Namespace) -> str:
-    """The mask as the header shows it: the sightings as given, not their (maybe full)
-    intersection, which is not yet known to be anyone's number."""
-    if not args.also:
-        return str(p.mask)
-    from lookup.domain.masks import parse_mask
-
-    return " + ".join(str(parse_mask(m)) for m in (args.mask, *args.also))
-
-
-def _hints(args: argparse.Namespace) -> HintArgs:
-    """The hint options, read as :class:`~lookup.domain.models.Hints` reads them, without
-    pydantic (``plan`` sends nothing and starts without it); a bad value is exit 2."""
-    from lookup.domain.hints import HINT_FIELDS, hint_args
-
-    return hint_args({name: getattr(args, name, None) for name in HINT_FIELDS})
-
-
-def format_result(result: LookupResult, redact: Callable[[str], str] = str) -> str:
-    """The human report of a lookup; ``redact`` cleans the reasons (API error texts)."""
-    lines = []
-    for t in result.tiers:
-        extra = f", {t.errors} failed checks" if t.errors else ""
-        extra += f", {t.unresolved} unresolved" if t.unresolved else ""
-        if t.status in ("empty", "skipped"):
-            lines.append(f"  {t.name:<10} {t.candidates:>7,}  {t.status}")
-        else:
-            lines.append(
-                f"  {t.name:<10} {t.candidates:>7,}  {t.status:<12} {t.checked:,} answered"
-                f"{extra} in {t.elapsed_ms / 1000:.2f} s"
-            )
-    if result.status == "matched":
-        for hit in result.hits:
-            r = hit.region
-            where = (
-                f"{r.province} {r.city}, {r.carrier}, area code {r.area_code}"
-                if r is not None and r.located
-                else f"unlocated segment{', ' + r.carrier if r and r.carrier else ''}"
-            )
-            orders = f", {hit.order_count} orders" if hit.order_count is not None else ""
-            lines.append(f"matched {hit.phone}  tier {hit.tier}  ({where}){orders}")
-    elif result.status == "not_found":
-        lines.append(f"not found: no number that fits {result.mask} has orders")
-    else:
-        lines.append(f"{result.status}: {redact(result.reason or '')}")
-    if result.reason and result.status == "matched":
-        lines.append(f"note: {redact(result.reason)}")
-    lines.append(
-        f"checks: {result.checks_sent:,} sent ({result.retries:,} retries, "
-        f"{result.cache_hits:,} from cache) in {result.elapsed_ms / 1000:.2f} s"
-    )
-    return "\n".join(lines) + "\n"
-
-
-def _cmd_find(args: argparse.Namespace, out: TextIO) -> int:
-    import asyncio
-
-    from lookup.domain.order import NEARER
-    from lookup.domain.privacy import Redactor
-    from lookup.domain.tiers import plan
-
-    settings = settings_from_args(args)
-    term = Terminal(sys.stderr)
-    configure_logging(settings, stream=term)
-    redact = Redactor(settings.secret_values())
-    quiet = args.quiet
-    hints = _hints(args)
-    learned = _region_counts(args)
-    # Input errors surface before any API is opened or request sent.
-    p = plan(args.mask, max_candidates=settings.max_candidates, seed=args.seed,
-             include_nonstandard=args.include_nonstandard, also=args.also,
-             order=learned.order() if learned else NEARER, **hints)  # fmt: skip
-    if not (args.json or quiet):
-        counts = ", ".join(f"{t.name} {t.count:,}" for t in p.tiers)
-        where = f" in {p.region}" if p.region else ""
-        out.write(f"{_sightings(p, args)}{where}: {p.total:,} candidates ({counts})\n")
-        if p.excluded:
-            out.write(f"  left out: {p.excluded_reason}\n")
-        out.flush()
-
-    async def run() -> LookupResult:
-        from lookup.cli.common import FindProgress
-        from lookup.domain.models import LookupRequest
-        from lookup.domain.segments import SegmentDB
-        from lookup.runtime.engine import open_engine
-        from lookup.runtime.lookups import LookupPath
-
-        async with open_engine(settings) as engine:
-            path = LookupPath(engine.checker, SegmentDB.default(),
-                              max_candidates=settings.max_candidates,
-                              secrets=settings.secret_values())  # fmt: skip
-            # planned already (input errors before the API opened): the request carries the mode
-            request = LookupRequest.model_construct(mask=args.mask, mode=args.mode)
-            if not (args.json or quiet):
-                out.write(redact(f"asking the {engine.description}\n"))
-                out.flush()
-            if quiet:
-                return await path.run(request, caller="cli", surface="cli", planned=p)
-            progress = FindProgress(term, engine.checker)
-
-            async def tick() -> None:
-                while True:  # a stalled lookup (API down, paused) still says so
-                    await asyncio.sleep(1.0)
-                    progress.tick()
-
-            ticker = asyncio.create_task(tick())
-            try:
-                return await path.run(request, caller="cli", surface="cli", planned=p,
-                                      progress=progress)  # fmt: skip
-            finally:
-                ticker.cancel()
-                progress.done()
-
-    from lookup.runtime.loop import run as run_loop
-
-    result = run_loop(run())
-    if learned is not None:
-        learned.record(result)  # the one count of this lookup (counts per region only)
-    if args.json:
-        data = result.model_dump(mode="json")
-        data["reason"] = redact(data["reason"]) if data["reason"] else data["reason"]
-        out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    else:
-        out.write(format_result(result, redact))
-    return exit_status(result)
-
-
-def _demo_cases() -> list[dict[str, Any]]:
-    from lookup.domain.segments import SegmentDB
-
-    path = SegmentDB.default().path.with_name("demo_cases.json")
-    cases: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))
-    return cases
-
-
-def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
-    # The demo always talks to the bundled mock, whatever API the environment configures.
-    settings = settings_from_args(args).model_copy(
-        update={
-            "api_url": "demo",
-            "api_plugin": None,
-            "api_method": "GET",
-            "api_headers": {},
-            "api_token": None,
-            "hit_field": "total",
-            "batch_url": None,
-        }
-    )
-    configure_logging(settings)
-    cases = _demo_cases()
-
-    async def run() -> list[LookupResult]:
-        from lookup.engine.matcher import find
-        from lookup.runtime.engine import open_engine
-
-        results = []
-        async with open_engine(settings) as engine:
-            if not args.json:
-                out.write(f"lookup demo: {engine.description}\n\n")
-                out.write(f"{'case':<20} {'mask':<12} {'hint':<16} {'status':<10} "
-                          f"{'tier':<10} {'phone':<12} {'checks':>6} {'time':>7}\n")  # fmt: skip
-            for case in cases:
-                result = await find(case["mask"], checker=engine.checker, caller="demo",
-                                    **case["hints"])  # fmt: skip
-                results.append(result)
-                if args.json:
-                    out.write(json.dumps({"case": case["name"], **result.model_dump(mode="json")},
-                                         ensure_ascii=False) + "\n")  # fmt: skip
-                else:
-                    hint = " ".join(f"{v}" for v in case["hints"].values())
-                    out.write(
-                        f"{case['name']:<20} {case['mask']:<12} {pad(hint, 16)} "
-                        f"{result.status:<10} "
-                        f"{result.tier or '-':<10} {result.phone or '-':<12} "
-                        f"{result.checks_sent:>6,} {result.elapsed_ms / 1000:>6.2f}s\n"
-                    )
-                out.flush()
-        return results
-
-    from lookup.runtime.loop import run as run_loop
-
-    results = run_loop(run())
-    wrong = [
-        c["name"]
-        for c, r in zip(cases, results, strict=True)
-        if r.status != c["expected_status"] or r.phone != c["expected_phone"]
-    ]
-    if not args.json:
-        if wrong:
-            out.write(f"\nunexpected answers for: {', '.join(wrong)}\n")
-        else:
-            out.write(
-                f"\nall {len(cases)} demo lookups gave the expected answer "
-                "(the orders are synthetic and planted one per tier).\n"
-                "try one yourself: lookup find '138****2046' --city 杭州 --api demo\n"
-            )
-    return ExitStatus.FAILED if wrong else ExitStatus.OK
-
-
 def _cmd_mock_api(args: argparse.Namespace, out: TextIO) -> int:
     from lookup.mockapi.server import main as mock_main
     try:
@@ -610,6 +495,24 @@ def _cmd_config(args: argparse.Namespace, out: TextIO) -> int:
     return ExitStatus.OK
 
 
+def _choose_language(argv: Sequence[str]) -> None:
+    """``--lang zh|en`` (read before the parser is built: its help is translated), else
+    the locale (``LC_ALL``, ``LC_MESSAGES``, ``LANG``)."""
+    import os
+
+    from lookup.domain.i18n import language_from_env, parse_language, set_language
+
+    chosen = None
+    for i, word in enumerate(argv):
+        if word == "--":
+            break
+        if word == "--lang" and i + 1 < len(argv):
+            chosen = parse_language(argv[i + 1])
+        elif word.startswith("--lang="):
+            chosen = parse_language(word.partition("=")[2])
+    set_language(chosen or language_from_env(os.environ))
+
+
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
          stderr: TextIO | None = None) -> int:  # fmt: skip
     """Run the CLI; returns the exit status instead of exiting (``__main__`` exits)."""
@@ -618,7 +521,13 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["mock-api"]:  # its own parser and --help (argparse.REMAINDER can't)
         return _cmd_mock_api(argparse.Namespace(args=argv[1:]), out)
+    _choose_language(argv)
     parser = _build_parser()
+    from lookup.cli.conventions import subparsers
+
+    for p in (parser, *subparsers(parser).values()):
+        if isinstance(p, _Parser):
+            p.argv, p.stdout = argv, out
     import contextlib
 
     try:
@@ -634,17 +543,23 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
 
     def safe(text: str) -> str:  # ... and an ANSI escape or a line break of its own
         return escape_controls(redact(text))
+    def fail(exc: LookupFailure) -> None:
+        text = safe(str(exc))
+        if getattr(args, "json", False) and isinstance(exc, InputError):
+            data = problem(text, kind=type(exc).__name__)
+            out.write(json.dumps(data, ensure_ascii=False) + "\n")
+        err.write("lookup: " + _("error: {message}").format(message=translate(text)) + "\n")
     try:
         return func(args, out)
     except InputError as exc:
-        err.write(f"lookup: error: {safe(str(exc))}\n")
+        fail(exc)
         return ExitStatus.BAD_INPUT
     except LookupFailure as exc:
-        err.write(f"lookup: error: {safe(str(exc))}\n")
+        fail(exc)
         return ExitStatus.FAILED
     except BrokenPipeError:  # `lookup plan ... --list city | head`
         sys.stdout = None  # no flush error at exit
         return ExitStatus.OK
     except KeyboardInterrupt:
-        err.write("lookup: interrupted\n")
+        err.write("lookup: " + _("interrupted") + "\n")
         return 130

@@ -142,7 +142,10 @@ class Limits(BaseModel):
     cache_ttl: float = Field(300.0, ge=0)
     cache_size: int = Field(100_000, ge=0)
     batch_size: int = Field(100, ge=1, le=10_000)
-    """Numbers per batch request, when the order API has a batch endpoint."""
+    """Numbers per batch request, when the order API has a batch endpoint: where the chunk
+    size starts (it follows the source's answer times, 50-1000)."""
+    adapt_batch_size: bool = True
+    """``False``: every chunk is ``batch_size`` numbers (a source with a fixed limit)."""
     deadline: float = Field(300.0, gt=0)
     """Seconds a lookup may take: failing checks are deferred and retried until then."""
 

@@ -57,6 +57,7 @@ from lookup.engine.checkstate import (
 from lookup.engine.policies import (
     Breaker,
     BreakerState,
+    ChunkSizer,
     FairScheduler,
     FifoSlots,
     Gate,
@@ -136,6 +137,9 @@ class Checker:
             getattr(api, "batch_supported", True)
         )
 
+        self._chunks = ChunkSizer(limits.batch_size, adapt=limits.adapt_batch_size)
+        # A source that answers a whole segment in one query (a range scan) says so.
+        self._segments = self._batch and bool(getattr(api, "segment_queries", False))
         self._latency = 0.0  # EWMA of answer times, for sizing the window to the rate
         # With no ceiling the pacer starts modest and doubles (its slow start): the pacer
         # spaces the starts; the window follows the rate once the first throttle ends it.
@@ -220,6 +224,16 @@ class Checker:
     def supports_batch(self) -> bool:
         """Whether the API answers many numbers per request (``check_many``)."""
         return self._batch
+
+    @property
+    def chunks(self) -> ChunkSizer:
+        """The size of the chunks asked of a batch source now, following its answer times."""
+        return self._chunks
+
+    @property
+    def supports_segments(self) -> bool:
+        """Whether a chunk of one whole segment (its 10,000 numbers) is one cheap query."""
+        return self._segments
 
     def clear_cache(self) -> None:
         """Forget every cached outcome."""
@@ -336,13 +350,25 @@ class Checker:
             self._counters.cache_hits += len(found)
             stats.cache_hits += len(found)
         if wanted:
-            many = getattr(self._api, "check_many")  # noqa: B009 - optional method
             answers: Mapping[str, CheckOutcome] = await self._attempts(
-                lambda: many(wanted), len(wanted), stats, deadline
+                lambda: self._timed_many(wanted), len(wanted), stats, deadline
             )
             for phone in wanted:
                 found[phone] = self._record(phone, answers[phone])
         return found
+
+    async def _timed_many(self, wanted: list[str]) -> Mapping[str, CheckOutcome]:
+        """One batch request, its answer time told to the chunk sizer."""
+        many = getattr(self._api, "check_many")  # noqa: B009 - optional method
+        started = self._clock()
+        try:
+            answers: Mapping[str, CheckOutcome] = await many(wanted)
+        except TransientApiError as exc:
+            if exc.kind == "timeout":
+                self._chunks.timed_out(len(wanted))
+            raise
+        self._chunks.answered(len(wanted), self._clock() - started)
+        return answers
 
     # -- attempts --------------------------------------------------------------------------
 

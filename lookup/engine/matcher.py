@@ -2,6 +2,10 @@
 
 For each tier a fixed pool of workers pulls candidates (or chunks of them, when the API
 has a batch endpoint) from the tier's lazy iterator: never one task per candidate. A
+chunk's size follows the source's answer times (the checker's
+:class:`~lookup.engine.policies.ChunkSizer`); a source that answers a whole segment in one
+query (PostgreSQL's range scan) is asked a tier of whole segments (a mask hiding the last
+four digits) one segment per chunk. A
 positive answer ends the tier: nothing new is sent for the lookup, the workers still
 waiting are cancelled, and a request already on the wire is left to land (its pooled
 connection stays open). The earliest hit in tier order wins.
@@ -70,6 +74,7 @@ Item = tuple[int, str]  # (position in the tier, number)
 # whole rest of its tier.
 _REQUEUE_AFTER = 0.5
 _REQUEUE_CAP = 8.0
+SEGMENT_SIZE = 10_000  # the numbers of one 7-digit segment
 
 
 CheckMany = Callable[[Sequence[str], CheckStats], Awaitable[Mapping[str, CheckOutcome]]]
@@ -144,11 +149,12 @@ class _Run:
     many: CheckMany | None
     retry_now: Callable[[], bool] | None = None
     stats: CheckStats = field(default_factory=CheckStats)
+    chunk_size: Callable[[], int] | None = None  # the adaptive size of a first-pass chunk
 
 
 async def _worker(
     items: Iterator[Item], run: _TierRun, r: _Run, stats: CheckStats, chunk: int, retry: bool,
-    until: float,
+    until: float, sized: bool = False,
 ) -> None:  # fmt: skip
     checks = r.checks
     while not run.found and run.stop is None:
@@ -160,7 +166,8 @@ async def _worker(
         else:
             if retry and r.retry_wait is not None and not await r.retry_wait(until):
                 return  # the tier's time is up: the rest stays unresolved
-            batch = [item for _, item in zip(range(chunk), items, strict=False)]
+            size = r.chunk_size() if sized and r.chunk_size is not None else chunk
+            batch = [item for _, item in zip(range(size), items, strict=False)]
             if not batch:
                 return
         if r.clock() >= until:
@@ -204,15 +211,16 @@ async def _worker(
 
 async def _pass(
     items: Iterable[Item], n: int, run: _TierRun, r: _Run, *, chunk: int = 1,
-    retry: bool = False, until: float = math.inf,
+    retry: bool = False, until: float = math.inf, sized: bool = False,
 ) -> None:  # fmt: skip
-    """Check ``items`` (``n`` of them) with a pool of workers; stop early on a hit."""
+    """Check ``items`` (``n`` of them) with a pool of workers; stop early on a hit.
+    ``sized``: chunks take the adaptive size (``r.chunk_size``) rather than ``chunk``."""
     it = iter(items)
     units = -(-n // chunk)
     tasks: list[tuple[asyncio.Task[None], CheckStats]] = []
     for _ in range(max(1, min(r.workers, units))):
         stats = CheckStats(deferred=retry)
-        task = asyncio.create_task(_worker(it, run, r, stats, chunk, retry, until))
+        task = asyncio.create_task(_worker(it, run, r, stats, chunk, retry, until, sized))
         tasks.append((task, stats))
     run.workers = tasks
     try:
@@ -245,20 +253,24 @@ async def run_plan(
     retry_wait: Callable[[float], Awaitable[bool]] | None = None,
     progress: Progress | None = None,
     retry_now: Callable[[], bool] | None = None,
+    chunk_size: Callable[[], int] | None = None,
+    segments: bool = False,
 ) -> LookupResult:
     """Run a prepared plan against any :class:`~lookup.engine.checker.Checks`. See :func:`find`.
 
     ``deadline`` is in ``clock`` time; ``retry_wait(until)`` paces deferred checks (the
     checker's retry budget); ``retry_now()`` takes a budget token if one is there, for a
     failed check sent again within its tier's first pass (without it, failed checks wait
-    for the retry pass); ``batch_size`` > 1 sends chunks through ``check_many``.
+    for the retry pass); ``batch_size`` > 1 sends chunks through ``check_many``, of
+    ``chunk_size()`` numbers when given (read at each chunk: it adapts), and with
+    ``segments`` a tier of whole segments goes one segment per chunk.
     """
     started = time.perf_counter()
     many: CheckMany | None = getattr(checks, "check_many", None) if batch_size > 1 else None
     r = _Run(
         checks, max(1, workers), batch_size if many else 1, deadline, clock, retry_wait, many,
-        retry_now,
-    )
+        retry_now, chunk_size=chunk_size if many else None,
+    )  # fmt: skip
     reports = [TierReport(name=t.name, candidates=t.count) for t in plan_.tiers]
     runs: list[_TierRun] = []
     status: Status = "not_found"
@@ -278,7 +290,10 @@ async def run_plan(
         t0 = time.perf_counter()
         if progress is not None:
             progress(tier.name, 0, tier.count)
-        await _pass(enumerate(tier), tier.count, run, r, chunk=r.batch)
+        if segments and many is not None and len(tier.tails) == SEGMENT_SIZE:
+            await _pass(enumerate(tier), tier.count, run, r, chunk=SEGMENT_SIZE)
+        else:
+            await _pass(enumerate(tier), tier.count, run, r, chunk=r.batch, sized=True)
         if not run.found and run.stop is None:
             await _retry_deferred(run, r, until)
         _report(run, report, t0)
@@ -427,6 +442,8 @@ async def match_plan(
             retry_wait=checker.wait_retry,
             retry_now=checker.try_retry,
             progress=progress,
+            chunk_size=lambda: checker.chunks.size,
+            segments=checker.supports_segments,
         )
 
 

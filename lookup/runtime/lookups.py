@@ -12,7 +12,10 @@ place:
 * **the audit line** (one per lookup, ``lookup.audit``);
 * **metrics**: lookups by surface and status, their duration, those in progress, refusals
   (through a :class:`LookupMetrics` sink: the service's Prometheus registry, or nothing);
-* **privacy** of every text in the result (numbers masked, configured secrets redacted).
+* **privacy** of every text in the result (numbers masked, configured secrets redacted);
+* **the learned region order** (opt-in): plans use the counts of a
+  :class:`~lookup.files.regions.RegionSink`, and each matched lookup's region is counted
+  there once.
 
 A new surface adds a call, never a copy.
 """
@@ -28,6 +31,7 @@ from typing import TYPE_CHECKING, Final, Literal, Protocol
 
 from lookup.domain.errors import CandidateCapError, InputError, TooManyQueuedError
 from lookup.domain.models import LookupRequest, LookupResult, Mode
+from lookup.domain.order import NEARER, RegionOrder
 from lookup.domain.privacy import Redactor
 from lookup.domain.tiers import TierPlan, plan
 from lookup.engine.batch import BatchRow, RowResult
@@ -36,6 +40,7 @@ from lookup.engine.matcher import Progress, audit, match_plan
 if TYPE_CHECKING:
     from lookup.domain.segments import SegmentDB
     from lookup.engine.checker import Checker
+    from lookup.files.regions import RegionSink
 
 __all__ = ["SURFACES", "LookupMetrics", "LookupPath", "Surface"]
 
@@ -66,6 +71,8 @@ class LookupPath:
     :param deadline: seconds a lookup may take (``None``: the checker's limits decide).
     :param secrets: configured secrets, redacted from every text of a result.
     :param metrics: where to count lookups (``None``: nowhere).
+    :param regions: where matched lookups' regions are counted and the learned order comes
+        from (``None``: nearer first, nothing counted).
     """
 
     def __init__(
@@ -78,6 +85,7 @@ class LookupPath:
         deadline: float | None = None,
         secrets: Iterable[str] = (),
         metrics: LookupMetrics | None = None,
+        regions: RegionSink | None = None,
     ) -> None:
         self.checker = checker
         self.db = db
@@ -85,6 +93,7 @@ class LookupPath:
         self.max_queued = max_queued
         self.deadline = deadline
         self.metrics = metrics
+        self.regions = regions
         self._redact = Redactor(secrets)
         self._queued: Counter[str] = Counter()
         self._plans: dict[tuple[object, ...], TierPlan] = {}
@@ -129,18 +138,32 @@ class LookupPath:
             )
         return asked or self.max_candidates
 
+    def order(self) -> tuple[RegionOrder, int]:
+        """The order plans use now, and its version (``-1``: nearer first)."""
+        if self.regions is None:
+            return NEARER, -1
+        order = self.regions.current()
+        return (order, self.regions.version) if order.learned else (NEARER, -1)
+
+    async def refresh(self) -> None:
+        """Read the learned counts again if they are due (a no-op without them)."""
+        if self.regions is not None:
+            await self.regions.refresh()
+
     def plan(self, request: LookupRequest) -> TierPlan:
-        """The plan of ``request`` (made once per distinct request; input errors raise)."""
+        """The plan of ``request`` (made once per distinct request and version of the learned
+        order: a plan made before new counts is made again; input errors raise)."""
         cap = self.cap(request.max_candidates)
         also = tuple(request.also or ())
-        key = (request.mask, cap, request.city, request.province, request.area_code,
+        order, version = self.order()
+        key = (version, request.mask, cap, request.city, request.province, request.area_code,
                request.zip, request.carrier, *also)  # fmt: skip
         found = self._plans.get(key)
         if found is None:
             found = plan(
                 request.mask, self.db, city=request.city, province=request.province,
                 area_code=request.area_code, zip=request.zip, carrier=request.carrier,
-                max_candidates=cap, also=also,
+                max_candidates=cap, also=also, order=order,
             )  # fmt: skip
             if len(self._plans) >= _PLANS:
                 self._plans.pop(next(iter(self._plans)))
@@ -180,6 +203,8 @@ class LookupPath:
     ) -> LookupResult:
         metrics = self.metrics
         try:
+            if planned is None:
+                await self.refresh()
             plan_ = planned if planned is not None else self.plan(request)
         except InputError:
             if metrics is not None:
@@ -197,6 +222,8 @@ class LookupPath:
             result = self._private(result)
             status = result.status
             audit(result, audit_caller or caller)
+            if self.regions is not None:
+                await self.regions.count(result)  # the one count of this lookup
             return result
         finally:
             seconds = time.perf_counter() - started
@@ -213,6 +240,7 @@ class LookupPath:
             self._invalid(surface)
             return RowResult.invalid(row, self._redact(row.problem or "no mask"))
         t0 = time.perf_counter()
+        await self.refresh()
         try:
             request = LookupRequest(
                 mask=row.mask, city=row.city, province=row.province, area_code=row.area_code,

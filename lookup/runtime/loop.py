@@ -8,9 +8,12 @@ application that wants uvloop starts it itself (``uvloop.run(main())``, or
 
 from __future__ import annotations
 
-import asyncio
+import importlib.util
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["loop_factory", "loop_name", "run"]
 
@@ -34,12 +37,17 @@ def loop_factory(use_uvloop: bool | None = None) -> Callable[[], asyncio.Abstrac
 
 
 def loop_name(use_uvloop: bool | None = None) -> str:
-    """``"uvloop"`` or ``"asyncio"``: what :func:`run` would use."""
-    return "uvloop" if loop_factory(use_uvloop) is not None else "asyncio"
+    """``"uvloop"`` or ``"asyncio"``: what :func:`run` would use (imports neither: the
+    commands that send nothing, like ``--version``, start fast)."""
+    if use_uvloop is None:
+        use_uvloop = importlib.util.find_spec("uvloop") is not None
+    return "uvloop" if use_uvloop else "asyncio"
 
 
 def run(coro: Coroutine[Any, Any, T], *, use_uvloop: bool | None = None) -> T:
     """``asyncio.run(coro)``, on uvloop when it is installed (or as ``use_uvloop`` says)."""
+    import asyncio
+
     try:
         factory = loop_factory(use_uvloop)
     except ImportError:

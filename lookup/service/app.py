@@ -52,6 +52,7 @@ from lookup.engine.checker import Checker
 from lookup.orders.base import OrderApi
 from lookup.runtime.engine import open_engine
 from lookup.runtime.lookups import LookupPath
+from lookup.runtime.regions import region_sink
 from lookup.runtime.settings import Settings
 from lookup.service.desk import REVEALS, is_open_path, setup_web
 from lookup.service.http import (
@@ -342,7 +343,7 @@ def _path(settings: Settings, state: _State) -> LookupPath:
     return LookupPath(
         state.checker, state.db, max_candidates=settings.max_candidates,
         max_queued=settings.service_max_queued, secrets=settings.secret_values(),
-        metrics=state.metrics,
+        metrics=state.metrics, regions=region_sink(settings, state.checker),
     )  # fmt: skip
 
 

@@ -48,6 +48,7 @@ from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 from pydantic import BaseModel, ValidationError
 
 from lookup.domain.errors import ConfigError
+from lookup.domain.i18n import language, language_from_accept
 from lookup.domain.net import is_loopback
 from lookup.orders.base import mask_phone
 from lookup.runtime.settings import Settings
@@ -120,8 +121,10 @@ def request_id_middleware(metrics: ServiceMetrics) -> Middleware:
         given = request.headers.get("X-Request-Id", "")
         rid = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         reset = request_id_var.set(rid)
+        lang = language_from_accept(request.headers.get("Accept-Language"))
         try:
-            response = await handler(request)
+            with language(lang):  # problems' title and detail in the reader's language
+                response = await handler(request)
         finally:
             request_id_var.reset(reset)
         response.headers["X-Request-Id"] = rid

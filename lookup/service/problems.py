@@ -17,6 +17,7 @@ from typing import Final
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 
+from lookup.domain.i18n import translate
 from lookup.domain.privacy import escape_controls, mask_phone
 
 __all__ = [
@@ -147,7 +148,8 @@ def problem_response(
         FieldProblem(field=_shown(e.field), message=_shown(e.message)) for e in errors or ()
     ]
     problem = Problem(
-        type=ptype.uri, title=ptype.title, status=ptype.status, detail=_shown(detail),
+        type=ptype.uri, title=translate(ptype.title), status=ptype.status,
+        detail=_shown(translate(detail)),
         instance=_shown(instance), errors=shown if errors is not None else None, kind=kind,
     )  # fmt: skip
     return web.Response(

@@ -15,6 +15,7 @@ import re
 import select
 import shlex
 import signal
+import stat
 import subprocess
 import sys
 import urllib.request
@@ -42,6 +43,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     """The environment without any LOOKUP_* setting, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("LOOKUP_")}
     env["PYTHONIOENCODING"] = "utf-8"
+    env["LC_ALL"] = "C.UTF-8"  # English messages, whatever the machine's locale
     env.update(extra)
     return env
 
@@ -87,6 +89,7 @@ def stop(proc: subprocess.Popen[str]) -> int:
 FAILING_API = "<failing-api>"  # replaced by the URL template of a mock answering 500 to all
 TOKEN_API = "<token-api>"  # ... of a mock that wants `Authorization: Bearer tok-abcdef123456`
 
+DEMO_AUDIT = "<demo-audit>"  # replaced by a folder for the demo's audit files
 _MOCKS = {FAILING_API: ("--error-rate", "1"), TOKEN_API: ("--token", TOKEN)}
 
 
@@ -125,8 +128,12 @@ AUTH = f"--header 'Authorization: Bearer {TOKEN}'"
 # name: (command line after `python -m lookup`, extra environment)
 RUNS: dict[str, tuple[str, dict[str, str]]] = {
     # demo first: the longest runs
-    "demo-text": ("demo --log-level DEBUG", {}),
-    "demo-json": ("demo --json --log-level DEBUG --log-format json", {}),
+    "demo-text": (f"demo --log-level DEBUG --audit-file {DEMO_AUDIT}text", {}),
+    "demo-json": (
+        f"demo --json --log-level DEBUG --log-format json --audit-file {DEMO_AUDIT}json",
+        {},
+    ),
+    "demo-plain": ("demo", {}),
     "matched-json": (f"{HIT} --api demo --json", {}),
     "matched-text": (f"{HIT} --api demo", {}),
     "not-found": ("find 13905710*** --city 杭州 --api demo --json", {}),
@@ -186,12 +193,24 @@ class Runs:
 
 
 @pytest.fixture(scope="module")
-def runs(mock_apis: dict[str, str]) -> Iterator[Runs]:
+def demo_audit(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("demo-audit")
+
+
+def _arg(word: str, mock_apis: dict[str, str], demo_audit: Path) -> str:
+    if word.startswith(DEMO_AUDIT):
+        return str(demo_audit / f"audit-{word.removeprefix(DEMO_AUDIT)}.log")
+    return mock_apis.get(word, word)
+
+
+@pytest.fixture(scope="module")
+def runs(mock_apis: dict[str, str], demo_audit: Path) -> Iterator[Runs]:
     """Every subprocess run of RUNS, a few at a time (most of a run is interpreter start-up)."""
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures = {
             name: pool.submit(
-                run, *(mock_apis.get(a, a) for a in shlex.split(line)), env=clean_env(**env)
+                run, *(_arg(a, mock_apis, demo_audit) for a in shlex.split(line)),
+                env=clean_env(**env),
             )
             for name, (line, env) in RUNS.items()
         }
@@ -228,7 +247,11 @@ def test_find_matched_human_output_and_plain_progress(runs: Runs) -> None:
     assert CITY_HIT in matched[0]
     assert "tier city" in matched[0]
     assert "浙江 杭州" in matched[0]
-    assert "checks" in r.stdout
+    # stdout carries the answer only; the plan, the tier table and the counts go to stderr
+    assert r.stdout.splitlines() == matched
+    assert "10,000 candidates" in r.stderr and "asking the" in r.stderr
+    assert re.search(r"^  city +102  hit ", r.stderr, re.MULTILINE), r.stderr
+    assert "checks: 2 sent" in r.stderr
     # Not a terminal (pipes): no live progress bar, so no carriage return anywhere.
     assert "\r" not in r.stdout
     assert "\r" not in r.stderr
@@ -260,7 +283,14 @@ def test_find_not_found_exit_1_json(runs: Runs) -> None:
 def test_find_bad_input_exit_2(runs: Runs, name: str, message: str) -> None:
     r = runs[name]
     assert r.returncode == 2
-    assert r.stdout == ""  # not even with --json: nothing was looked up
+    if "--json" in RUNS[name][0]:  # a problem object, as the service would answer
+        problem = json.loads(r.stdout)
+        assert problem["type"] == "/docs#problem-invalid-input"
+        assert (problem["status"], problem["kind"]) == (422, "InvalidMaskError")
+        assert message in problem["detail"] and problem["errors"] == []
+        assert set(problem) == {"type", "title", "status", "detail", "kind", "errors"}
+    else:
+        assert r.stdout == ""  # nothing was looked up
     assert message in r.stderr
     assert "Traceback" not in r.stderr
 
@@ -272,6 +302,9 @@ def test_find_inconclusive_exit_3_json(runs: Runs) -> None:
     assert result.status == "inconclusive"  # a failed check is never a "no"
     assert result.phone is None
     assert result.reason and "could not be checked" in result.reason
+    from lookup.domain.i18n import translate
+
+    assert "结果未知" in translate(result.reason, "zh")  # the template matches the real reason
     national = next(t for t in result.tiers if t.name == "national")
     assert national.status == "inconclusive"
     assert national.unresolved == 10
@@ -336,7 +369,9 @@ def test_demo_text_lists_every_case(runs: Runs) -> None:
         if case["expected_phone"]:
             assert case["expected_phone"] in line
             assert case["expected_tier"] in line
-    assert f"all {len(DEMO_CASES)} demo lookups gave the expected answer" in r.stdout
+    assert len(lines) == len(DEMO_CASES) + 1  # the table's heading and one row per case
+    assert f"all {len(DEMO_CASES)} demo lookups gave the expected answer" in r.stderr
+    assert "lookup demo: bundled demo order API" in r.stderr
 
 
 def test_demo_json_lines_parse(runs: Runs) -> None:
@@ -352,17 +387,31 @@ def test_demo_json_lines_parse(runs: Runs) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["text", "json"])
-def test_demo_logs_have_no_full_numbers(runs: Runs, fmt: str) -> None:
+def test_demo_logs_have_no_full_numbers(runs: Runs, fmt: str, demo_audit: Path) -> None:
     r = runs[f"demo-{fmt}"]
     assert r.returncode == 0, r.stderr
     assert FULL_NUMBER.findall(r.stderr) == []
-    audit = audit_lines(r.stderr)
+    assert audit_lines(r.stderr) == []  # --audit-file: the lines went there
+    path = demo_audit / f"audit-{fmt}.log"
+    text = path.read_text(encoding="utf-8")
+    assert FULL_NUMBER.findall(text) == []
+    audit = audit_lines(text)
     assert len(audit) == len(DEMO_CASES)  # not vacuous: one audit line per lookup
-    assert "138****2046" in r.stderr
+    assert "138****2046" in text
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
     if fmt == "json":
         assert [json.loads(line)["status"] for line in audit] == [
             c["expected_status"] for c in DEMO_CASES
         ]
+
+
+def test_demo_keeps_audit_lines_off_the_terminal(runs: Runs) -> None:
+    r = runs["demo-plain"]
+    assert r.returncode == 0, r.stderr
+    assert audit_lines(r.stderr) == []  # was one per case, between the table's rows
+    assert "lookup.audit" not in r.stdout
+    assert r.stderr.startswith("lookup demo: bundled demo order API")
+    assert len(r.stdout.splitlines()) == len(DEMO_CASES) + 1
 
 
 # -- no numbers and no secrets in logs ------------------------------------------------------------
@@ -388,7 +437,7 @@ def test_find_wrong_token_is_never_echoed(runs: Runs) -> None:
     assert r.returncode == 3
     assert "api_error" in r.stdout
     assert "403" in r.stdout
-    assert "checks" in r.stdout
+    assert "checks: " in r.stderr
     assert WRONG_TOKEN not in r.stdout
     assert WRONG_TOKEN not in r.stderr
     assert FULL_NUMBER.findall(r.stderr) == []
@@ -595,7 +644,9 @@ def test_in_process_find_without_api_is_bad_input(
 def test_in_process_find_bad_mask_is_bad_input(no_lookup_env: None, restore_logging: None) -> None:
     code, out, err = call("find", "138****20467", "--api", "demo", "--json")
     assert code == 2
-    assert out == ""
+    problem = json.loads(out)  # --json: the answer is a problem object, as the service's
+    assert (problem["kind"], problem["status"]) == ("InvalidMaskError", 422)
+    assert "12 digits" in problem["detail"]
     assert err.startswith("lookup: error:")
 
 

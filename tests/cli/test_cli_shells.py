@@ -32,6 +32,7 @@ CLOSED = "http://127.0.0.1:9/orders?phone={phone}"  # discard port: nothing list
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("LOOKUP_")}
     env["PYTHONIOENCODING"] = "utf-8"
+    env["LC_ALL"] = "C.UTF-8"  # English messages, whatever the machine's locale
     env.update(extra)
     return env
 
@@ -48,9 +49,14 @@ def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 def test_version() -> None:
     from lookup import __version__
+    from lookup.domain.segments import SegmentDB
 
     r = run("--version")
-    assert (r.returncode, r.stdout.strip()) == (0, f"lookup {__version__}")
+    assert r.returncode == 0 and r.stderr == ""
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"lookup {__version__}"
+    assert lines[1] in ("event loop: uvloop", "event loop: asyncio")
+    assert lines[2] == f"segment data: {SegmentDB.default().version}"
 
 
 @pytest.mark.parametrize("args", [("--help",), ("find", "--help")])
@@ -167,7 +173,7 @@ def test_url_credentials_are_never_printed() -> None:
         text = r.stdout + r.stderr
         assert "pw9876" not in text and "tok123456" not in text, text
         assert "***@127.0.0.1:9" in text
-    assert "asking the order API http://***@127.0.0.1:9/o" in r.stdout
+    assert "asking the order API http://***@127.0.0.1:9/o" in r.stderr  # not the answer
 
 
 # -- privacy of results: a plug-in's error text ---------------------------------------------------
@@ -384,7 +390,9 @@ def test_on_a_terminal_audit_lines_never_land_inside_the_progress_line() -> None
             shown = line.rsplit("\r", 1)[-1]  # what the terminal line holds in the end
             assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ INFO lookup\.audit", shown), line
     assert "[" in text and "checks/s" in text  # the live bar was drawn
-    tail = text.replace("\r\n", "\n").rsplit("\n", 1)[-1]
-    assert tail.endswith("\r") and tail.rsplit("\r", 2)[-2].strip() == ""  # cleared at the end
+    # the live line is erased (spaces, back to the start) before the tier table and counts
+    _, _, after = text.rsplit("checks/s", 1)[1].partition("\r")
+    assert re.match(r" +\r", after), after
+    assert "checks: " in after and "checks/s" not in after
     frames = [f for f in text.replace("\n", "\r").split("\r") if "checks/s" in f]
     assert frames and all(len(f.rstrip()) <= 72 for f in frames)  # COLUMNS=72

@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("LOOKUP_")}
     env["PYTHONIOENCODING"] = "utf-8"
+    env["LC_ALL"] = "C.UTF-8"  # English messages
     return subprocess.run([sys.executable, "-m", "lookup", *args], cwd=ROOT, capture_output=True,
                           text=True, encoding="utf-8", timeout=90, env=env, check=False)  # fmt: skip
 

@@ -159,10 +159,11 @@ async def test_earlier_hit_wins_even_when_the_later_chunk_answers_first(
 async def test_chunks_follow_tier_order_and_a_later_tier_hit_is_found(
     make_spy: Callable[[Mapping[str, int]], Awaitable[Spy]],
 ) -> None:
-    hit = tier("national")[120]  # the second national chunk
+    hit = tier("national")[120]  # the second national chunk (of 100: sizes fixed here)
     spy = await make_spy({hit: 2})
+    fixed = limits(max_in_flight=8, adapt_batch_size=False)
     async with asyncio.timeout(GUARD):
-        result = await find(MASK, api=spy, city=CITY, limits=limits(max_in_flight=8))
+        result = await find(MASK, api=spy, city=CITY, limits=fixed)
     assert (result.status, result.phone, result.tier) == ("matched", hit, "national")
     assert result.hits[0].order_count == 2
     order = ["city", "province", "national", "unlocated"]
@@ -324,7 +325,7 @@ async def test_counters_count_requests_and_numbers(
     make_spy: Callable[[Mapping[str, int]], Awaitable[Spy]], backend: str
 ) -> None:
     spy = await make_spy({})
-    checker = Checker(spy, limits(max_in_flight=8))
+    checker = Checker(spy, limits(max_in_flight=8, adapt_batch_size=False))  # chunks of 100
     async with asyncio.timeout(GUARD):
         result = await find(MASK, checker=checker, city=CITY)
     assert result.status == "not_found" and result.complete

@@ -121,9 +121,11 @@ def test_output_and_journal_are_private_and_no_temp_file_is_left(tmp_path: Path)
     out = tmp_path / "out.csv"
     r = batch(small_csv(tmp_path), "--out", out, "--api", "demo")
     assert r.returncode == 0, r.stderr
-    for p in (out, tmp_path / "out.csv.journal"):
+    for p in (out, tmp_path / "out.csv.journal", tmp_path / "out.csv.audit.log"):
         assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv", "out.csv.journal"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "in.csv", "out.csv", "out.csv.audit.log", "out.csv.journal"
+    ]
 
 
 def test_write_output_ignores_a_planted_link_at_the_old_temp_name(tmp_path: Path) -> None:

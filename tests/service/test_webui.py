@@ -519,8 +519,10 @@ async def test_a_trickled_upload_gets_408_like_every_route(tmp_path: Path) -> No
         yield b"mask,city\n"
         await never.wait()  # the rest never comes: the server must not wait for it forever
 
-    async with running(tmp_path, service_read_timeout=0.5) as (session, _):
-        async with session.post("/v1/jobs", params={"name": "a.csv"}, data=trickle(),
-                                headers=auth()) as resp:  # fmt: skip
-            assert resp.status == 408
-            assert (await resp.json(content_type=None))["type"].endswith("request-timeout")
+    async with (
+        running(tmp_path, service_read_timeout=0.5) as (session, _),
+        session.post("/v1/jobs", params={"name": "a.csv"}, data=trickle(),
+                     headers=auth()) as resp,  # fmt: skip
+    ):
+        assert resp.status == 408
+        assert (await resp.json(content_type=None))["type"].endswith("request-timeout")

@@ -9,6 +9,7 @@ it is tested alone with a fake clock:
 * :class:`RetryPolicy` and :class:`RetryBudget`: full-jitter backoff, a refilling budget;
 * :class:`Breaker`: opens on runs of transient failures, one probe, callers wait;
 * :class:`SingleFlight`: identical checks share one request;
+* :class:`ChunkSizer`: numbers per batch request, following the source's answer times;
 * :class:`FairScheduler`: equal shares of the in-flight slots per caller and lookup;
 * :class:`Quota` (protocol; :class:`LocalQuota` in process): what the checker paces by,
   its own pacer or one budget for many checkers.
@@ -17,6 +18,7 @@ The outcome cache is ``cachetools.TTLCache`` (TTL + LRU, with the checker's cloc
 """
 
 from lookup.engine.policies.breaker import Breaker, BreakerState
+from lookup.engine.policies.chunks import ChunkSizer
 from lookup.engine.policies.concurrency import ConcurrencyLimit, FifoSlots
 from lookup.engine.policies.fair import FairScheduler, Gate
 from lookup.engine.policies.flight import SingleFlight
@@ -35,6 +37,7 @@ __all__ = [
     "UNSHARED_BREAKER",
     "Breaker",
     "BreakerState",
+    "ChunkSizer",
     "ConcurrencyLimit",
     "FairScheduler",
     "FifoSlots",

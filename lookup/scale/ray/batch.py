@@ -332,9 +332,11 @@ async def open_ray_runner(
         # Worker output stays in Ray's log files, not on the user's terminal; the engines
         # log through lookup's privacy formatters anyway (see batch_cli).
         logging.getLogger("ray").setLevel(logging.ERROR)
+        # A Ray this starts is this machine's only: it advertises loopback, no dashboard.
+        local = {"_node_ip_address": "127.0.0.1"} if address is None else {}
         ray.init(address=address, namespace=NAMESPACE, include_dashboard=False,
                  log_to_driver=False, logging_level=logging.ERROR,
-                 configure_logging=False)  # fmt: skip
+                 configure_logging=False, **local)  # fmt: skip
         started = True
     try:
         cpus = float(ray.cluster_resources().get("CPU", 1.0))
