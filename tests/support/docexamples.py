@@ -20,7 +20,8 @@ Every fenced block of README.md and docs/*.md is one of:
   ``shell`` and ``pycon`` blocks are refused unless marked: commands are shown as ``console``.
 
 Both sides are normalised before comparing: ports, dates, durations, rates, request and job
-ids, runs of blanks, the page's folder (HOME) as ``~``; a shown line ``...`` stands for any number of lines.
+ids, request counts (a batch source's chunk size follows its answer times), runs of blanks,
+the page's folder (HOME) as ``~``; a shown line ``...`` stands for any number of lines.
 """
 
 from __future__ import annotations
@@ -30,14 +31,15 @@ import asyncio
 import contextlib
 import io
 import os
+import queue
 import re
-import select
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +57,9 @@ _NORMALISE: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\b[0-9a-f]{32}\b"), "<id>"),
     (re.compile(r"(\"?(?:elapsed_ms|elapsed_s|eta_s|started|ended)\"?\s*[=:]\s*)[\d.]+"), r"\1<n>"),
     (re.compile(r"\b\d[\d,]*(?:\.\d+)?\s?(?:[a-z]+ ?)?/s\b"), "<rate>"),
+    # requests to a batch source: its chunk size follows the source's answer times
+    (re.compile(r"(?<![\w.])\d+(?:,\d{3})*( checks sent| requests\b)"), r"<n>\1"),
+    (re.compile(r"(\bchecks: |\bchecks=|\brequests=|\"checks_sent\": ?)\d+(?:,\d{3})*"), r"\1<n>"),
     (re.compile(r"\bETA \d+:\d\d(?::\d\d)?"), "ETA <t>"),
     (re.compile(r"(?<![\w.])\d+(?:\.\d+)?\s?(?:ms|s)\b"), "<t>"),
     (re.compile(r"[ \t]+"), " "),
@@ -296,18 +301,21 @@ class PageRunner:
             text=True, encoding="utf-8", errors="replace", start_new_session=True,
         )  # fmt: skip
         self.servers.append(proc)
-        assert proc.stdout is not None
+        lines: queue.Queue[str] = queue.Queue()  # a thread reads: no select() on a buffered pipe
+        reader = threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True)
+        reader.start()
+        self._drains.append(reader)
         want = normalise(shown)
         printed: list[str] = []
+        until = time.monotonic() + COMMAND_TIMEOUT
         while want and not matches(want, normalise(self._home("".join(printed)))):
-            ready, _, _ = select.select([proc.stdout], [], [], COMMAND_TIMEOUT)
-            line = proc.stdout.readline() if ready else ""
-            if not line:
+            try:
+                line = lines.get(timeout=max(0.0, until - time.monotonic()))
+            except queue.Empty:
+                break
+            if not line:  # the server ended
                 break
             printed.append(line)
-        drain = threading.Thread(target=_drain, args=(proc.stdout,), daemon=True)
-        drain.start()
-        self._drains.append(drain)
         first = self._home("".join(printed))
         self.printed[int(where.rsplit(":", 1)[1])] = first
         self._compare(where, f"$ {text}&", shown, first)
@@ -351,11 +359,13 @@ class PageRunner:
         self.servers.clear()
 
 
-def _drain(stream: Any) -> None:
-    """Read a background server's later output, so that a full pipe never blocks it."""
+def _read_lines(stream: Any, lines: queue.Queue[str]) -> None:
+    """Hand a background server's output over line by line ("" at its end), reading it all,
+    so that a full pipe never blocks the server."""
     with contextlib.suppress(OSError, ValueError):
-        for _ in stream:
-            pass
+        for line in stream:
+            lines.put(line)
+    lines.put("")
 
 
 @contextlib.contextmanager
