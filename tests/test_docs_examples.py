@@ -137,3 +137,54 @@ def _nav_pages(nav: object) -> Iterator[str]:
 def test_the_site_navigation_lists_every_page() -> None:
     config = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
     assert sorted(_nav_pages(config["nav"])) == sorted(p.name for p in DOCS.glob("*.md"))
+
+
+# -- the runner itself: a stale example fails ----------------------------------------------------
+
+STALE_PAGE = """\
+```console
+$ echo 'took 0.41 s at 127.0.0.1:4242'
+took 12 ms at 127.0.0.1:80
+$ printf 'a\\nb\\nc\\n'
+a
+...
+$ echo $?
+0
+$ echo fresh
+stale
+```
+
+```python
+print("shown")
+```
+```text
+not what it prints
+```
+
+```sh
+rm -rf /
+```
+
+<!-- skip: a server that never ends -->
+```console
+$ sleep infinity
+```
+"""
+
+
+def test_the_runner_fails_stale_outputs_and_unmarked_shell_blocks(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(STALE_PAGE, encoding="utf-8")
+    with page_runner(page) as runner:
+        outcome = runner.run()
+    assert outcome.ran == 5
+    assert outcome.skipped == ["page.md:25 (a server that never ends)"]
+    failed = [f.split("\n", 1)[0] for f in outcome.failures]
+    assert failed == [
+        "page.md:9: $ echo fresh",
+        "page.md:13: python block",
+        (
+            "page.md:20: a ```sh block: show commands as ```console (run and compared), "
+            "or mark it <!-- skip: why -->"
+        ),
+    ]
