@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from lookup.engine.threads import LookupClient, find_sync
     from lookup.orders import FakeOrderApi, HttpOrderApi, OrderApi, Timeouts, load_plugin
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _EXPORTS: dict[str, str] = {
     "run_batch": "lookup.engine.batch",
