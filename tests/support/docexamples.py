@@ -54,7 +54,7 @@ COMMAND_TIMEOUT = 120.0
 _NORMALISE: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\b(127\.0\.0\.1|localhost):\d+"), r"\1:<port>"),
     (re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?"), "<date>"),
-    (re.compile(r"\b[0-9a-f]{32}\b"), "<id>"),
+    (re.compile(r"\b(?:[0-9a-f]{32}|[a-s]{32})\b"), "<id>"),  # request ids: hex, or letters only
     (re.compile(r"(\"?(?:elapsed_ms|elapsed_s|eta_s|started|ended)\"?\s*[=:]\s*)[\d.]+"), r"\1<n>"),
     (re.compile(r"\b\d[\d,]*(?:\.\d+)?\s?(?:[a-z]+ ?)?/s\b"), "<rate>"),
     # requests to a batch source: its chunk size follows the source's answer times
