@@ -92,7 +92,11 @@ class RedisBreaker:
 class RedisOutcomes:
     """:class:`~lookup.engine.policies.quota.SharedOutcomes` in Redis: a TTL cache of answers and
     a claim per number being checked, that other processes wait on (bounded) instead of
-    sending the same request."""
+    sending the same request.
+
+    Claims made in one turn of the event loop go to Redis as one script call, and so do
+    answers: a publish does not wait for its round trip (it is sent on the loop's next
+    turn; :meth:`flush` waits for what is on its way)."""
 
     def __init__(
         self,
@@ -104,54 +108,118 @@ class RedisOutcomes:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._quota = quota
-        self._secret = secret
+        self._mac = hmac.new(secret, digestmod=hashlib.sha256)
+        self._base = f"lookup:{quota.namespace}:"
         self._ttl_ms = max(1, round(cache_ttl * 1000))
         self._clock = clock
         self._sleep = sleep
         self._token = os.urandom(8).hex()
-        self._held: dict[str, str] = {}  # phone -> the token of this process's claim
+        self._held: dict[str, tuple[str, list[str]]] = {}  # phone -> its claim's token, keys
         self._serial = 0
+        self._claims: list[tuple[list[str], str, asyncio.Future[Any]]] = []
+        self._answers: list[tuple[list[str], str, str]] = []
+        self._sending: set[asyncio.Task[None]] = set()
         self.waited = 0  # claims that found another process's flight (for tests)
 
     def keys(self, phone: str) -> list[str]:
         """The outcome key and the flight key of ``phone`` (an HMAC, never the number)."""
-        digest = hmac.new(self._secret, phone.encode(), hashlib.sha256).hexdigest()[:32]
-        base = f"lookup:{self._quota.namespace}:"
+        mac = self._mac.copy()
+        mac.update(phone.encode())
+        digest = mac.hexdigest()[:32]
+        base = self._base
         return [f"{base}o:{digest}", f"{base}f:{digest}"]
 
     async def claim(self, phone: str) -> CheckOutcome | None:
-        link = self._quota.link
-        if link.away:
+        if self._quota.away:
             return None
         keys = self.keys(phone)
         self._serial += 1
         token = f"{self._token}.{self._serial}"
-        give_up = self._clock() + FLIGHT_WAIT
-        counted = False
+        give_up = -1.0
         while True:
-            result = await link.call(scripts.CLAIM, keys, [token, round(CLAIM_TTL * 1000)])
+            result = await self._claim(keys, token)
             if result is None:
                 return None
             kind = int(result[0])
             if kind == 1:
                 return _decode(phone, result[1])
             if kind == 2:
-                self._held[phone] = token
+                self._held[phone] = (token, keys)
                 return None
-            if not counted:
+            if give_up < 0:
                 self.waited += 1
-                counted = True
-            if self._clock() >= give_up:
+                give_up = self._clock() + FLIGHT_WAIT
+            elif self._clock() >= give_up:
                 return None  # the other flight takes too long: check it ourselves
             await self._sleep(FLIGHT_POLL)
 
+    def _claim(self, keys: list[str], token: str) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        found: asyncio.Future[Any] = loop.create_future()
+        claims = self._claims
+        claims.append((keys, token, found))
+        if len(claims) == 1:
+            loop.call_soon(self._send, self._send_claims)
+        return found
+
     async def publish(self, phone: str, outcome: CheckOutcome | None) -> None:
-        token = self._held.pop(phone, "")
+        token, keys = self._held.pop(phone, ("", []))
         if outcome is None and not token:
             return
-        link = self._quota.link
-        value = "" if outcome is None else _encode(outcome)
-        await link.call(scripts.PUBLISH, self.keys(phone), [token, value, self._ttl_ms])
+        answers = self._answers
+        answers.append((keys or self.keys(phone), token, "" if outcome is None else
+                        _encode(outcome)))  # fmt: skip
+        if len(answers) == 1:
+            asyncio.get_running_loop().call_soon(self._send, self._send_answers)
+
+    async def flush(self) -> None:
+        """Wait for the claims and answers on their way to Redis."""
+        while self._sending or self._claims or self._answers:
+            if self._claims:
+                self._send(self._send_claims)
+            if self._answers:
+                self._send(self._send_answers)
+            await asyncio.wait(set(self._sending))
+
+    def _send(self, sender: Callable[[], Awaitable[None]]) -> None:
+        task = asyncio.ensure_future(sender())
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send_claims(self) -> None:
+        claims, self._claims = self._claims, []
+        if not claims:
+            return
+        keys: list[str] = []
+        args: list[Any] = [round(CLAIM_TTL * 1000)]
+        for pair, token, _ in claims:
+            keys += pair
+            args.append(token)
+        try:
+            result = await self._quota.link.call(scripts.CLAIM, keys, args)
+        except asyncio.CancelledError:
+            for _, _, found in claims:
+                found.cancel()
+            raise
+        except Exception as exc:  # noqa: BLE001 - each claimer raises it; the task ends quietly
+            for _, _, found in claims:
+                if not found.done():
+                    found.set_exception(exc)
+            return
+        for i, (_, _, found) in enumerate(claims):
+            if not found.done():
+                found.set_result(None if result is None else result[2 * i : 2 * i + 2])
+
+    async def _send_answers(self) -> None:
+        answers, self._answers = self._answers, []
+        if not answers:
+            return
+        keys: list[str] = []
+        args: list[Any] = [self._ttl_ms]
+        for pair, token, value in answers:
+            keys += pair
+            args += (token, value)
+        await self._quota.link.call(scripts.PUBLISH, keys, args)
 
 
 def _encode(outcome: CheckOutcome) -> str:
