@@ -51,7 +51,7 @@ class Leases:
         self._blocks: deque[Block] = deque()
         self.next = -math.inf  # no start before this (local spacing)
         self.left = 0  # slots left in every block (some may have expired: see try_take)
-        self.last = -math.inf  # local clock time of the latest start taken or reserved
+        self.last = -math.inf  # local clock time of the latest start (or reserved slot)
 
     def __bool__(self) -> bool:
         return bool(self._blocks)
@@ -113,7 +113,7 @@ class Leases:
                 return math.inf
             self._take(block)
             self.next = slot + block.interval
-            self.last = now
+            self.last = slot
             return slot
         return None
 

@@ -40,7 +40,7 @@ log = logging.getLogger("lookup.shared")
 
 HORIZON = LEASE_SPAN
 """Seconds ahead of now a lease may begin: further, the caller waits before asking again."""
-IDLE = 0.01
+IDLE = 0.005
 """Seconds without a start after which this process gives back the slots it did not use."""
 MAX_LEASE = 4096
 """Slots in one lease at most."""
