@@ -44,6 +44,9 @@ IDLE = 0.005
 """Seconds without a start after which this process gives back the slots it did not use."""
 MAX_LEASE = 4096
 """Slots in one lease at most."""
+SLOW_SPAN = LEASE_SPAN / 4
+"""Seconds of budget one lease takes at most in the slow start: the rate doubles on answers
+to requests sent at the current rate, which begin only when the previous lease ends."""
 REJOIN_GRACE = 1.5
 """Seconds after rejoining during which the fallback pacing still applies (> RETRY_EVERY:
 by then every process that was pacing alone has tried Redis again)."""
@@ -110,6 +113,7 @@ class RedisQuota:
         self._idle: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._last_wait = 0.0  # seconds to the first slot, as the last ADMIT said
+        self._held = False  # a caller waited for its slot since the last ADMIT
         self._breaker = RedisBreaker(self, breaker_cooldown)
         self._outcomes = (
             RedisOutcomes(self, secret=secret, cache_ttl=cache_ttl, clock=clock, sleep=sleep)
@@ -222,6 +226,7 @@ class RedisQuota:
             now = self._clock()
             slot = leases.reserve(now, deadline)
             if slot is None:
+                self._held = True
                 fetching = self._fetching
                 if fetching is not None and fetching.done():
                     fetching = self._fetching = None  # its callback has not run yet
@@ -248,6 +253,7 @@ class RedisQuota:
                 return False
             self.granted += 1
             if slot > now:
+                self._held = True
                 generation = self._generation
                 await self._sleep(slot - now)
                 if generation != self._generation:
@@ -276,7 +282,9 @@ class RedisQuota:
         if max_wait >= 0:
             want = self._size()
             max_wait = min(max_wait, 3600.0)
-        args = [*self.args(max_wait, clean), want, LEASE_SPAN]
+        held, self._held = self._held, False
+        span = SLOW_SPAN if self._slow else LEASE_SPAN
+        args = [*self.args(max_wait, clean), want, span, 1 if held else 0]
         result = await self.link.call(scripts.ADMIT, [self.key], args)
         if result is None:
             self._clean += clean

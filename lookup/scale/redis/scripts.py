@@ -15,8 +15,8 @@ rate, never below 0.9x the accepted rate nor 0.2/s; additive increase (a twentie
 rate before the last cut) per clean interval in which callers were held back, never above
 the ceiling. Without a ceiling the rate starts at ``ARGV[5]`` (the local pacer's start) and
 doubles each time :data:`SLOW_START_ANSWERS` clean answers to requests sent at the current
-rate came back while callers were held back, until the first throttle (the local pacer's
-slow start).
+rate came back while callers were held back (each such answer adds a quarter of the rate,
+at most three doublings per call), until the first throttle (the local pacer's slow start).
 
 ``ADMIT`` grants a *lease*: up to ``ARGV[7]`` consecutive start slots (at most ``ARGV[8]``
 seconds of the budget, at least one), all or nothing, and only when the first is at most
@@ -39,9 +39,8 @@ from typing import Final
 __all__ = [
     "ADMIT",
     "BREAKER",
-    "CLAIM",
     "MAX_RATE",
-    "PUBLISH",
+    "OUTCOMES",
     "RETURN",
     "SLOW_START_ANSWERS",
     "THROTTLE",
@@ -106,17 +105,21 @@ ADMIT: Final = (
     + r"""
 -- ARGV: 1 max_wait (s; < 0: only read), 2 clean answers since the last call, 3 ceiling
 -- (0: none), 4 headroom, 5 start rate without a ceiling, 6 idle expiry (ms), 7 slots
--- wanted, 8 the most seconds of budget one lease may take
+-- wanted, 8 the most seconds of budget one lease may take, 9 '1': callers of this process
+-- waited for their slots since its last call (held back, as a slot in the future is)
 local max_wait = tonumber(ARGV[1])
 local clean = tonumber(ARGV[2])
 local changed = 0
 local slow = ceiling == 0 and num('dec', 0) == 0
 bucket('a', clean)
+if ARGV[9] == '1' then h['hb'] = '1' end
 if clean > 0 and num('hb', 0) == 1 then
   if slow then
+    -- each clean answer at this rate adds a quarter of it (the local pacer doubles per
+    -- ANSWERS answers), at most three doublings per call
     local cc = num('cc', 0) + clean
     if cc >= ANSWERS and rate < MAX_RATE then
-      rate = math.min(rate * 2, MAX_RATE)
+      rate = math.min(rate * math.min(1 + cc / ANSWERS, 8), MAX_RATE)
       put('lc', now); h['hb'] = '0'; cc = 0; changed = 1
     end
     put('cc', cc)
@@ -225,32 +228,35 @@ return {granted, str(breaker_left()), str(math.max(0, num('bp', 0) - now))}
 """
 )
 
-CLAIM: Final = r"""
--- Many claims in one call. KEYS: outcome, flight claim (a pair per number);
--- ARGV: 1 claim ttl (ms), then this claim's token per number.
--- Returns a pair per number: 1 and the known outcome, 2 and '' (claimed: check it), or 3 and
--- the other flight's ms to live.
+OUTCOMES: Final = r"""
+-- The outcome cache and single flight: the answers, then the claims, gathered over one turn
+-- of a process's event loop. Keys are ARGV[1] .. 'o:' .. digest (the answer) and
+-- ARGV[1] .. 'f:' .. digest (a flight's claim), all in the caller's namespace.
+-- ARGV: 1 key prefix, 2 claim ttl (ms), 3 answer ttl (ms), 4 answers n, then n triples
+-- (digest, the claim's token or '', the answer or ''), then this call's claim token and a
+-- digest per claim.
+-- Returns per claim: the known answer, 2 (claimed: check it) or 3 (another flight holds it).
+local base = ARGV[1]
+local i = 5
+for _ = 1, tonumber(ARGV[4]) do
+  local d, token, value = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  i = i + 3
+  if value ~= '' then redis.call('SET', base .. 'o:' .. d, value, 'PX', ARGV[3]) end
+  local f = base .. 'f:' .. d
+  if token ~= '' and redis.call('GET', f) == token then redis.call('DEL', f) end
+end
 local out = {}
-for i = 1, #KEYS / 2 do
-  local known = redis.call('GET', KEYS[2 * i - 1])
+local token = ARGV[i]
+for j = i + 1, #ARGV do
+  local d = ARGV[j]
+  local known = redis.call('GET', base .. 'o:' .. d)
   if known then
-    out[#out + 1] = 1; out[#out + 1] = known
-  elseif redis.call('SET', KEYS[2 * i], ARGV[i + 1], 'NX', 'PX', ARGV[1]) then
-    out[#out + 1] = 2; out[#out + 1] = ''
+    out[#out + 1] = known
+  elseif redis.call('SET', base .. 'f:' .. d, token, 'NX', 'PX', ARGV[2]) then
+    out[#out + 1] = 2
   else
-    out[#out + 1] = 3; out[#out + 1] = tostring(redis.call('PTTL', KEYS[2 * i]))
+    out[#out + 1] = 3
   end
 end
 return out
-"""
-
-PUBLISH: Final = r"""
--- Many answers in one call. KEYS: outcome, flight claim (a pair per number);
--- ARGV: 1 outcome ttl (ms), then per number its claim's token and its outcome ('' none).
-for i = 1, #KEYS / 2 do
-  local value = ARGV[2 * i + 1]
-  if value ~= '' then redis.call('SET', KEYS[2 * i - 1], value, 'PX', ARGV[1]) end
-  if redis.call('GET', KEYS[2 * i]) == ARGV[2 * i] then redis.call('DEL', KEYS[2 * i]) end
-end
-return #KEYS / 2
 """
