@@ -480,7 +480,7 @@ def _cmd_find(args: argparse.Namespace, out: TextIO) -> int:
         from lookup.runtime.engine import open_engine
         from lookup.runtime.lookups import LookupPath
 
-        async with open_engine(settings) as engine:
+        async with open_engine(settings, one_lookup=True) as engine:  # one lookup: no cache
             path = LookupPath(engine.checker, SegmentDB.default(),
                               max_candidates=settings.max_candidates,
                               secrets=settings.secret_values())  # fmt: skip

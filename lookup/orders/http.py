@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -35,6 +34,7 @@ from lookup.domain.errors import (
 from lookup.domain.models import CheckOutcome
 from lookup.domain.privacy import redact_url as _redact_url
 from lookup.domain.privacy import url_secrets as _url_secrets
+from lookup.orders import jsonfast
 from lookup.orders.base import BaseOrderApi, mask_phone
 from lookup.orders.throttle import parse_throttle_rules
 
@@ -406,7 +406,7 @@ class HttpOrderApi(BaseOrderApi):
                 f"{type(exc).__name__}: {self._scrub(str(exc))}"
             ) from exc
         try:
-            return json.loads(raw)
+            return jsonfast.loads(raw)
         except ValueError as exc:
             raise FatalApiError(
                 f"{method} {shown} answered {status} with a body that is not JSON "

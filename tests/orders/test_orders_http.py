@@ -557,3 +557,20 @@ async def test_an_answer_that_is_not_a_count_or_a_bool_is_fatal(
     mocked.get(URL_1, body='{"total": ' + value + '}', content_type="application/json")
     with pytest.raises(FatalApiError, match="unexpected answer"):
         await api.check(PHONE)
+
+
+@pytest.mark.parametrize("raw", [b'{"total": 3}', b'{"a": NaN}', b"1e400",
+                                 '{"城市": "杭州"}'.encode()])  # fmt: skip
+def test_jsonfast_reads_what_the_standard_library_reads(raw: bytes) -> None:
+    import json
+    import math
+
+    from lookup.orders import jsonfast
+
+    got, want = jsonfast.loads(raw), json.loads(raw)
+    if isinstance(want, dict) and any(isinstance(v, float) and math.isnan(v) for v in want.values()):
+        assert math.isnan(got["a"])
+    else:
+        assert got == want
+    with pytest.raises(ValueError):
+        jsonfast.loads(b"{not json")
