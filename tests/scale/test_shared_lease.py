@@ -61,6 +61,16 @@ def test_reserve_hands_out_future_slots_and_refuses_past_the_deadline() -> None:
     assert leases.booked_until == 2.5
 
 
+def test_a_lease_is_sized_to_the_recent_rate_and_doubles_when_it_ran_out() -> None:
+    leases = Leases()
+    assert leases.size(0.0, 0, False, 4096) == 1  # nothing known yet
+    assert leases.size(1.0, 1, True, 4096) == 2  # slow, but it ran out: twice as many
+    assert leases.size(1.25, 2001, True, 4096) == 160  # 8,000 starts/s: 20 ms of them
+    leases.add(Block(160, 1.25, 0.0001, "0", "0"))
+    assert leases.size(1.5, 2801, True, 4096) == 64  # slower now, and slots left
+    assert leases.size(1.75, 200_000, True, 4096) == 4096  # at most the cap
+
+
 # -- against Redis -----------------------------------------------------------------------
 
 

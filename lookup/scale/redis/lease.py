@@ -19,11 +19,13 @@ from __future__ import annotations
 import math
 from collections import deque
 
-__all__ = ["LEASE_SPAN", "Block", "Leases"]
+__all__ = ["LEASE_SPAN", "MAX_LEASE", "Block", "Leases"]
 
 LEASE_SPAN = 0.02
 """Seconds of the shared budget one lease takes at most, and the longest a leased slot may
 wait for its start."""
+MAX_LEASE = 4096
+"""Slots in one lease at most."""
 
 
 class Block:
@@ -45,13 +47,16 @@ class Block:
 class Leases:
     """The blocks this process holds, oldest first, and the local spacing between starts."""
 
-    __slots__ = ("_blocks", "last", "left", "next")
+    __slots__ = ("_asked_at", "_blocks", "_taken_at_ask", "_want", "last", "left", "next")
 
     def __init__(self) -> None:
         self._blocks: deque[Block] = deque()
         self.next = -math.inf  # no start before this (local spacing)
         self.left = 0  # slots left in every block (some may have expired: see try_take)
         self.last = -math.inf  # local clock time of the latest start (or reserved slot)
+        self._want = 1  # slots asked for in the last lease
+        self._asked_at = -math.inf  # local clock time of the last ask
+        self._taken_at_ask = 0  # starts counted then
 
     def __bool__(self) -> bool:
         return bool(self._blocks)
@@ -65,6 +70,19 @@ class Leases:
     def booked_until(self) -> float:
         """Local clock time of the latest slot reserved (``-inf``: none)."""
         return self.next
+
+    def size(self, now: float, taken: int, leased_before: bool, most: int) -> int:
+        """Slots to ask for now: what this process started (``taken`` in all) per
+        :data:`LEASE_SPAN` since its last ask (twice the last lease when that one ran out
+        while callers waited), at least one, at most ``most``."""
+        since = taken - self._taken_at_ask
+        elapsed = now - self._asked_at
+        want = math.ceil(since / elapsed * LEASE_SPAN) if elapsed > 0 and since > 0 else 1
+        if not self._blocks and leased_before and since >= self._want:
+            want = max(want, 2 * self._want)
+        self._want = want = max(1, min(want, most))
+        self._asked_at, self._taken_at_ask = now, taken
+        return want
 
     def add(self, block: Block) -> None:
         self._blocks.append(block)

@@ -30,7 +30,7 @@ from redis.asyncio import Redis
 from lookup.engine.policies.pacing import START_RATE
 from lookup.engine.policies.quota import LocalQuota
 from lookup.scale.redis import scripts
-from lookup.scale.redis.lease import LEASE_SPAN, Block, Leases
+from lookup.scale.redis.lease import LEASE_SPAN, MAX_LEASE, Block, Leases
 from lookup.scale.redis.link import RETRY_EVERY, Link, down_reason
 from lookup.scale.redis.state import RedisBreaker, RedisOutcomes
 
@@ -42,8 +42,6 @@ HORIZON = LEASE_SPAN
 """Seconds ahead of now a lease may begin: further, the caller waits before asking again."""
 IDLE = 0.005
 """Seconds without a start after which this process gives back the slots it did not use."""
-MAX_LEASE = 4096
-"""Slots in one lease at most."""
 SLOW_SPAN = LEASE_SPAN / 4
 """Seconds of budget one lease takes at most in the slow start: the rate doubles on answers
 to requests sent at the current rate, which begin only when the previous lease ends."""
@@ -106,9 +104,6 @@ class RedisQuota:
         self._leases = Leases()
         self._generation = 0  # bumped when the leases are dropped (throttle, pause, away)
         self._fetching: asyncio.Future[bool | None] | None = None
-        self._want = 1  # slots to ask for in the next lease
-        self._asked_at = -math.inf  # local clock time of the last lease asked for
-        self._taken_at_ask = 0  # self.granted then
         self._refill_at = -1  # ask for the next lease when this few slots are left
         self._idle: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -280,7 +275,7 @@ class RedisQuota:
         clean, self._clean = self._clean, 0
         want = 0
         if max_wait >= 0:
-            want = self._size()
+            want = self._leases.size(self._clock(), self.granted, bool(self.leased), MAX_LEASE)
             max_wait = min(max_wait, 3600.0)
         held, self._held = self._held, False
         span = SLOW_SPAN if self._slow else LEASE_SPAN
@@ -316,19 +311,6 @@ class RedisQuota:
         self._paused_until = now + pause if pause > 0 else -math.inf
         self._breaker.learn(open_for, now)
         return int(result[0])
-
-    def _size(self) -> int:
-        """Slots for the next lease: what this process started per :data:`LEASE_SPAN`
-        since its last ask (twice the last lease when that one ran out), at least one."""
-        now = self._clock()
-        taken = self.granted - self._taken_at_ask
-        elapsed = now - self._asked_at
-        want = math.ceil(taken / elapsed * LEASE_SPAN) if elapsed > 0 and taken > 0 else 1
-        if not self._leases and self.leased and taken >= self._want:
-            want = max(want, 2 * self._want)  # ran out: callers waited for this one
-        self._want = want = max(1, min(want, MAX_LEASE))
-        self._asked_at, self._taken_at_ask = now, self.granted
-        return want
 
     def _drop(self) -> None:
         """Forget the leases (a throttle, a pause, Redis away): callers sleeping until a
