@@ -228,7 +228,8 @@ def _run(plans: list[TierPlan], args: argparse.Namespace, settings: Settings, te
         from lookup.runtime.regions import region_sink
 
         results = []
-        async with open_engine(settings) as engine:
+        # One lookup: a checker of its own, with no outcome cache or single flight to pay for.
+        async with open_engine(settings, one_lookup=len(plans) == 1) as engine:
             regions = region_sink(settings, engine.checker)
             path = LookupPath(engine.checker, SegmentDB.default(),
                               max_candidates=settings.max_candidates,

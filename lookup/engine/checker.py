@@ -41,8 +41,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
-from cachetools import TTLCache
-
 from lookup.domain.errors import (
     FatalApiError,
     OrderApiError,
@@ -73,6 +71,7 @@ from lookup.engine.policies import (
     RetryPolicy,
     SingleFlight,
 )
+from lookup.engine.policies.cache import OutcomeCache
 from lookup.orders.base import check_failure, is_own_cancellation
 
 __all__ = [
@@ -183,8 +182,8 @@ class Checker:
         self._breaker = Breaker(
             limits.breaker_threshold, limits.breaker_cooldown, clock=clock, sleep=sleep
         )
-        self._cache: TTLCache[str, CheckOutcome] | None = (
-            TTLCache(limits.cache_size, limits.cache_ttl, timer=clock)
+        self._cache: OutcomeCache[str, CheckOutcome] | None = (
+            OutcomeCache(limits.cache_size, limits.cache_ttl, clock=clock)
             if limits.cache_ttl > 0 and limits.cache_size > 0 and not one_lookup
             else None
         )

@@ -142,6 +142,7 @@ async def open_engine(
     api: OrderApi | None = None,
     on_latency: Callable[[float, str], None] | None = None,
     quota: Quota | None = None,
+    one_lookup: bool = False,
 ) -> AsyncIterator[Engine]:
     """Open the order API of ``settings`` and the :class:`Checker` every lookup shares.
 
@@ -149,7 +150,9 @@ async def open_engine(
     entered nor closed here; the settings' limits apply). ``on_latency(seconds, outcome)``
     is called for every request the checker sends (the service's histogram).
     ``quota``: pace by this shared budget instead of the settings' (a Ray batch's token
-    actor); ``settings.shared_url`` is then not used.
+    actor); ``settings.shared_url`` is then not used. ``one_lookup``: the checker serves one
+    lookup only (``lookup find``), which never asks a number twice: no outcome cache and
+    no single flight in this process (a shared quota's still answer).
 
     >>> async with open_engine(settings) as engine:  # doctest: +SKIP
     ...     result = await find("138****1234", checker=engine.checker)
@@ -157,7 +160,8 @@ async def open_engine(
     if api is not None:
         limits = settings.limits()
         async with _shared_quota(settings, limits, quota) as paced_by:
-            checker = Checker(api, limits, on_latency=on_latency, quota=paced_by)
+            checker = Checker(api, limits, on_latency=on_latency, quota=paced_by,
+                              one_lookup=one_lookup)  # fmt: skip
             description = f"injected {type(api).__name__}" + _shared_text(settings)
             yield Engine(api, checker, limits, description)
         return
@@ -165,7 +169,8 @@ async def open_engine(
         open_api(settings) as opened,
         _shared_quota(settings, opened.limits, quota) as paced_by,
     ):
-        checker = Checker(opened.api, opened.limits, on_latency=on_latency, quota=paced_by)
+        checker = Checker(opened.api, opened.limits, on_latency=on_latency, quota=paced_by,
+                          one_lookup=one_lookup)  # fmt: skip
         description = opened.description + _shared_text(settings)
         yield Engine(opened.api, checker, opened.limits, description)
 

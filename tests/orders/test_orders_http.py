@@ -557,3 +557,5 @@ async def test_an_answer_that_is_not_a_count_or_a_bool_is_fatal(
     mocked.get(URL_1, body='{"total": ' + value + '}', content_type="application/json")
     with pytest.raises(FatalApiError, match="unexpected answer"):
         await api.check(PHONE)
+
+

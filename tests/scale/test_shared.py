@@ -152,16 +152,31 @@ async def test_a_caller_waiting_for_its_slot_queues_again_behind_a_new_pause(
         assert time.monotonic() - began >= 0.55 and a.granted == 3
 
 
-async def test_without_a_ceiling_the_rate_starts_modest_and_probes_up(
+async def test_without_a_ceiling_the_rate_starts_like_the_local_one_and_doubles(
     redis_server: RedisServer,
 ) -> None:
     async with quotas(redis_server.url, 1, max_per_second=None) as (a,), asyncio.timeout(GUARD):
-        assert a.rate == 10.0
+        assert a.rate == 50.0 and a.slow_start  # the local pacer's start
         await admit_all(a, 25, [])
-        assert a.rate is not None and a.rate > 10.0
+        assert a.rate is not None and a.rate >= 100.0 and a.slow_start
         rate = a.rate
         await a.on_throttle(0.0, None)  # the end of the start halves (at most)
-        assert a.rate is not None and a.rate < rate
+        assert a.rate is not None and a.rate < rate and not a.slow_start
+
+
+async def test_waiting_callers_cannot_book_the_slow_start_ahead(
+    redis_server: RedisServer,
+) -> None:
+    async with quotas(redis_server.url, 1, max_per_second=None) as (a,), asyncio.timeout(GUARD):
+        starts: list[float] = []
+        began = time.monotonic()
+        # 100 callers at once: each takes one slot; none may book the 50/s start for later.
+        await asyncio.gather(*(admit_all(a, 1, starts) for _ in range(100)))
+        took = time.monotonic() - began
+        assert a.rate is not None and a.rate > 100.0
+        assert took < 100 / 50.0 * 0.75  # at 50/s throughout it would take 2 s
+        # Nothing was booked further ahead than one lease's horizon.
+        assert a._leases.booked_until - time.monotonic() < 0.05
 
 
 # -- breaker, cache, single flight across two checkers ------------------------------------

@@ -14,10 +14,12 @@ it is tested alone with a fake clock:
 * :class:`Quota` (protocol; :class:`LocalQuota` in process): what the checker paces by,
   its own pacer or one budget for many checkers.
 
-The outcome cache is ``cachetools.TTLCache`` (TTL + LRU, with the checker's clock).
+The outcome cache is :class:`OutcomeCache` (TTL + LRU, with the checker's clock; a miss
+costs one dict lookup).
 """
 
 from lookup.engine.policies.breaker import Breaker, BreakerState
+from lookup.engine.policies.cache import OutcomeCache
 from lookup.engine.policies.chunks import ChunkSizer
 from lookup.engine.policies.concurrency import ConcurrencyLimit, FifoSlots
 from lookup.engine.policies.fair import FairScheduler, Gate
@@ -43,6 +45,7 @@ __all__ = [
     "FifoSlots",
     "Gate",
     "LocalQuota",
+    "OutcomeCache",
     "Pacer",
     "Quota",
     "RetryBudget",

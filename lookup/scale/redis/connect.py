@@ -122,7 +122,10 @@ async def open_quota(
                 f"the shared quota at {shown} cannot serve the quota ({down_reason(exc)}): "
                 "it needs Redis 5 or later, writable"
             ) from None
-        yield quota
+        try:
+            yield quota
+        finally:
+            await quota.aclose()
     finally:
         await client.aclose()
         await pool.disconnect()

@@ -13,22 +13,43 @@ requests sent after the last decrease and a reaction window after it (unless the
 still over twice what the API accepts), from the lower of the rate and the measured send
 rate, never below 0.9x the accepted rate nor 0.2/s; additive increase (a twentieth of the
 rate before the last cut) per clean interval in which callers were held back, never above
-the ceiling. Without a ceiling the rate starts at ``ARGV[5]`` and grows by half per clean
-interval until the first throttle (a slow start, as TCP's).
+the ceiling. Without a ceiling the rate starts at ``ARGV[5]`` (the local pacer's start) and
+doubles each time :data:`SLOW_START_ANSWERS` clean answers to requests sent at the current
+rate came back while callers were held back (each such answer adds a quarter of the rate,
+at most three doublings per call), until the first throttle (the local pacer's slow start).
+
+``ADMIT`` grants a *lease*: up to ``ARGV[7]`` consecutive start slots (at most ``ARGV[8]``
+seconds of the budget, at least one), all or nothing, and only when the first is at most
+``max_wait`` away. The process serves them locally; ``RETURN`` gives back the unused tail
+of its latest lease when no other lease was granted after it.
 
 Send and accepted rates are estimated from two one-second buckets (the previous one
 weighted by how much of it still falls in the last second).
 
 Hash fields: ``rate tat pause lt`` (last throttle) ``ld`` (last decrease) ``lc`` (last
 change) ``hb`` (held back) ``step dec`` (decreases) ``s* a*`` (send / accepted buckets)
-``bo`` (breaker open until) ``bp`` (probe claimed until).
+``bo`` (breaker open until) ``bp`` (probe claimed until) ``cc`` (clean answers at this rate,
+slow start).
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["ADMIT", "BREAKER", "CLAIM", "PUBLISH", "THROTTLE"]
+__all__ = [
+    "ADMIT",
+    "BREAKER",
+    "MAX_RATE",
+    "OUTCOMES",
+    "RETURN",
+    "SLOW_START_ANSWERS",
+    "THROTTLE",
+]
+
+MAX_RATE: Final = 1_000_000.0
+"""The slow start stops doubling here (as the local pacer's)."""
+SLOW_START_ANSWERS: Final = 4
+"""Clean answers at the current rate that double it in the slow start (as the local pacer's)."""
 
 _COMMON: Final = r"""
 local t = redis.call('TIME')
@@ -76,27 +97,43 @@ end
 local function breaker_left() return math.max(0, num('bo', 0) - now) end
 """
 
+_SLOW: Final = f"local ANSWERS, MAX_RATE = {SLOW_START_ANSWERS}, {MAX_RATE:.1f}\n"
+
 ADMIT: Final = (
     _COMMON
+    + _SLOW
     + r"""
 -- ARGV: 1 max_wait (s; < 0: only read), 2 clean answers since the last call, 3 ceiling
--- (0: none), 4 headroom, 5 start rate without a ceiling, 6 idle expiry (ms)
+-- (0: none), 4 headroom, 5 start rate without a ceiling, 6 idle expiry (ms), 7 slots
+-- wanted, 8 the most seconds of budget one lease may take, 9 '1': callers of this process
+-- waited for their slots since its last call (held back, as a slot in the future is)
 local max_wait = tonumber(ARGV[1])
 local clean = tonumber(ARGV[2])
 local changed = 0
+local slow = ceiling == 0 and num('dec', 0) == 0
 bucket('a', clean)
+if ARGV[9] == '1' then h['hb'] = '1' end
 if clean > 0 and num('hb', 0) == 1 then
-  local lc = num('lc', 0)
-  if now - lc >= math.max(0.25, 2.0 / rate) then
-    if num('lt', 0) > lc then
-      put('lc', now)
-    elseif ceiling == 0 or rate < ceiling then
-      local new
-      if num('dec', 0) == 0 and ceiling == 0 then new = rate * 1.5
-      else new = rate + math.max(num('step', 0), 0.2) end
-      if ceiling > 0 and new > ceiling then new = ceiling end
-      rate = new
-      put('lc', now); h['hb'] = '0'; changed = 1
+  if slow then
+    -- each clean answer at this rate adds a quarter of it (the local pacer doubles per
+    -- ANSWERS answers), at most three doublings per call
+    local cc = num('cc', 0) + clean
+    if cc >= ANSWERS and rate < MAX_RATE then
+      rate = math.min(rate * math.min(1 + cc / ANSWERS, 8), MAX_RATE)
+      put('lc', now); h['hb'] = '0'; cc = 0; changed = 1
+    end
+    put('cc', cc)
+  else
+    local lc = num('lc', 0)
+    if now - lc >= math.max(0.25, 2.0 / rate) then
+      if num('lt', 0) > lc then
+        put('lc', now)
+      elseif ceiling == 0 or rate < ceiling then
+        local new = rate + math.max(num('step', 0), 0.2)
+        if ceiling > 0 and new > ceiling then new = ceiling end
+        rate = new
+        put('lc', now); h['hb'] = '0'; changed = 1
+      end
     end
   end
 end
@@ -104,16 +141,32 @@ put('rate', rate)
 local pause = num('pause', 0)
 local interval = (1.0 + headroom) / rate
 local slot = math.max(now, num('tat', 0), pause)
-local status = 0
+local n = 0
 if max_wait >= 0 and slot - now <= max_wait then
-  status = 1
-  put('tat', slot + interval)
+  n = math.max(1, math.min(tonumber(ARGV[7] or '1'), math.floor(rate * tonumber(ARGV[8] or '0'))))
+  put('tat', slot + n * interval)
   if slot > now then h['hb'] = '1' end
-  bucket('s', 1)
+  bucket('s', n)
 end
 save(tonumber(ARGV[6]))
-return {status, str(slot - now), str(rate), str(math.max(0, pause - now)), str(breaker_left()),
-        changed}
+return {n, str(slot - now), str(rate), str(math.max(0, pause - now)), str(breaker_left()),
+        changed, slow and 1 or 0, str(slot), h['tat'] or ''}
+"""
+)
+
+RETURN: Final = (
+    _COMMON
+    + r"""
+-- ARGV: 1 the lease's first slot, 2 the lease's end (``tat`` as the lease left it), 3-6 as
+-- ADMIT, 7 seconds from now before which this process still starts (its spacing)
+local first = tonumber(ARGV[1])
+local tat = num('tat', 0)
+if h['tat'] ~= ARGV[2] then return 0 end
+local new = math.max(now + tonumber(ARGV[7]), first)
+if new >= tat then return 0 end
+put('tat', new)
+save(tonumber(ARGV[6]))
+return 1
 """
 )
 
@@ -175,17 +228,35 @@ return {granted, str(breaker_left()), str(math.max(0, num('bp', 0) - now))}
 """
 )
 
-CLAIM: Final = r"""
--- KEYS: 1 outcome, 2 flight claim; ARGV: 1 this claim's token, 2 claim ttl (ms)
-local known = redis.call('GET', KEYS[1])
-if known then return {1, known} end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, ''} end
-return {3, tostring(redis.call('PTTL', KEYS[2]))}
-"""
-
-PUBLISH: Final = r"""
--- KEYS: 1 outcome, 2 flight claim; ARGV: 1 token, 2 outcome ('' none), 3 outcome ttl (ms)
-if ARGV[2] ~= '' then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
-if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
-return 1
+OUTCOMES: Final = r"""
+-- The outcome cache and single flight: the answers, then the claims, gathered over one turn
+-- of a process's event loop. Keys are ARGV[1] .. 'o:' .. digest (the answer) and
+-- ARGV[1] .. 'f:' .. digest (a flight's claim), all in the caller's namespace.
+-- ARGV: 1 key prefix, 2 claim ttl (ms), 3 answer ttl (ms), 4 answers n, then n triples
+-- (digest, the claim's token or '', the answer or ''), then this call's claim token and a
+-- digest per claim.
+-- Returns per claim: the known answer, 2 (claimed: check it) or 3 (another flight holds it).
+local base = ARGV[1]
+local i = 5
+for _ = 1, tonumber(ARGV[4]) do
+  local d, token, value = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  i = i + 3
+  if value ~= '' then redis.call('SET', base .. 'o:' .. d, value, 'PX', ARGV[3]) end
+  local f = base .. 'f:' .. d
+  if token ~= '' and redis.call('GET', f) == token then redis.call('DEL', f) end
+end
+local out = {}
+local token = ARGV[i]
+for j = i + 1, #ARGV do
+  local d = ARGV[j]
+  local known = redis.call('GET', base .. 'o:' .. d)
+  if known then
+    out[#out + 1] = known
+  elseif redis.call('SET', base .. 'f:' .. d, token, 'NX', 'PX', ARGV[2]) then
+    out[#out + 1] = 2
+  else
+    out[#out + 1] = 3
+  end
+end
+return out
 """

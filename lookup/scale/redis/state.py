@@ -92,7 +92,11 @@ class RedisBreaker:
 class RedisOutcomes:
     """:class:`~lookup.engine.policies.quota.SharedOutcomes` in Redis: a TTL cache of answers and
     a claim per number being checked, that other processes wait on (bounded) instead of
-    sending the same request."""
+    sending the same request.
+
+    The claims and answers of one turn of the event loop go to Redis as one script call
+    (:data:`~lookup.scale.redis.scripts.OUTCOMES`); a publish does not wait for it (it
+    goes on the loop's next turn; :meth:`flush` waits for what is on its way)."""
 
     def __init__(
         self,
@@ -104,60 +108,124 @@ class RedisOutcomes:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._quota = quota
-        self._secret = secret
+        self._mac = hmac.new(secret, digestmod=hashlib.sha256)
+        self._base = f"lookup:{quota.namespace}:"
+        self._claim_ms = round(CLAIM_TTL * 1000)
         self._ttl_ms = max(1, round(cache_ttl * 1000))
         self._clock = clock
         self._sleep = sleep
         self._token = os.urandom(8).hex()
-        self._held: dict[str, str] = {}  # phone -> the token of this process's claim
+        self._held: dict[str, tuple[str, str]] = {}  # phone -> its digest, its claim's token
         self._serial = 0
+        self._claims: list[tuple[str, asyncio.Future[Any]]] = []
+        self._answers: list[str] = []  # digest, token, answer, ...
+        self._due = False  # a send is scheduled on the loop's next turn
+        self._sending: set[asyncio.Task[None]] = set()
         self.waited = 0  # claims that found another process's flight (for tests)
 
+    def digest(self, phone: str) -> str:
+        """What stands for ``phone`` in keys (an HMAC, never the number)."""
+        mac = self._mac.copy()
+        mac.update(phone.encode())
+        return mac.hexdigest()[:32]
+
     def keys(self, phone: str) -> list[str]:
-        """The outcome key and the flight key of ``phone`` (an HMAC, never the number)."""
-        digest = hmac.new(self._secret, phone.encode(), hashlib.sha256).hexdigest()[:32]
-        base = f"lookup:{self._quota.namespace}:"
-        return [f"{base}o:{digest}", f"{base}f:{digest}"]
+        """The outcome key and the flight key of ``phone``."""
+        digest = self.digest(phone)
+        return [f"{self._base}o:{digest}", f"{self._base}f:{digest}"]
 
     async def claim(self, phone: str) -> CheckOutcome | None:
-        link = self._quota.link
-        if link.away:
+        if self._quota.away:
             return None
-        keys = self.keys(phone)
-        self._serial += 1
-        token = f"{self._token}.{self._serial}"
-        give_up = self._clock() + FLIGHT_WAIT
-        counted = False
+        digest = self.digest(phone)
+        give_up = -1.0
         while True:
-            result = await link.call(scripts.CLAIM, keys, [token, round(CLAIM_TTL * 1000)])
-            if result is None:
+            found = await self._claim(digest)
+            if found is None:
                 return None
-            kind = int(result[0])
-            if kind == 1:
-                return _decode(phone, result[1])
-            if kind == 2:
-                self._held[phone] = token
+            result, token = found
+            if isinstance(result, bytes | str):
+                return _decode(phone, result)
+            if int(result) == 2:
+                self._held[phone] = (digest, token)
                 return None
-            if not counted:
+            if give_up < 0:
                 self.waited += 1
-                counted = True
-            if self._clock() >= give_up:
+                give_up = self._clock() + FLIGHT_WAIT
+            elif self._clock() >= give_up:
                 return None  # the other flight takes too long: check it ourselves
             await self._sleep(FLIGHT_POLL)
 
+    def _claim(self, digest: str) -> asyncio.Future[Any]:
+        found: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._claims.append((digest, found))
+        if not self._due:
+            self._schedule()
+        return found
+
     async def publish(self, phone: str, outcome: CheckOutcome | None) -> None:
-        token = self._held.pop(phone, "")
-        if outcome is None and not token:
+        held = self._held.pop(phone, None)
+        if outcome is None and held is None:
             return
-        link = self._quota.link
-        value = "" if outcome is None else _encode(outcome)
-        await link.call(scripts.PUBLISH, self.keys(phone), [token, value, self._ttl_ms])
+        digest, token = held if held is not None else (self.digest(phone), "")
+        self._answers += (digest, token, "" if outcome is None else _encode(outcome))
+        if not self._due:
+            self._schedule()
+
+    async def flush(self) -> None:
+        """Wait for the claims and answers on their way to Redis."""
+        while self._sending or self._claims or self._answers:
+            if self._claims or self._answers:
+                self._send()
+            await asyncio.wait(set(self._sending))
+
+    def _schedule(self) -> None:
+        self._due = True
+        asyncio.get_running_loop().call_soon(self._send)
+
+    def _send(self) -> None:
+        self._due = False
+        task = asyncio.ensure_future(self._sync())
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _sync(self) -> None:
+        claims, self._claims = self._claims, []
+        answers, self._answers = self._answers, []
+        if not claims and not answers:
+            return
+        self._serial += 1
+        token = f"{self._token}.{self._serial}"
+        args: list[Any] = [self._base, self._claim_ms, self._ttl_ms, len(answers) // 3,
+                           *answers, token]  # fmt: skip
+        args += [digest for digest, _ in claims]
+        try:
+            result = await self._quota.link.call(scripts.OUTCOMES, [], args)
+        except asyncio.CancelledError:
+            for _, found in claims:
+                found.cancel()
+            raise
+        except Exception as exc:  # noqa: BLE001 - each claimer raises it; the task ends quietly
+            for _, found in claims:
+                if not found.done():
+                    found.set_exception(exc)
+            return
+        for i, (_, found) in enumerate(claims):
+            if not found.done():
+                found.set_result(None if result is None else (result[i], token))
 
 
 def _encode(outcome: CheckOutcome) -> str:
-    return json.dumps({"h": outcome.has_orders, "n": outcome.order_count}, separators=(",", ":"))
+    """``has_orders`` and the order count, as ``1:3`` (``0:`` no orders, count unknown)."""
+    count = "" if outcome.order_count is None else str(outcome.order_count)
+    return f"{int(outcome.has_orders)}:{count}"
 
 
 def _decode(phone: str, raw: bytes | str) -> CheckOutcome:
-    data = json.loads(raw)
-    return CheckOutcome(phone=phone, has_orders=bool(data["h"]), order_count=data.get("n"))
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    if text.startswith("{"):  # written as JSON by an earlier version
+        data = json.loads(text)
+        return CheckOutcome(phone=phone, has_orders=bool(data["h"]), order_count=data.get("n"))
+    has, _, count = text.partition(":")
+    return CheckOutcome(phone=phone, has_orders=has == "1", order_count=int(count) if count
+                        else None)  # fmt: skip
