@@ -68,3 +68,23 @@ def test_each_extras_modules_import_from_the_installation(module: str) -> None:
         cwd=SOURCE, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert child.returncode == 0, child.stderr[-2000:]
+
+
+def test_the_sdist_carries_what_its_tests_need(tmp_path: Path) -> None:
+    """The source distribution is built from the checkout and holds the suite, its support
+    modules, the pinned versions and the tox file: `tox` runs from an unpacked sdist."""
+    import tarfile
+
+    subprocess.run(
+        [sys.executable, "-m", "hatchling", "build", "-t", "sdist", "-d", str(tmp_path)],
+        cwd=SOURCE, check=True, capture_output=True,
+    )  # fmt: skip
+    (sdist,) = tmp_path.glob("*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
+    tests = {str(p.relative_to(SOURCE)) for p in (SOURCE / "tests").rglob("*.py")}
+    needed = tests | {"tox.ini", "requirements/constraints.txt", "pyproject.toml", "LICENSE",
+                      "NOTICE", "README.md", "mkdocs.yml", ".importlinter", "data/segments.bin"}  # fmt: skip
+    assert not needed - names, sorted(needed - names)
+    modules = {str(p.relative_to(SOURCE)) for p in (SOURCE / "lookup").rglob("*.py")}
+    assert not modules - names, sorted(modules - names)
