@@ -20,8 +20,9 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TextIO
 
-from lookup.cli.common import BatchProgress, ExitStatus, Terminal, settings_from_args
+from lookup.cli.common import ExitStatus, settings_from_args
 from lookup.cli.conventions import audit_off_terminal
+from lookup.cli.terminal import BatchProgress, Terminal
 from lookup.runtime.logs import configure_logging
 
 if TYPE_CHECKING:

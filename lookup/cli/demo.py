@@ -12,8 +12,9 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from lookup.cli.common import ExitStatus, pad, settings_from_args
+from lookup.cli.common import ExitStatus, settings_from_args
 from lookup.cli.conventions import audit_off_terminal
+from lookup.cli.terminal import pad
 from lookup.domain.i18n import _, pgettext
 from lookup.runtime.logs import configure_logging
 

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, TextIO
 
-from lookup.cli.common import ExitStatus, Terminal, exit_status, pad, settings_from_args
+from lookup.cli.common import ExitStatus, exit_status, settings_from_args
+from lookup.cli.terminal import Terminal, pad
 from lookup.domain.i18n import _, pgettext, translate
 from lookup.runtime.logs import configure_logging
 
@@ -219,7 +220,7 @@ def _run(plans: list[TierPlan], args: argparse.Namespace, settings: Settings, te
     import asyncio
 
     async def run() -> list[LookupResult]:
-        from lookup.cli.common import FindProgress
+        from lookup.cli.terminal import FindProgress
         from lookup.domain.models import LookupRequest
         from lookup.domain.segments import SegmentDB
         from lookup.engine.matcher import deadline_warning

@@ -18,7 +18,6 @@ from lookup.cli.common import (
     add_api_options,
     add_hint_options,
     add_logging_options,
-    pad,
     settings_from_args,
 )
 from lookup.cli.conventions import (
@@ -33,6 +32,7 @@ from lookup.cli.conventions import (
 from lookup.cli.find import hints as _hints
 from lookup.cli.find import region_counts as _region_counts
 from lookup.cli.find import sightings as _sightings
+from lookup.cli.terminal import pad
 from lookup.domain.i18n import _, translate
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from lookup.cli.common import BatchProgress, FindProgress, Terminal
+from lookup.cli.terminal import BatchProgress, FindProgress, Terminal
 
 ROOT = Path(__file__).resolve().parents[2]
 FULL_NUMBER = re.compile(r"(?<!\d)1\d{10}(?!\d)")

@@ -39,7 +39,7 @@ from support.batches import (
     write_csv,
 )
 
-from lookup.cli.common import BatchProgress
+from lookup.cli.terminal import BatchProgress
 from lookup.domain.errors import ConfigError, FatalApiError
 from lookup.domain.models import Limits
 from lookup.engine.batch import BatchRow, RowResult, run_batch
