@@ -1,6 +1,6 @@
 """Helpers shared by the benchmark scripts: a mock order API in its own process, timing, tables.
 
-Nothing here imports ``lookup``: the server runs as ``python -m lookup.mockapi.server`` in a
+Nothing here imports ``lookup``: the server runs as ``python -m lookup.mockapi`` in a
 subprocess, so its CPU time never counts as the client's.
 """
 
@@ -47,7 +47,7 @@ def shown_command(argv: Sequence[str]) -> str:
 
 
 class MockServer:
-    """``python -m lookup.mockapi.server --port 0 ...`` in a subprocess on loopback.
+    """``python -m lookup.mockapi --port 0 ...`` in a subprocess on loopback.
 
     ``with MockServer(latency_ms=20, orders=path) as server:`` waits for the
     ``listening on URL`` line; leaving the block sends SIGTERM (then SIGKILL if it lingers)

@@ -4,7 +4,7 @@
     python scripts/bench_engine.py [--sections zero,latency,first-hit,rate-limit] [--runs 3]
         [--experiment NAME ...] [--skip-naive] [--naive-bounded] [--wait-quiet SECONDS]
 
-Every figure comes from the mock order API (``python -m lookup.mockapi.server``) in its own process on
+Every figure comes from the mock order API (``python -m lookup.mockapi``) in its own process on
 loopback, so the client CPU (``time.process_time()`` of this process, all threads) excludes the
 server's. Each timed variant runs ``--runs`` times, interleaved round-robin (the first variant
 rotates each round); the tables show medians. ``--experiment`` adds a row ``find[NAME]`` that

@@ -1,6 +1,6 @@
 """The HTTP service under 50 concurrent clients: lookups/s, p50/p99 latency, checks/s.
 
-Three processes: the mock order API (``python -m lookup.mockapi.server --port 0``), the service
+Three processes: the mock order API (``python -m lookup.mockapi --port 0``), the service
 (``python -m lookup serve --api <mock> --port 0 --rate none --max-in-flight 100``, with a
 bearer token and a per-caller queue cap of 50) and this one, whose 50 client tasks each POST ``/v1/lookups`` one after the
 other with the cheap demo masks (city hit: 102 candidates; area-code city hit: 22), for

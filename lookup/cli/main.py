@@ -478,7 +478,7 @@ def _cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_mock_api(args: argparse.Namespace, out: TextIO) -> int:
-    from lookup.mockapi.server import main as mock_main
+    from lookup.mockapi.cli import main as mock_main
     try:
         mock_main(list(args.args), prog="lookup mock-api")
     except SystemExit as exc:

@@ -2,6 +2,7 @@
 engine must survive (``python -m lookup.mockapi`` or ``lookup mock-api``), and the
 PostgreSQL seeder (:mod:`lookup.mockapi.pgseed`). It never imports the engine."""
 
-from lookup.mockapi.server import MockOrderServer, main
+from lookup.mockapi.cli import main
+from lookup.mockapi.server import MockOrderServer
 
 __all__ = ["MockOrderServer", "main"]

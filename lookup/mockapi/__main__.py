@@ -1,3 +1,3 @@
-from lookup.mockapi.server import main
+from lookup.mockapi.cli import main
 
 main()

@@ -142,7 +142,7 @@ def _mock_url(proc: subprocess.Popen[str]) -> str:
     line = proc.stdout.readline() if ready else ""
     if not line.startswith("listening on http://"):
         raise ConfigError(
-            "the bundled demo order API did not start (python -m lookup.mockapi.server): run "
+            "the bundled demo order API did not start (python -m lookup.mockapi): run "
             "`lookup mock-api --port 0` to see why"
         )
     return line.split()[2]

@@ -1,7 +1,7 @@
 """Tests of lookup.engine.threads: ``find_sync`` and ``LookupClient`` from plain threads.
 
 The HTTP cases talk to the bundled mock order API run as a separate process
-(``python -m lookup.mockapi.server --port 0``) on loopback, so that its event loop is not the
+(``python -m lookup.mockapi --port 0``) on loopback, so that its event loop is not the
 client's and not the test's.
 """
 
@@ -72,7 +72,7 @@ def run_in_threads(fn: Callable[[], Any], n: int) -> list[Any]:
 
 @contextlib.contextmanager
 def mock_process(*args: str) -> Iterator[str]:
-    """Start ``python -m lookup.mockapi.server --port 0 ARGS``; yield its base URL; stop it."""
+    """Start ``python -m lookup.mockapi --port 0 ARGS``; yield its base URL; stop it."""
     with tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "lookup.mockapi", "--port", "0", *args],

@@ -22,13 +22,13 @@ import pytest
 from pydantic import ValidationError
 from support.fakes import FakeTime
 
+from lookup.mockapi.cli import main as mockapi_main
 from lookup.mockapi.server import (
     MAX_BATCH,
     MockConfig,
     MockOrderServer,
     default_orders_file,
 )
-from lookup.mockapi.server import main as mockapi_main
 
 ROOT = Path(__file__).resolve().parents[2]
 KNOWN = "13800000001"
