@@ -12,6 +12,7 @@ the same API identity (:mod:`lookup.scale.redis`, the ``[redis]`` extra).
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -25,6 +26,8 @@ from lookup.engine.policies.quota import Quota
 from lookup.orders.base import OrderApi
 from lookup.orders.postgres import is_postgres_url
 from lookup.runtime.settings import Settings
+
+log = logging.getLogger("lookup.shared")
 
 __all__ = ["DEMO", "Engine", "OpenedApi", "api_identity", "open_api", "open_engine"]
 
@@ -205,6 +208,14 @@ async def _shared_quota(settings: Settings, limits: Limits,
     from lookup.scale.redis.connect import open_quota
 
     identity, credentials = api_identity(settings)
+    if credentials == "[]":  # nothing secret: anyone reading Redis could hash the candidates
+        if limits.cache_ttl > 0:
+            log.info(
+                "the shared outcome cache is off: with no API credentials and no "
+                "LOOKUP_SHARED_SECRET its keys could be recomputed by whoever reads Redis "
+                "(the quota, breaker and this process's own cache still work)"
+            )
+        limits = limits.model_copy(update={"cache_ttl": 0.0})
     async with open_quota(
         settings.shared_url,
         identity=identity,

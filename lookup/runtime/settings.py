@@ -27,11 +27,11 @@ from lookup.domain.privacy import redact_url, url_secrets
 
 __all__ = ["Settings", "load_settings"]
 
-SECRET_FIELDS: Final = frozenset({"api_token", "api_headers", "service_tokens"})
+SECRET_FIELDS: Final = frozenset({"api_token", "api_headers", "service_tokens", "shared_secret"})
 """Settings whose values are never shown (``lookup config`` prints them as comments)."""
 _OPTIONAL_TEXT: Final = (
     "api_url", "api_plugin", "api_token", "batch_url", "sql", "audit_file", "service_jobs_dir",
-    "shared_url", "shared_fallback_rate", "regions_file",
+    "shared_url", "shared_fallback_rate", "shared_secret", "regions_file",
 )
 _NO_CEILING: Final = frozenset({"", "none", "auto", "off", "unlimited"})
 # What each setting expects, for error messages (the rest: pydantic's own words suffice).
@@ -181,6 +181,10 @@ class Settings(BaseSettings):
     )
     shared_processes: int = Field(
         2, ge=1, le=10_000, description="processes expected to share the quota (for the fallback)"
+    )
+    shared_secret: SecretStr | None = Field(
+        None, description="this deployment's secret: keys the hashes of numbers in the shared "
+        "outcome cache (without it, and without API credentials, outcomes are not shared)",
     )
 
     # the learned order inside a tier (lookup.files.regions)
@@ -341,6 +345,7 @@ class Settings(BaseSettings):
         data["api_token"] = "***" if self.api_token is not None else None
         data["api_headers"] = dict.fromkeys(self.api_headers, "***")
         data["service_tokens"] = ["***" for _ in self.service_tokens]
+        data["shared_secret"] = "***" if self.shared_secret is not None else None
         for name in ("api_url", "batch_url", "shared_url"):  # postgresql://u:PASSWORD@h/db too
             if data[name]:
                 data[name] = redact_url(data[name])
@@ -350,8 +355,9 @@ class Settings(BaseSettings):
         """Every configured secret, for the redactor of logs and messages."""
         found = [v.get_secret_value() for v in self.api_headers.values()]
         found += [t.get_secret_value() for t in self.service_tokens]
-        if self.api_token is not None:
-            found.append(self.api_token.get_secret_value())
+        for secret in (self.api_token, self.shared_secret):
+            if secret is not None:
+                found.append(secret.get_secret_value())
         for url in (self.api_url, self.batch_url, self.shared_url):
             found += url_secrets(url or "")
         return [s for s in found if s]

@@ -395,3 +395,30 @@ def test_config_shows_the_shared_url_redacted() -> None:
     r = run_cli("config", "--shared", "redis://:pa55word99@127.0.0.1:6390/0")
     assert r.returncode == 0, r.stderr
     assert "redis://***@127.0.0.1:6390/0" in r.stdout and "pa55word99" not in r.stdout
+
+
+async def test_the_shared_outcome_cache_needs_a_secret_nobody_reading_redis_has(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With no API credentials and no LOOKUP_SHARED_SECRET, the HMAC key of the cache's keys
+    would come from public values only: the shared outcome cache is then off (quota and
+    breaker stay shared); a deployment secret turns it on, and it changes the keys."""
+    from pydantic import SecretStr
+
+    from lookup.runtime.engine import _shared_quota
+    from lookup.runtime.settings import Settings
+
+    plain = Settings(api_url="http://127.0.0.1:9/orders?phone={phone}", rate=None,
+                     shared_url=redis_server.url)  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="lookup.shared"):
+        async with _shared_quota(plain, plain.limits()) as quota:
+            assert quota is not None and quota.outcomes is None
+    assert "shared outcome cache is off" in caplog.text
+    keys = []
+    for secret in ("deployment-secret-one-0123456789", "deployment-secret-two-0123456789"):
+        with_secret = plain.model_copy(update={"shared_secret": SecretStr(secret)})
+        async with _shared_quota(with_secret, with_secret.limits()) as quota:
+            assert quota is not None and quota.outcomes is not None
+            keys.append(quota.outcomes.keys("13857152046")[0])
+    assert keys[0] != keys[1]  # the secret keys the hash: Redis alone cannot recompute it
+    assert "13857152046" not in "".join(keys)
