@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from lookup.domain.errors import (
     TooManyQueuedError,
     UnknownRegionError,
 )
+from lookup.domain.i18n import _, translate
 from lookup.domain.models import HINT_FIELDS, LookupRequest, LookupResult
 from lookup.domain.privacy import mask_phone
 from lookup.domain.tiers import TierPlan
@@ -38,6 +41,8 @@ from lookup.service.http import ProblemError, caller_var, json_body, request_id_
 from lookup.service.problems import FieldProblem
 
 __all__ = ["LOOKUPS", "PROGRESS_EVERY", "Lookups", "input_problem", "post_lookup", "post_stream"]
+
+log = logging.getLogger("lookup.service")
 
 PROGRESS_EVERY: Final = 0.5
 """Seconds between two ``progress`` events of the stream."""
@@ -104,6 +109,21 @@ def _field_of(exc: InputError, request: LookupRequest | None) -> str:
     if given.get("carrier") and "other carriers" in str(exc):
         return "carrier"  # the mask's segments exist, none of them with this carrier
     return "mask"
+
+
+_URL: Final = re.compile(r"\b(?:https?|postgres(?:ql)?|redis)://")
+_CLASS_NAME: Final = re.compile(r"\b[A-Z][a-z]+(?:[A-Z][a-z0-9]*)+(?:Error|Exception)\b")
+
+
+def for_page(reason: str) -> str:
+    """A result's reason as a desk page shows it: in the page's language, and without
+    internal detail. A reason that names an address or an exception class (an API error's
+    own text) is said in words instead; the service's log keeps the detail."""
+    if _URL.search(reason) or _CLASS_NAME.search(reason):
+        log.info("reason shown on the page in words, the detail here: %s", reason)
+        return _("the order API failed or could not be reached; the service's log has the "
+                 "detail")
+    return translate(reason)
 
 
 def _wants_stream(request: web.Request) -> bool:
@@ -197,6 +217,8 @@ async def _stream(request: web.Request, routes: Lookups, path: LookupPath, req: 
     for region in [shown.get("region"), *(h.get("region") for h in shown.get("hits", []))]:
         if isinstance(region, dict):
             region["segment"] = None
+    if shown.get("reason"):
+        shown["reason"] = for_page(shown["reason"])
     shown["reveal"] = routes.reveal(caller, result)
     await _event(resp, "result", shown)
     await resp.write_eof()

@@ -658,3 +658,26 @@ async def test_a_caller_past_its_job_cap_gets_a_429_and_another_caller_does_not(
         assert (await post(1, rows=4)).status == 429  # the rows cap
         assert (await post(1, rows=3)).status == 201
         gate.set()
+
+
+async def test_the_page_is_told_what_happened_not_the_internal_detail(tmp_path: Path) -> None:
+    """An API error's own text (an internal address, a Python class name) never reaches the
+    page: the streamed result says it in words, in the page's language."""
+    from lookup.domain.errors import FatalApiError
+
+    def down(phone: str) -> bool:
+        raise FatalApiError("GET http://10.1.2.3:8799/orders?phone={phone} failed: "
+                            "connection error ClientConnectorError: Cannot connect")  # fmt: skip
+
+    case = CASES[0]
+    body = {"mask": case["mask"], **case["hints"]}
+    async with running(tmp_path, FakeOrderApi(down)) as (session, _):
+        for lang, words in (("zh-CN", "订单接口出错或无法连接；详情见服务日志"),
+                            ("en", "the order API failed or could not be reached")):  # fmt: skip
+            headers = {**auth(), "Accept-Language": lang}
+            async with session.post("/v1/lookups/stream", json=body, headers=headers) as resp:
+                got = await events(resp)
+            result = got[-1][1]
+            assert result["status"] == "api_error"
+            assert words in result["reason"]
+            assert "http://" not in json.dumps(result) and "ClientConnectorError" not in json.dumps(result)
