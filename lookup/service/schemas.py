@@ -13,7 +13,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from typing_extensions import TypeAliasType
 
-from lookup.domain.models import MAX_SIGHTINGS, LookupRequest, LookupResult, Mode
+from lookup.domain.models import MAX_SIGHTINGS, Hints, LookupRequest, LookupResult, Mode
 from lookup.domain.segments import SegmentInfo
 from lookup.engine.batch import BatchSummary, RowResult
 from lookup.service.openapi import Operation
@@ -40,11 +40,12 @@ AssetName = TypeAliasType("AssetName", Literal["app.js", "app.css", "favicon.svg
 StreamEventName = TypeAliasType("StreamEventName", Literal["plan", "progress", "result"])
 
 
-class BatchItem(BaseModel):
-    """One lookup of a batch: a mask, its hints and an optional id of the caller's."""
+class BatchItem(Hints):
+    """One lookup of a batch: a mask, its hints (the one declaration of the five,
+    :class:`~lookup.domain.models.Hints`) and an optional id of the caller's."""
 
     model_config = ConfigDict(
-        extra="forbid", str_strip_whitespace=True,
+        frozen=True, extra="forbid", str_strip_whitespace=True,
         json_schema_extra={"examples": [{"id": "a", "mask": "138****2046", "city": "杭州"}]},
     )  # fmt: skip
 
@@ -56,11 +57,6 @@ class BatchItem(BaseModel):
         default_factory=list, max_length=MAX_SIGHTINGS,
         description="other sightings of the same number, intersected with mask",
     )  # fmt: skip
-    city: str | None = Field(None, max_length=64)
-    province: str | None = Field(None, max_length=64)
-    area_code: str | None = Field(None, max_length=16)
-    zip: str | None = Field(None, max_length=16)
-    carrier: str | None = Field(None, max_length=32)
 
 
 class BatchRequest(BaseModel):
