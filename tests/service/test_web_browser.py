@@ -332,7 +332,7 @@ def test_the_api_state_shows_and_a_failed_lookup_says_what_to_do(page: Page, tmp
         expect(status.locator(".icon")).to_have_text("?")
         expect(status).to_have_css("background-color", "rgb(255, 242, 214)")
         expect(page.locator("#result-advice")).to_contain_text("请稍后用同样的条件再查一次")
-        expect(page.locator("#result-reason")).to_contain_text("could not be checked")
+        expect(page.locator("#result-reason")).to_contain_text("未能核查")  # the reason in the page's language
     finally:
         service.stop()
     down = MockConfig(outage_after=40, outage_seconds=600)
