@@ -12,6 +12,7 @@ past the cap.
 
 from __future__ import annotations
 
+import functools
 import json
 import zlib
 from typing import Any, Final
@@ -145,12 +146,18 @@ def _depth(body: bytes) -> int:
     return deepest
 
 
+@functools.cache
+def _strict() -> json.JSONDecoder:
+    """One decoder for every answer (``json.loads`` with hooks builds one per call)."""
+    return json.JSONDecoder(object_pairs_hook=_unique, parse_constant=_constant)
+
+
 def parse_json(body: bytes) -> Any:
     """Strict JSON: duplicate keys, ``NaN``/``Infinity`` and nesting deeper than
     :data:`MAX_DEPTH` are refused (:class:`AnswerRefused`); bad JSON is ``ValueError``."""
     if body.count(b"[") + body.count(b"{") > MAX_DEPTH and _depth(body) > MAX_DEPTH:
         raise AnswerRefused(f"its JSON nests deeper than {MAX_DEPTH} levels")
     try:
-        return json.loads(body, object_pairs_hook=_unique, parse_constant=_constant)
+        return _strict().decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except RecursionError:  # defence in depth: the scan above should have refused it
         raise AnswerRefused(f"its JSON nests deeper than {MAX_DEPTH} levels") from None
