@@ -269,7 +269,9 @@ function renderProgress(p) {
   }
   if (p.state !== undefined) {
     const known = T.zh[`api.${p.state}`] ? t(`api.${p.state}`) : p.text;
-    const detail = p.text && p.text !== "ok" && p.text !== p.state ? ` (${p.text})` : "";
+    // The engine's own words are English: the Chinese page shows its state in its words only.
+    const detail = lang === "en" && p.text && p.text !== "ok" && p.text !== p.state
+      ? ` (${p.text})` : "";
     $("lookup-state").textContent = t("live", {
       answered: fmtInt(p.answered), rate: p.rate === null ? "–" : fmtInt(Math.round(p.rate)),
       state: known + detail,
