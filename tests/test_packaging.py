@@ -88,3 +88,14 @@ def test_the_sdist_carries_what_its_tests_need(tmp_path: Path) -> None:
     assert not needed - names, sorted(needed - names)
     modules = {str(p.relative_to(SOURCE)) for p in (SOURCE / "lookup").rglob("*.py")}
     assert not modules - names, sorted(modules - names)
+
+
+def test_the_console_script_runs_as_the_readme_says() -> None:
+    """`lookup` is the installed entry point (pip's script), not `python -m lookup`."""
+    script = Path(sys.executable).with_name("lookup")
+    if not script.is_file():
+        pytest.skip("no console script next to this interpreter (not an installed package)")
+    done = subprocess.run([str(script), "--version"], capture_output=True, text=True,
+                          check=False, cwd=SOURCE)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("lookup ")

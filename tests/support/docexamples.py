@@ -215,7 +215,11 @@ class PageRunner:
         self.bin = workdir / ".bin"
         self.bin.mkdir()
         shim = self.bin / "lookup"
-        shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m lookup "$@"\n', encoding="utf-8")
+        # The installed console script, as a user runs it (a `python -m lookup` stand-in
+        # only where this interpreter has none, e.g. a bare checkout).
+        script = Path(sys.executable).with_name("lookup")
+        target = f'"{script}"' if script.is_file() else f'"{sys.executable}" -m lookup'
+        shim.write_text(f'#!/bin/sh\nexec {target} "$@"\n', encoding="utf-8")
         shim.chmod(0o755)
         self.env = clean_env(workdir, self.bin)
         self.ports: dict[str, str] = {}
