@@ -81,8 +81,6 @@ PROBLEMS: Final[dict[str, ProblemType]] = {
                          "retry after Retry-After seconds"),
         ProblemType(slug="internal", status=500, title="Internal error",
                     when="a bug of this service (the log has the details)"),
-        ProblemType(slug="not-implemented", status=501, title="Not implemented",
-                    when="server-side jobs under 'lookup serve --workers N'"),
         ProblemType(slug="unavailable", status=503, title="Service unavailable",
                     when="the service is starting or stopping; retry after Retry-After"),
     )

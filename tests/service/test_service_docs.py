@@ -221,7 +221,7 @@ def test_every_route_is_in_the_document_and_an_undescribed_one_is_refused() -> N
               if r.method != "HEAD" and r.resource is not None}  # fmt: skip
     doc = openapi(app)
     assert routes == {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
-    # a worker of --workers N answers 501 on the job routes, and describes the same routes
+    # a worker of --workers N serves and describes the same routes (jobs included)
     worker = create_app(make_settings(), api=FakeOrderApi.from_orders({}), worker="1")
     assert openapi(worker) == doc
 
