@@ -77,12 +77,13 @@ def ray_rows() -> list[list[str]]:
     import ray
     from bench_batch import make_cases
 
+    from lookup.scale.ray.batch import start_ray
+
     rows, orders = make_cases()
     logging.getLogger("ray").setLevel(logging.ERROR)
     t = time.perf_counter()
-    ray.init(num_cpus=ACTORS, include_dashboard=False, log_to_driver=False,
-             namespace="lookup", _node_ip_address="127.0.0.1",
-             logging_level="ERROR", configure_logging=False)  # fmt: skip
+    start_ray(ray, partial(ray.init, num_cpus=ACTORS, log_to_driver=False, namespace="lookup",
+                           logging_level="ERROR", configure_logging=False))  # fmt: skip
     startup = time.perf_counter() - t
     out: list[list[str]] = []
     try:

@@ -41,7 +41,7 @@ from support.fakes import FakeTime
 from lookup.cli.main import main
 from lookup.files.run import run_file
 from lookup.runtime.settings import load_settings
-from lookup.scale.ray.batch import RAY_MISSING, RateTokens, open_ray_runner
+from lookup.scale.ray.batch import RAY_MISSING, RateTokens, open_ray_runner, start_ray
 
 RAY_LIMITS = ("--rate", "none", "--max-in-flight", "32", "--deadline", "5")
 
@@ -61,14 +61,76 @@ def ray_cluster() -> Iterator[str]:
         _missing("Ray is not installed: pip install -e '.[test]' (or '.[ray]')")
         raise AssertionError from None  # unreachable
     temp = tempfile.mkdtemp(prefix="lkray-")  # short: Ray's socket paths must stay short
-    info = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                    namespace="lookup", _node_ip_address="127.0.0.1", _temp_dir=temp,
-                    logging_level="ERROR", configure_logging=False)  # fmt: skip
+    # The tool's own start: every Ray server on loopback, no dashboard.
+    info = start_ray(ray, partial(ray.init, num_cpus=2, log_to_driver=False,
+                                        namespace="lookup", _temp_dir=temp,
+                                        logging_level="ERROR", configure_logging=False))  # fmt: skip
     try:
         yield str(info.address_info["gcs_address"])
     finally:
         ray.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def _descendants(root: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, grew = {root}, True
+    while grew:
+        more = {pid for pid, ppid in parents.items() if ppid in found} - found
+        found |= more
+        grew = bool(more)
+    return found - {root}
+
+
+def _listening(pids: set[int]) -> list[tuple[int, str]]:
+    """(pid, "address:port") of every TCP socket the processes listen on (Linux /proc)."""
+    listen: dict[str, str] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] == "0A":  # LISTEN
+                listen[cols[9]] = cols[1]
+    found = []
+    for pid in pids:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in listen:
+                found.append((pid, listen[target[8:-1]]))
+    return found
+
+
+def _is_loopback_hex(local: str) -> bool:
+    addr = local.split(":")[0]
+    if len(addr) == 8:  # IPv4, little-endian: 0100007F is 127.0.0.1
+        return addr.endswith("7F")
+    # IPv6: ::1, or ::ffff:127.x.y.z (an IPv4-mapped loopback)
+    return addr == "0" * 31 + "1" or (
+        addr[:24] == "0000000000000000FFFF0000" and addr.endswith("7F")
+    )
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
+def test_the_local_ray_listens_on_loopback_only(ray_cluster: str) -> None:
+    import ray
+
+    assert ray.util.get_node_ip_address() == "127.0.0.1"
+    assert ray_cluster.startswith("127.0.0.1:")
+    sockets = _listening(_descendants(os.getpid()))
+    assert len(sockets) >= 3, sockets  # the GCS, the raylet (two) at least
+    assert [s for s in sockets if not _is_loopback_hex(s[1])] == []
 
 
 @pytest.fixture

@@ -29,15 +29,18 @@ import asyncio
 import hashlib
 import logging
 import math
+import os
 import secrets
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from lookup.domain.errors import ConfigError, LookupFailure
+from lookup.domain.net import is_loopback
 from lookup.engine.batch import BatchRow, BatchSummary, ResultCallback, RowResult, run_batch
 from lookup.scale.ray.tokens import RateTokens, RayQuota, TokenActor
 
@@ -95,6 +98,46 @@ def import_ray() -> ModuleType:
     except ImportError:
         raise ConfigError(RAY_MISSING) from None
     return ray
+
+
+LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""Ray's own switch for a one-machine Ray (its default on macOS and Windows): off, the
+node's address is loopback and every Ray server listens there only."""
+
+
+def start_ray(ray: ModuleType, init: Callable[..., Any], address: str | None = None) -> Any:
+    """``init(address=…)``; with no address, a Ray for this machine only is started: every
+    Ray server (GCS, raylet, workers, agents) on loopback, no dashboard.
+
+    Ray turns ``_node_ip_address="127.0.0.1"`` (and a loopback ``address``) into the host's
+    network address; its one-machine switch does not, so for a local start or a loopback
+    address it is set (in the environment, which Ray's processes inherit, and in
+    ``ray_constants``, read at import) and put back after. A local Ray that still
+    advertises another address is shut down: :class:`ConfigError`, never a cluster open
+    to the network.
+    """
+    host = (address or "").rpartition(":")[0]
+    if address is not None and not is_loopback(host):
+        return init(address=address)
+    constants = ray._private.ray_constants
+    saved_env = os.environ.get(LOOPBACK_SWITCH)
+    saved = getattr(constants, "ENABLE_RAY_CLUSTER", True)
+    os.environ[LOOPBACK_SWITCH] = "0"
+    constants.ENABLE_RAY_CLUSTER = False
+    try:
+        info = init(address=address, include_dashboard=False)
+    finally:
+        constants.ENABLE_RAY_CLUSTER = saved
+        if saved_env is None:
+            os.environ.pop(LOOPBACK_SWITCH, None)
+        else:
+            os.environ[LOOPBACK_SWITCH] = saved_env
+    node = str(ray.util.get_node_ip_address())
+    if address is None and not is_loopback(node):
+        ray.shutdown()
+        raise ConfigError(f"the local Ray started on {node}, not on loopback: start one "
+                          "yourself and give its address with --ray-address")  # fmt: skip
+    return info
 
 
 class LookupActor:
@@ -332,11 +375,10 @@ async def open_ray_runner(
         # Worker output stays in Ray's log files, not on the user's terminal; the engines
         # log through lookup's privacy formatters anyway (see batch_cli).
         logging.getLogger("ray").setLevel(logging.ERROR)
-        # A Ray this starts is this machine's only: it advertises loopback, no dashboard.
-        local = {"_node_ip_address": "127.0.0.1"} if address is None else {}
-        ray.init(address=address, namespace=NAMESPACE, include_dashboard=False,
-                 log_to_driver=False, logging_level=logging.ERROR,
-                 configure_logging=False, **local)  # fmt: skip
+        init = partial(ray.init, namespace=NAMESPACE, include_dashboard=False,
+                       log_to_driver=False, logging_level=logging.ERROR,
+                       configure_logging=False)  # fmt: skip
+        start_ray(ray, init, address)
         started = True
     try:
         cpus = float(ray.cluster_resources().get("CPU", 1.0))
