@@ -51,7 +51,7 @@ from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 from pydantic import BaseModel, ValidationError
 
 from lookup.domain.errors import ConfigError
-from lookup.domain.i18n import language, language_from_accept
+from lookup.domain.i18n import N_, language, language_from_accept
 from lookup.domain.net import is_loopback
 from lookup.orders.base import mask_phone
 from lookup.runtime.settings import Settings
@@ -172,11 +172,20 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         keep = {k: v for k, v in exc.headers.items() if k in _KEEP_HEADERS}
         return problem_response(exc.status, detail, instance=rid, headers=keep)
     except (HttpProcessingError, RequestPayloadError) as exc:  # a broken body on the wire
-        response = problem_response(
-            "bad-request", f"the request body could not be read: {_first_line(exc)}",
-            instance=rid,
-        )  # fmt: skip
+        cause = exc.__cause__ if isinstance(exc.__cause__, HttpProcessingError) else exc
+        if isinstance(cause, ContentEncodingError):
+            coding = request.headers.get("Content-Encoding", "").strip().lower()[:20]
+            detail = N_(
+                "the request body is not valid {coding}; send it uncompressed, or "
+                "compress the whole body"
+            ).format(coding=coding or "compressed data")
+        else:
+            detail = f"the request body could not be read: {_parse_reason(cause)}"
+        response = problem_response("bad-request", detail, instance=rid)
         response.force_close()
+        # Nothing more of this body is read: aiohttp would otherwise drain it after the
+        # answer, meet the same error again and log it as an unhandled exception.
+        request.content.feed_eof()
         return response
     except Exception:
         log.exception(
@@ -187,11 +196,6 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
             "internal", f"internal error: the service log has the details (request id {rid})",
             instance=rid,
         )  # fmt: skip
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return mask_phone(text[0][:200]) if text else type(exc).__name__
 
 
 def auth_middleware(
@@ -270,7 +274,9 @@ async def read_body(request: web.Request, seconds: float) -> bytes:
     except TimeoutError:
         raise ProblemError(
             "request-timeout",
-            f"the request body did not arrive within {seconds:g} s; send it at once",
+            N_("the request body did not arrive within {seconds} s; send it at once").format(
+                seconds=f"{seconds:g}"
+            ),
             close=True,
         ) from None
 
