@@ -71,7 +71,7 @@ from lookup.engine.policies import (
     RetryPolicy,
     SingleFlight,
 )
-from lookup.engine.policies.cache import OutcomeCache
+from lookup.engine.policies.cache import CheckOutcomeCache
 from lookup.orders.base import check_failure, is_own_cancellation
 
 __all__ = [
@@ -182,8 +182,8 @@ class Checker:
         self._breaker = Breaker(
             limits.breaker_threshold, limits.breaker_cooldown, clock=clock, sleep=sleep
         )
-        self._cache: OutcomeCache[str, CheckOutcome] | None = (
-            OutcomeCache(limits.cache_size, limits.cache_ttl, clock=clock)
+        self._cache: CheckOutcomeCache | None = (
+            CheckOutcomeCache(limits.cache_size, limits.cache_ttl, clock=clock)
             if limits.cache_ttl > 0 and limits.cache_size > 0 and not one_lookup
             else None
         )
