@@ -616,7 +616,7 @@ class Checker:
         if name is not None:
             setattr(counters, name, getattr(counters, name) + 1)
         opens = self._breaker.opens
-        self._breaker.on_failure(probe, str(exc))
+        self._breaker.on_failure(probe, str(exc), connect=exc.kind == "connect")
         counters.breaker_opens += self._breaker.opens - opens
         if self._on_latency is not None:
             self._on_latency(self._clock() - start, "transient")

@@ -25,6 +25,7 @@ from lookup.engine.policies import (
     SingleFlight,
     pacing,
 )
+from lookup.engine.policies.breaker import FIRST_CONTACT_COOLDOWN
 
 
 @pytest.fixture
@@ -936,3 +937,26 @@ async def test_fair_wake_all_lets_waiters_in_when_the_limit_grows() -> None:
     await settle()
     assert all(w.done() for w in waiters)
     assert gate.active == 4
+
+
+async def test_breaker_probes_sooner_when_it_cannot_connect_to_an_api_never_answered(
+    clock: FakeTime,
+) -> None:
+    b = breaker(clock, threshold=2)
+    b.on_failure(False, "connection refused", connect=True)
+    b.on_failure(False, "connection refused", connect=True)
+    assert state(b) == "open"
+    assert b.probe_in() == FIRST_CONTACT_COOLDOWN  # a wrong address shows within seconds
+    assert await b.admit() is True  # the probe, after 2 s, not 10
+    assert clock.now == FIRST_CONTACT_COOLDOWN
+    b.on_failure(True, "connection refused", connect=True)
+    assert b.probe_in() == FIRST_CONTACT_COOLDOWN
+    clock.now += FIRST_CONTACT_COOLDOWN
+    assert await b.admit() is True
+    b.on_success(True)  # it answered once: from now on an outage gets the full cooldown
+    b.on_failure(False, "connection refused", connect=True)
+    b.on_failure(False, "connection refused", connect=True)
+    assert b.probe_in() == 10.0
+    fresh = breaker(clock, threshold=1)  # a 503 is an answer of a kind: the full cooldown
+    fresh.on_failure(False, "HTTP 503")
+    assert fresh.probe_in() == 10.0

@@ -19,11 +19,17 @@ __all__ = ["Breaker", "BreakerState"]
 BreakerState = Literal["closed", "open", "half_open"]
 log = logging.getLogger("lookup.checker")
 
+FIRST_CONTACT_COOLDOWN = 2.0
+"""The cooldown after connect failures while the API has never answered: a wrong address
+is then found by the next probe within seconds (the HTTP source calls connect failures of
+an API never seen for 3 s a wrong address), not after a full ``cooldown``; one probe
+every 2 s is still polite to an API that is starting."""
+
 
 class Breaker:
     """``closed`` -> (``threshold`` transient failures in a row) -> ``open`` for
-    ``cooldown`` seconds -> ``half_open``: one probe request; success closes, failure
-    re-opens.
+    ``cooldown`` seconds (:data:`FIRST_CONTACT_COOLDOWN` at most when it cannot connect
+    to an API that has never answered) -> ``half_open``: one probe request; success closes, failure re-opens.
 
     :meth:`admit` makes callers *wait* while open or while the probe runs, until their
     deadline, instead of failing at once; only then it raises :class:`CircuitOpenError`.
@@ -46,6 +52,7 @@ class Breaker:
         self.open_until = 0.0
         self.last_error = ""
         self.opens = 0
+        self.answered_once = False
         self._probe: asyncio.Future[None] | None = None  # set while a probe runs
 
     @property
@@ -107,26 +114,31 @@ class Breaker:
     def on_success(self, probe: bool) -> None:
         """The API answered (a definite answer, a throttle or a fatal refusal)."""
         self.failures = 0
+        self.answered_once = True
         if probe:
             if self._state != "closed":
                 log.info("circuit breaker closed: the order API answers again")
             self._state = "closed"
             self._end_probe()
 
-    def on_failure(self, probe: bool, error: str) -> None:
+    def on_failure(self, probe: bool, error: str, *, connect: bool = False) -> None:
+        """A transient failure (``connect``: the connection itself failed)."""
         self.failures += 1
         self.last_error = error
         if probe or (self._state == "closed" and self.failures >= self.threshold):
+            wait = self.cooldown
+            if connect and not self.answered_once:
+                wait = min(wait, FIRST_CONTACT_COOLDOWN)
             if self._state == "closed":
                 log.warning(
                     "circuit breaker open: the order API failed %d times in a row (last: %s); "
-                    "checks wait, next probe in %.0f s", self.failures, error, self.cooldown,
+                    "checks wait, next probe in %.0f s", self.failures, error, wait,
                 )  # fmt: skip
             else:
                 log.info("circuit breaker probe failed (%s); next probe in %.0f s",
-                         error, self.cooldown)  # fmt: skip
+                         error, wait)  # fmt: skip
             self._state = "open"
-            self.open_until = self._clock() + self.cooldown
+            self.open_until = self._clock() + wait
             self.opens += 1
         if probe:
             self._end_probe()
