@@ -22,6 +22,7 @@ import aiohttp
 from yarl import URL
 
 from lookup.domain.errors import ConfigError, FatalApiError
+from lookup.domain.jsonfast import dumps
 from lookup.domain.models import CheckOutcome
 from lookup.domain.privacy import redact_url as _redact_url
 from lookup.domain.privacy import url_secrets as _url_secrets
@@ -208,6 +209,7 @@ class HttpOrderApi(BaseOrderApi):
             headers=self._headers,
             timeout=self._client_timeout,
             auto_decompress=False,
+            json_serialize=dumps,  # request bodies: compact, on orjson with [fast]
         )
         # aiohttp resends an idempotent request once, silently, when a pooled connection
         # turns out dead: a request the checker never counted, paced or budgeted (the
