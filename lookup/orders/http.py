@@ -1,4 +1,5 @@
-"""The HTTP order-API adapter (aiohttp). The only module of ``lookup.orders`` that imports aiohttp.
+"""The HTTP order-API adapter (aiohttp): the session, its slots and the request loop. What an
+exchange means is :mod:`lookup.orders.httprules`; reading a body, :mod:`lookup.orders.httpbody`.
 
 ::
 
@@ -40,6 +41,7 @@ from lookup.orders.httpbody import (
 from lookup.orders.httprules import (
     BATCH_SHAPE,
     DEFAULT_TIMEOUTS,
+    PHONE,
     REDIRECTS,
     Timeouts,
     batch_results,
@@ -55,7 +57,6 @@ from lookup.orders.httprules import (
     status_error,
     transport_error,
 )
-from lookup.orders.httprules import PHONE as _PHONE
 from lookup.orders.throttle import parse_throttle_rules
 
 __all__ = [
@@ -129,14 +130,14 @@ class HttpOrderApi(BaseOrderApi):
         )
 
         self._url = url
-        self._templated = _PHONE in url
+        self._templated = PHONE in url
         self._method = method
         self._post = method == "POST"
         self._headers = dict(headers or {})
         if not any(k.lower() == "accept-encoding" for k in self._headers):
             self._headers["Accept-Encoding"] = ACCEPT_ENCODING  # what decode() can cap
         self._cap = max_answer_bytes
-        self._origin = URL(url.replace(_PHONE, "0")).origin()
+        self._origin = URL(url.replace(PHONE, "0")).origin()
         self._batch_origin = URL(batch_url).origin() if batch_url is not None else self._origin
         self.requests = 0  # HTTP requests sent, followed redirects included
         # Fail fast on a wrong address: while the API has never answered, connect
@@ -242,7 +243,7 @@ class HttpOrderApi(BaseOrderApi):
         session = self._session
         if session is None:
             raise self._not_open()
-        url = self._url.replace(_PHONE, phone) if self._templated else self._url
+        url = self._url.replace(PHONE, phone) if self._templated else self._url
         payload = {"phone": phone} if self._post else None
         data = await self._exchange(
             session, self._method, url, payload, self._shown, phone, self._shape,
