@@ -12,6 +12,7 @@
     python scripts/bench.py scale        # service lookups/s on 1 process vs 2 and 4 workers
     python scripts/bench.py order        # numbers checked to the answer: plain, nearer, learned
     python scripts/bench.py cached       # a cached 100-candidate lookup's CPU in-process
+    python scripts/bench.py fast         # [fast] (uvloop + orjson): find vs hand-tuned loop; parsers
     python scripts/bench.py all
 """
 
@@ -84,10 +85,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", nargs="?", default="all",
                         choices=["foundation", "engine", "cli", "batch", "batchmem", "service",
-                                 "sources", "web", "quota", "scale", "order", "chunks", "hostile", "cached", "all"])  # fmt: skip
+                                 "sources", "web", "quota", "scale", "order", "chunks", "hostile", "cached", "fast", "all"])  # fmt: skip
     args = parser.parse_args(argv)
     everything = ["foundation", "engine", "cli", "batch", "batchmem", "service", "sources", "web",
-                  "quota", "scale", "order", "chunks", "hostile", "cached"]  # fmt: skip
+                  "quota", "scale", "order", "chunks", "hostile", "cached", "fast"]  # fmt: skip
     chosen = everything if args.what == "all" else [args.what]
     for name in chosen:
         if name == "foundation":

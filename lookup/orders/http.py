@@ -1,4 +1,5 @@
-"""The HTTP order-API adapter (aiohttp). The only module of ``lookup.orders`` that imports aiohttp.
+"""The HTTP order-API adapter (aiohttp): the session, its slots and the request loop. What an
+exchange means is :mod:`lookup.orders.httprules`; reading a body, :mod:`lookup.orders.httpbody`.
 
 ::
 
@@ -14,29 +15,19 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Final, Self
-from urllib.parse import urlsplit
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field
 from yarl import URL
 
-from lookup.domain.errors import (
-    ConfigError,
-    FatalApiError,
-    ThrottledApiError,
-    TransientApiError,
-    TransientKind,
-)
+from lookup.domain.errors import ConfigError, FatalApiError
+from lookup.domain.jsonfast import dumps
 from lookup.domain.models import CheckOutcome
 from lookup.domain.privacy import redact_url as _redact_url
 from lookup.domain.privacy import url_secrets as _url_secrets
-from lookup.orders.base import BaseOrderApi, mask_phone, plausible_count, unexpected_answer
+from lookup.orders.base import BaseOrderApi, mask_phone
 from lookup.orders.httpbody import (
     ACCEPT_ENCODING,
     DEFAULT_MAX_ANSWER_BYTES,
@@ -46,6 +37,25 @@ from lookup.orders.httpbody import (
     is_json_type,
     parse_json,
     read_capped,
+)
+from lookup.orders.httprules import (
+    BATCH_SHAPE,
+    DEFAULT_TIMEOUTS,
+    PHONE,
+    REDIRECTS,
+    Timeouts,
+    batch_results,
+    check_config,
+    client_timeouts,
+    connect_failure,
+    follow_redirect,
+    missing_field,
+    outcome,
+    parse_retry_after,
+    raise_if_throttled,
+    refused,
+    status_error,
+    transport_error,
 )
 from lookup.orders.throttle import parse_throttle_rules
 
@@ -57,93 +67,8 @@ __all__ = [
     "parse_throttle_rules",
 ]
 
-_PHONE: Final = "{phone}"
-_METHODS: Final = frozenset({"GET", "POST"})
 _MISSING: Final = object()
-_BATCH_SHAPE: Final = "a JSON object {'results': {phone: total_or_bool}}: check batch_url"
-_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 _FAIL_FAST_AFTER: Final = 3.0  # seconds of connect failures before a never-seen API is wrong
-
-
-def _connect_failure(exc: aiohttp.ClientConnectorError) -> str:
-    """What went wrong connecting, in a few words."""
-    if isinstance(exc, aiohttp.ClientSSLError):
-        return "the TLS handshake failed"
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return "no such host: the name does not resolve"
-    if isinstance(exc.os_error, ConnectionRefusedError):
-        return "connection refused: nothing listens on that port"
-    reason = exc.os_error.strerror or type(exc.os_error).__name__
-    return f"cannot connect: {reason}"
-_MAX_REDIRECTS: Final = 3
-
-
-class Timeouts(BaseModel):
-    """Time limits of one request, in seconds.
-
-    ``connect``: establishing a new connection; ``read``: the gap between two
-    chunks of a batch answer (a single check's answer is one small chunk: ``total``
-    bounds it); ``total``: the whole exchange once a pooled connection slot is free
-    (waiting for a slot is not counted: that is not the API's fault).
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    connect: float = Field(5.0, gt=0)
-    read: float = Field(10.0, gt=0)
-    total: float = Field(20.0, gt=0)
-
-
-DEFAULT_TIMEOUTS: Final = Timeouts()
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta seconds or an HTTP date.
-
-    A date in the past gives ``0.0``; an unparsable value gives ``None``.
-
-    >>> parse_retry_after("1.5")
-    1.5
-    """
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
-
-
-def _same(value: Any, wanted: str) -> bool:
-    if isinstance(value, bool):
-        return str(value).lower() == wanted.lower()
-    if isinstance(value, int | float | str):
-        return str(value) == wanted
-    return False
-
-
-def _check_url(url: str, what: str) -> None:
-    try:
-        parts = urlsplit(url.replace(_PHONE, "0"))
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-        URL(url.replace(_PHONE, "0"))
-    except ValueError as exc:
-        raise ConfigError(
-            f"{what} is not a valid URL ({exc}): got {_redact_url(url)[:96]!r}"
-        ) from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(
-            f"{what} must be an absolute http:// or https:// URL, got {_redact_url(url)!r}"
-        )
 
 
 class HttpOrderApi(BaseOrderApi):
@@ -200,37 +125,19 @@ class HttpOrderApi(BaseOrderApi):
         throttled_when: Sequence[str] = (),
         max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> None:
-        method = method.upper()
-        if method not in _METHODS:
-            raise ConfigError(f"method must be GET or POST, got {method!r}")
-        if method == "GET" and _PHONE not in url:
-            raise ConfigError(
-                f"a GET url must contain {_PHONE} where the number goes, e.g. "
-                f"'https://api.example/orders?phone={_PHONE}'; got {_redact_url(url)!r}"
-            )
-        _check_url(url, "url")
-        if batch_url is not None:
-            _check_url(batch_url, "batch_url")
-        path = tuple(hit_field.split("."))
-        if not all(path):
-            raise ConfigError(
-                f"hit_field must be a dotted path such as 'total' or 'data.total', "
-                f"got {hit_field!r}"
-            )
-        if max_connections < 1:
-            raise ConfigError(f"max_connections must be at least 1, got {max_connections}")
-        if max_answer_bytes < 64:
-            raise ConfigError(f"max_answer_bytes must be at least 64, got {max_answer_bytes}")
+        method, path = check_config(
+            url, method, batch_url, hit_field, max_connections, max_answer_bytes
+        )
 
         self._url = url
-        self._templated = _PHONE in url
+        self._templated = PHONE in url
         self._method = method
         self._post = method == "POST"
         self._headers = dict(headers or {})
         if not any(k.lower() == "accept-encoding" for k in self._headers):
             self._headers["Accept-Encoding"] = ACCEPT_ENCODING  # what decode() can cap
         self._cap = max_answer_bytes
-        self._origin = URL(url.replace(_PHONE, "0")).origin()
+        self._origin = URL(url.replace(PHONE, "0")).origin()
         self._batch_origin = URL(batch_url).origin() if batch_url is not None else self._origin
         self.requests = 0  # HTTP requests sent, followed redirects included
         # Fail fast on a wrong address: while the API has never answered, connect
@@ -255,28 +162,7 @@ class HttpOrderApi(BaseOrderApi):
             key=len,
             reverse=True,
         )
-        # aiohttp's ``connect`` and ``total`` include the wait for a free pooled
-        # connection, so a busy pool would look like a slow API. The request starts only
-        # once a slot of ``self._slots`` (sized like the pool) is ours, so the connector
-        # never queues and aiohttp's own ``total`` bounds the request alone: one timer
-        # handle inside aiohttp, no ``asyncio.timeout`` (and its Timeout object, reschedule
-        # and uncancel bookkeeping) around every request. ``ceil_threshold`` is infinite:
-        # aiohttp would otherwise round a deadline over 5 s up to the next whole second,
-        # and no request may outlive ``total``. Connecting is bounded by sock_connect.
-        # ``read`` (aiohttp's sock_read) is set for batch answers only:
-        # aiohttp re-arms that timer on every chunk it receives, so a single check
-        # carried three timer handles, ~35k of the ~80k instructions the engine adds to
-        # a bare aiohttp loop per check (scripts/bench_engine.py, no-read-timer). A
-        # single answer is one small chunk, and ``total`` bounds it.
-        # Built once: no per-request timeout objects.
-        self._client_timeout = aiohttp.ClientTimeout(
-            total=timeouts.total, connect=None, sock_connect=timeouts.connect,
-            ceil_threshold=math.inf,
-        )  # fmt: skip
-        self._batch_timeout = aiohttp.ClientTimeout(
-            total=timeouts.total, connect=None, sock_connect=timeouts.connect,
-            sock_read=timeouts.read, ceil_threshold=math.inf,
-        )  # fmt: skip
+        self._client_timeout, self._batch_timeout = client_timeouts(timeouts)
         self._throttle_rules = parse_throttle_rules(throttled_when)
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None
@@ -324,6 +210,7 @@ class HttpOrderApi(BaseOrderApi):
             headers=self._headers,
             timeout=self._client_timeout,
             auto_decompress=False,
+            json_serialize=dumps,  # request bodies: compact, on orjson with [fast]
         )
         # aiohttp resends an idempotent request once, silently, when a pooled connection
         # turns out dead: a request the checker never counted, paced or budgeted (the
@@ -356,20 +243,20 @@ class HttpOrderApi(BaseOrderApi):
         session = self._session
         if session is None:
             raise self._not_open()
-        url = self._url.replace(_PHONE, phone) if self._templated else self._url
+        url = self._url.replace(PHONE, phone) if self._templated else self._url
         payload = {"phone": phone} if self._post else None
         data = await self._exchange(
             session, self._method, url, payload, self._shown, phone, self._shape,
             self._client_timeout, self._cap,
         )  # fmt: skip
         if self._throttle_rules:
-            self._raise_if_throttled(data, self._shown, phone)
+            raise_if_throttled(self._throttle_rules, data, self._method, self._shown, phone)
         value: Any = data
         for key in self._path:
             value = value.get(key, _MISSING) if type(value) is dict else _MISSING
             if value is _MISSING:
-                raise self._missing_field(self._shown, phone)
-        return self._outcome(phone, value, self._shown)
+                raise missing_field(self._method, self._shown, phone, self._hit_field)
+        return outcome(phone, value, self._shown, self._hit_field)
 
     async def check_many(self, phones: Sequence[str]) -> Mapping[str, CheckOutcome]:
         """Check many numbers in one ``POST`` to ``batch_url``.
@@ -396,31 +283,16 @@ class HttpOrderApi(BaseOrderApi):
             {"phones": wanted},
             shown,
             f"a batch of {len(wanted)} numbers",
-            _BATCH_SHAPE,
+            BATCH_SHAPE,
             self._batch_timeout,
             max(self._cap, 128 * len(wanted)),  # a batch answer grows with its numbers
         )
         if self._throttle_rules:
-            self._raise_if_throttled(data, shown, f"a batch of {len(wanted)} numbers")
-        results = data.get("results") if type(data) is dict else None
-        if type(results) is not dict:
-            raise FatalApiError(
-                f"the answer of POST {shown} has no object 'results'; expected {_BATCH_SHAPE}"
-            )
-        missing = [p for p in wanted if p not in results]
-        if missing:
-            raise FatalApiError(
-                f"the answer of POST {shown} lacks {len(missing)} of {len(wanted)} numbers "
-                f"(first: {mask_phone(missing[0])}); expected one entry per number sent"
-            )
-        if len(results) > len(wanted):
-            extra = next(str(p) for p in results if p not in set(wanted))
-            raise FatalApiError(
-                f"unexpected answer: the answer of POST {shown} has numbers that were not sent "
-                f"(first: {mask_phone(extra)[:32]}); expected one entry per number sent"
-            )
-        outcome = self._outcome
-        return {p: outcome(p, results[p], shown, batch=True) for p in wanted}
+            subject = f"a batch of {len(wanted)} numbers"
+            raise_if_throttled(self._throttle_rules, data, self._method, shown, subject)
+        results = batch_results(data, wanted, shown)
+        field = self._hit_field
+        return {p: outcome(p, results[p], shown, field, batch=True) for p in wanted}
 
     # -- internals -------------------------------------------------------------
 
@@ -454,9 +326,9 @@ class HttpOrderApi(BaseOrderApi):
                         self.requests += 1
                         self._answered = True  # it answered: from now on, be patient
                         status = resp.status
-                        if status in _REDIRECTS and "Location" in resp.headers:
+                        if status in REDIRECTS and "Location" in resp.headers:
                             await drain(resp, cap)
-                            url = self._follow(resp, home, method, shown, subject, hops)
+                            url = follow_redirect(resp, home, method, shown, subject, hops)
                             hops += 1
                             for listener in self._listeners:
                                 listener()
@@ -467,7 +339,7 @@ class HttpOrderApi(BaseOrderApi):
                             # Read error bodies too (capped), so the connection goes back
                             # to the pool.
                             await drain(resp, cap)
-                            raise self._status_error(
+                            raise status_error(
                                 status, resp.headers.get("Retry-After"), method, shown, subject
                             )
                         try:
@@ -484,40 +356,22 @@ class HttpOrderApi(BaseOrderApi):
                             )
                         except AnswerRefused as exc:
                             resp.close()  # the rest of the body is not read: drop the line
-                            raise self._refused(
+                            raise refused(
                                 method, shown, status, subject, str(exc), expected
                             ) from None
                         break
-        except TimeoutError as exc:
-            kind: TransientKind = "timeout"
+        except (TimeoutError, aiohttp.ClientError) as exc:
             if isinstance(exc, aiohttp.ConnectionTimeoutError):
                 self._raise_if_never_answered(home, "connecting timed out", exc)
-                what = f"connecting took over {self._timeouts.connect}s"
-            elif isinstance(exc, aiohttp.SocketTimeoutError):
-                what = f"no data for {self._timeouts.read}s"
-            else:
-                what = f"no answer within {self._total}s"
-            raise TransientApiError(
-                f"{method} {shown} timed out for {mask_phone(subject)}: {what}", kind=kind
-            ) from exc
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-            kind = "connect" if isinstance(exc, aiohttp.ClientConnectorError) else "reset"
-            if isinstance(exc, aiohttp.ClientConnectorError):
-                self._raise_if_never_answered(home, _connect_failure(exc), exc)
-            raise TransientApiError(
-                f"{method} {shown} failed for {mask_phone(subject)}: connection error "
-                f"{type(exc).__name__}: {self._scrub(str(exc))}",
-                kind=kind,
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise FatalApiError(
-                f"{method} {shown} failed for {mask_phone(subject)}: "
-                f"{type(exc).__name__}: {self._scrub(str(exc))}"
+            elif isinstance(exc, aiohttp.ClientConnectorError) and not isinstance(exc, TimeoutError):
+                self._raise_if_never_answered(home, connect_failure(exc), exc)
+            raise transport_error(
+                exc, method, shown, subject, self._timeouts, self._scrub
             ) from exc
         try:
             return parse_json(raw)
         except AnswerRefused as exc:
-            raise self._refused(method, shown, status, subject, str(exc), expected) from None
+            raise refused(method, shown, status, subject, str(exc), expected) from None
         except ValueError as exc:
             raise FatalApiError(
                 f"{method} {shown} answered {status} with a body that is not JSON "
@@ -542,102 +396,6 @@ class HttpOrderApi(BaseOrderApi):
             f"answered once since start: check the host and port of --api (LOOKUP_API_URL), "
             f"that the API is running and reachable from here{tls}"
         ) from exc
-
-    def _refused(
-        self, method: str, shown: str, status: int, subject: str, why: str, expected: str
-    ) -> FatalApiError:
-        return FatalApiError(
-            f"unexpected answer: {method} {shown} answered {status} for {mask_phone(subject)} "
-            f"but {why}; expected {expected}"
-        )
-
-    def _follow(
-        self,
-        resp: aiohttp.ClientResponse,
-        home: URL,
-        method: str,
-        shown: str,
-        subject: str,
-        hops: int,
-    ) -> URL:
-        """Where a redirect points, when it may be followed: the same origin (scheme, host,
-        port), at most ``_MAX_REDIRECTS`` times. Another origin would get the headers and
-        the number: never followed, a ``FatalApiError`` naming it."""
-        where = f"{method} {shown} answered {resp.status} for {mask_phone(subject)}"
-        try:
-            target = resp.url.join(URL(resp.headers["Location"]))
-            origin = target.origin()
-        except ValueError:
-            raise FatalApiError(
-                f"{where} with a redirect to an invalid Location: check the URL"
-            ) from None
-        if origin != home:
-            raise FatalApiError(
-                f"{where}: a redirect to another origin, {_redact_url(str(origin))[:96]}; "
-                "it was not followed (the headers and the number would go there): "
-                "configure the final URL"
-            )
-        if hops >= _MAX_REDIRECTS:
-            raise FatalApiError(
-                f"{where}: more than {_MAX_REDIRECTS} redirects; configure the final URL"
-            )
-        return target
-
-    def _status_error(
-        self, status: int, retry_after: str | None, method: str, shown: str, subject: str
-    ) -> TransientApiError | FatalApiError:
-        where = f"{method} {shown} answered {status} for {mask_phone(subject)}"
-        if status == 429 or 500 <= status < 600:
-            seconds = parse_retry_after(retry_after)
-            hint = f"; retry after {seconds:g}s" if seconds is not None else ""
-            if status == 429 or (status == 503 and seconds is not None):
-                return ThrottledApiError(
-                    f"{where}: throttled{hint}", status=status, retry_after=seconds
-                )
-            return TransientApiError(
-                f"{where}: server error{hint}", status=status, retry_after=seconds
-            )
-        if status in (401, 403):
-            hint = "not authorised: check the token (LOOKUP_API_TOKEN) or headers (--header)"
-        elif status == 404:
-            hint = "not found: check the URL template and the method"
-        elif status == 400:
-            hint = "bad request: check the method and how the number is sent (URL or JSON body)"
-        elif 400 <= status < 500:
-            hint = "the request was refused: check the API configuration"
-        else:
-            hint = "unexpected status: expected 2xx with a JSON body"
-        return FatalApiError(f"{where}: {hint}", status=status)
-
-    def _raise_if_throttled(self, data: Any, shown: str, subject: str) -> None:
-        for path, wanted in self._throttle_rules:
-            value: Any = data
-            for key in path:
-                value = value.get(key, _MISSING) if type(value) is dict else _MISSING
-                if value is _MISSING:
-                    break
-            if value is not _MISSING and _same(value, wanted):
-                raise ThrottledApiError(
-                    f"{self._method} {shown} answered 200 for {mask_phone(subject)} with a "
-                    f"throttle signal ({'.'.join(path)}={wanted})",
-                    status=200,
-                )
-
-    def _missing_field(self, shown: str, phone: str) -> FatalApiError:
-        return FatalApiError(
-            f"the answer of {self._method} {shown} for {mask_phone(phone)} has no field "
-            f"{self._hit_field!r}: check hit_field (a dotted path such as 'data.total')"
-        )
-
-    def _outcome(self, phone: str, value: Any, shown: str, *, batch: bool = False) -> CheckOutcome:
-        if type(value) is bool:
-            return CheckOutcome(phone=phone, has_orders=value)
-        count = plausible_count(value)  # 2.0 is a count; 0.5, -1, 1e308 are not
-        if count is not None:
-            return CheckOutcome(phone=phone, has_orders=count > 0, order_count=count)
-        # The field's name is spelled out only here: masking it per number costs µs per check.
-        field = f"results.{mask_phone(phone)}" if batch else self._hit_field
-        raise unexpected_answer(f"{shown}", phone, value, f"field {field!r}")
 
     def _scrub(self, text: str) -> str:
         """``text`` with numbers masked and configured credentials removed."""

@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import zlib
+from collections.abc import Callable
 from typing import Any, Final
 
 import aiohttp
+
+from lookup.domain.jsonfast import ORJSON, orjson
 
 __all__ = [
     "ACCEPT_ENCODING",
@@ -28,6 +32,8 @@ __all__ = [
     "drain",
     "is_json_type",
     "parse_json",
+    "parse_json_orjson",
+    "parse_json_stdlib",
     "read_capped",
 ]
 
@@ -152,12 +158,98 @@ def _strict() -> json.JSONDecoder:
     return json.JSONDecoder(object_pairs_hook=_unique, parse_constant=_constant)
 
 
-def parse_json(body: bytes) -> Any:
-    """Strict JSON: duplicate keys, ``NaN``/``Infinity`` and nesting deeper than
-    :data:`MAX_DEPTH` are refused (:class:`AnswerRefused`); bad JSON is ``ValueError``."""
+def _check_depth(body: bytes) -> None:
     if body.count(b"[") + body.count(b"{") > MAX_DEPTH and _depth(body) > MAX_DEPTH:
         raise AnswerRefused(f"its JSON nests deeper than {MAX_DEPTH} levels")
+
+
+def parse_json_stdlib(body: bytes) -> Any:
+    """:func:`parse_json` through the standard library (the reference of the orjson path)."""
+    _check_depth(body)
     try:
         return _strict().decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except RecursionError:  # defence in depth: the scan above should have refused it
         raise AnswerRefused(f"its JSON nests deeper than {MAX_DEPTH} levels") from None
+
+
+# A key's closing quote, then its colon: '":' or with JSON whitespace between them. Every key
+# of a text is one of the two; a string that opens with a colon ('":x"', '" :x"') or holds
+# an escaped quote and a colon ('\\":') adds one more. So the sum is never below the keys
+# written, and it is equal for the answers APIs send.
+_SPACED_KEY: Final = re.compile(rb'"[ \t\n\r]+:')
+# orjson reads an integer beyond 64 bits as a float (the standard library keeps the int):
+# a float this large may have been one, so the answer goes to the standard library.
+_INT_LOW: Final = -9.2e18
+_INT_HIGH: Final = 1.8e19
+
+
+class _Unsure(Exception):
+    """The orjson tree may differ from the standard library's: parse there instead."""
+
+
+def _keys(obj: dict[str, Any]) -> int:
+    """How many keys the objects of a parsed tree hold, all levels."""
+    n = len(obj)
+    for value in obj.values():
+        kind = type(value)
+        if kind is dict:
+            n += _keys(value)
+        elif kind is list:
+            n += _keys_in(value)
+        elif kind is float and not _INT_LOW < value < _INT_HIGH:
+            raise _Unsure
+    return n
+
+
+def _keys_in(items: list[Any]) -> int:
+    n = 0
+    for value in items:
+        kind = type(value)
+        if kind is dict:
+            n += _keys(value)
+        elif kind is list:
+            n += _keys_in(value)
+        elif kind is float and not _INT_LOW < value < _INT_HIGH:
+            raise _Unsure
+    return n
+
+
+def parse_json_orjson(body: bytes) -> Any:
+    """:func:`parse_json` through orjson, with the same refusals and the same values.
+
+    orjson parses; a repeated key is found by counting: the keys of the parsed objects
+    against the keys written in the text (a repeated key leaves fewer in the tree; the
+    text's count may run over, never under). Whatever orjson refuses or may read
+    differently (NaN and Infinity, bad UTF-8, a UTF-16 body or a BOM, lone surrogates,
+    integers beyond 64 bits) and every count that disagrees go to
+    :func:`parse_json_stdlib`, which refuses them in the same words or reads them as it
+    always did.
+    """
+    assert orjson is not None
+    _check_depth(body)
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return parse_json_stdlib(body)
+    kind = type(data)
+    try:
+        if kind is dict:
+            keys = _keys(data)
+        elif kind is list:
+            keys = _keys_in(data)
+        elif kind is float and not _INT_LOW < data < _INT_HIGH:
+            raise _Unsure
+        else:
+            return data
+    except _Unsure:
+        return parse_json_stdlib(body)
+    if keys and body.count(b'":') + len(_SPACED_KEY.findall(body)) != keys:
+        return parse_json_stdlib(body)  # a repeated key: refused there, naming it
+    return data
+
+
+parse_json: Callable[[bytes], Any] = parse_json_orjson if ORJSON else parse_json_stdlib
+"""Strict JSON: duplicate keys, ``NaN``/``Infinity`` and nesting deeper than
+:data:`MAX_DEPTH` are refused (:class:`AnswerRefused`); bad JSON is ``ValueError``.
+orjson parses when it is installed (the ``[fast]`` extra), the standard library otherwise:
+both give the same values and the same refusals."""

@@ -4,6 +4,9 @@
 Each input has the one handling it must get: a definite outcome (``ok``), a failed check
 (``transient``), an unexpected answer (``fatal``) or bad input (``config``). Anything else,
 a "no orders" for a broken answer, another exception, a ``RecursionError``, is mishandled.
+
+The HTTP answers run through both strict parsers (the standard library's, and orjson's when
+the ``[fast]`` extra installed it); the two must agree on every body, value and refusal.
 """
 
 from __future__ import annotations
@@ -18,9 +21,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from lookup.domain import jsonfast
 from lookup.domain.errors import ConfigError, FatalApiError, TransientApiError
 from lookup.domain.models import CheckOutcome
 from lookup.orders import FakeOrderApi, HttpOrderApi
+from lookup.orders import http as http_module
+from lookup.orders.httpbody import parse_json_orjson, parse_json_stdlib
 from lookup.orders.postgres import PostgresOrderApi
 
 PHONE = "13812341234"
@@ -152,8 +158,21 @@ def _handler(table: dict[str, tuple[Answer, Any]]) -> Any:
     return handle
 
 
+PARSERS = {"stdlib": parse_json_stdlib, "orjson": parse_json_orjson}
+
+
+@pytest.fixture(params=list(PARSERS))
+def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The HTTP source parses answers with each strict parser in turn."""
+    name: str = request.param
+    if name == "orjson" and not jsonfast.ORJSON:
+        pytest.skip("orjson is not installed (the [fast] extra)")
+    monkeypatch.setattr(http_module, "parse_json", PARSERS[name])
+    return name
+
+
 @pytest.fixture
-async def server() -> AsyncIterator[str]:
+async def server(parser: str) -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_route("*", "/a/{case}", _handler(ANSWERS))
     app.router.add_post("/batch/{case}", _batch_handler)
@@ -311,3 +330,42 @@ def test_bad_postgres_addresses_are_bad_input(dsn: str) -> None:
     with pytest.raises(ConfigError) as info:
         PostgresOrderApi(dsn)
     assert "secret" not in str(info.value)
+
+
+# -- the two strict parsers agree ----------------------------------------------------------------
+
+
+def _parsed(parse: Any, body: bytes) -> str:
+    """What a parser made of ``body``: the value's repr (1 and 1.0 differ) or the error."""
+    try:
+        return "value " + repr(parse(body))
+    except ValueError as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+HOSTILE_BODIES = [answer.body for answer, _ in ANSWERS.values()] + [
+    body if isinstance(body, bytes) else __import__("json").dumps(body).encode()
+    for body, _ in BATCHES.values()
+]
+
+
+@pytest.mark.parametrize("body", HOSTILE_BODIES, ids=[*ANSWERS, *(f"batch {b}" for b in BATCHES)])
+def test_both_parsers_agree_on_every_hostile_body(body: bytes) -> None:
+    if not jsonfast.ORJSON:
+        pytest.skip("orjson is not installed (the [fast] extra)")
+    assert _parsed(parse_json_orjson, body) == _parsed(parse_json_stdlib, body)
+
+
+async def test_the_source_parses_with_the_parser_the_fixture_gives(server: str, parser: str) -> None:
+    seen: list[bytes] = []
+    chosen = PARSERS[parser]
+
+    def spy(body: bytes) -> Any:
+        seen.append(body)
+        return chosen(body)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(http_module, "parse_json", spy)
+        async with HttpOrderApi(f"{server}/a/count 3?phone={{phone}}") as api:
+            assert _kind(await _ask(api)) == ok(True, 3)
+    assert seen == [b'{"total": 3}']

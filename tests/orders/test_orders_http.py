@@ -17,9 +17,11 @@ from aiohttp import web
 from aioresponses import CallbackResult, aioresponses
 from yarl import URL
 
+from lookup.domain import jsonfast
 from lookup.domain.errors import ConfigError, FatalApiError, TransientApiError
 from lookup.domain.models import CheckOutcome
 from lookup.orders import DEFAULT_TIMEOUTS, HttpOrderApi, Timeouts, supports_batch
+from lookup.orders import http as http_module
 from lookup.orders.http import parse_retry_after
 
 BASE = "http://127.0.0.1:8080"
@@ -545,6 +547,45 @@ async def test_real_server_pool_limit_and_statuses() -> None:
         assert max_in_flight <= 2
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize("writer", ["stdlib", "orjson"])
+async def test_request_bodies_are_compact_json_on_both_writers(
+    writer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if writer == "orjson" and not jsonfast.ORJSON:
+        pytest.skip("orjson is not installed (the [fast] extra)")
+    if writer == "stdlib":
+        monkeypatch.setattr(http_module, "dumps", jsonfast.dumps_stdlib)
+    bodies: list[tuple[str, bytes]] = []
+
+    async def single(request: web.Request) -> web.Response:
+        bodies.append((request.content_type, await request.read()))
+        return web.json_response({"total": 1})
+
+    async def batch(request: web.Request) -> web.Response:
+        bodies.append((request.content_type, await request.read()))
+        return web.json_response({"results": {PHONE: 0, OTHER: 2}})
+
+    app = web.Application()
+    app.router.add_post("/orders", single)
+    app.router.add_post("/batch", batch)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        api = HttpOrderApi(f"{base}/orders", method="POST", batch_url=f"{base}/batch")
+        async with api:
+            assert (await api.check(PHONE)).order_count == 1
+            assert (await api.check_many([PHONE, OTHER]))[OTHER].order_count == 2
+    finally:
+        await runner.cleanup()
+    assert bodies == [
+        ("application/json", b'{"phone":"%s"}' % PHONE.encode()),
+        ("application/json", b'{"phones":["%s","%s"]}' % (PHONE.encode(), OTHER.encode())),
+    ]
 
 
 @pytest.mark.parametrize(
