@@ -53,9 +53,11 @@ class ServiceProcess:
     fill up and block the service.
     """
 
-    def __init__(self, api_url: str, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, api_url: str, env: Mapping[str, str] | None = None, python_args: list[str] | None = None
+    ) -> None:
         self.argv = [
-            sys.executable, "-m", "lookup", "serve", "--api", api_url, "--port", "0",
+            sys.executable, *(python_args or []), "-m", "lookup", "serve", "--api", api_url, "--port", "0",
             "--rate", "none", "--max-in-flight", str(MAX_IN_FLIGHT),
         ]  # fmt: skip
         self.env = {
