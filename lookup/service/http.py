@@ -144,8 +144,7 @@ def request_id_middleware(metrics: ServiceMetrics) -> Middleware:
         response.headers["X-Request-Id"] = rid
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
-        metrics.http_requests.labels(route, str(response.status)).inc()
-        metrics.http_seconds.labels(route).observe(time.perf_counter() - started)
+        metrics.http_answered(route, response.status, time.perf_counter() - started)
         return response
 
     return request_id
@@ -268,6 +267,8 @@ def caller_name(token: bytes) -> str:
 
 async def read_body(request: web.Request, seconds: float) -> bytes:
     """The whole body, or a 408 problem (connection closed) after ``seconds``."""
+    if request.content.is_eof():  # all of it arrived with the headers: nothing to wait for
+        return await request.read()
     try:
         async with asyncio.timeout(seconds):
             return await request.read()

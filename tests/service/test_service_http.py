@@ -558,7 +558,7 @@ async def test_a_paced_checker_gives_another_caller_its_share_during_a_100_looku
 async def test_a_body_that_is_not_its_content_encoding_is_a_400_on_every_route_and_no_traceback(
     service: tuple[str, aiohttp.ClientSession, FakeOrderApi], records: _Records, coding: str
 ) -> None:
-    url, session, api = service
+    _url, session, api = service
     whole = gzip.compress(json.dumps(CITY_HIT).encode())
     bodies = {"not compressed": b'{"mask": "138****2046"}', "bad header": b"\x1f\x8b\x08garbage",
               "cut short": whole[: len(whole) // 2]}  # fmt: skip
