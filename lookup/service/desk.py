@@ -51,7 +51,8 @@ from lookup.engine.checker import Checker
 from lookup.runtime.lookups import LookupPath
 from lookup.runtime.settings import Settings
 from lookup.service import schemas as ops
-from lookup.service.http import json_body, unknown_path
+from lookup.service.body import json_body
+from lookup.service.http import unknown_path
 from lookup.service.jobroutes import JobRoutes, answer, error_answer, guard
 from lookup.service.jobs import JobCaps, JobStore
 from lookup.service.jobshare import SharedJobStore

@@ -31,7 +31,8 @@ import time
 from collections.abc import Iterator
 from typing import Any, Final
 
-from lookup.service.jobs import _ENDED, _ID_RE, _META, Job, JobNotFoundError, JobStore
+from lookup.service.jobfiles import _ENDED, _ID_RE, _META, Job, JobNotFoundError
+from lookup.service.jobs import JobStore
 from lookup.service.uploads import write_private
 
 __all__ = ["DEFAULT_POLL", "SharedJobStore"]
