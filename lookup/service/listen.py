@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
 from aiohttp import web
@@ -33,12 +33,16 @@ from lookup.orders.base import mask_phone
 from lookup.service.http import _parse_reason, new_request_id
 from lookup.service.problems import problem_response
 
-__all__ = ["access_logger", "listen", "make_runner"]
+__all__ = ["ON_DRAINING", "access_logger", "listen", "make_runner"]
 
 _LINGER: Final = 1.0
 _DRAIN_POLL: Final = 0.05
 
 log = logging.getLogger("lookup.service")
+
+ON_DRAINING: Final = web.AppKey("lookup_on_draining", list[Callable[[], None]])
+"""Called (in order) when a worker's runner starts draining: the worker is stopping. Put
+the list in the app before it starts; append to it later."""
 
 
 class _AccessLogger(AbstractAccessLogger):
@@ -142,6 +146,8 @@ class _DrainingRunner(_Runner):
         for site in list(self.sites):
             await site.stop()
         self.draining = True
+        for hook in self.app.get(ON_DRAINING, []):
+            hook()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._drain
         # aiohttp signals no "connection closed" to wait on: poll its list, bounded.
