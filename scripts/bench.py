@@ -6,6 +6,7 @@
     python scripts/bench.py batch        # batch checks/s vs single-lookup engine
     python scripts/bench.py batchmem     # `lookup batch` peak RSS at 10k/100k rows (LOOKUP_BENCH_ROWS)
     python scripts/bench.py service      # lookups/s, p50/p99 with 50 concurrent clients
+    python scripts/bench.py servicecpu   # the service's CPU per cached lookup at c=50
     python scripts/bench.py sources      # PostgreSQL source; find on uvloop vs the default loop
     python scripts/bench.py web          # desk page vs CLI: one lookup, a 1,000-row job
     python scripts/bench.py quota        # nginx limit_req goodput, faults, 24 lookups, throughput
@@ -85,10 +86,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", nargs="?", default="all",
                         choices=["foundation", "engine", "cli", "batch", "batchmem", "service",
-                                 "sources", "web", "quota", "scale", "order", "chunks", "hostile", "cached", "fast", "all"])  # fmt: skip
+                                 "servicecpu", "sources", "web", "quota", "scale", "order", "chunks",
+                                 "hostile", "cached", "fast", "all"])  # fmt: skip
     args = parser.parse_args(argv)
-    everything = ["foundation", "engine", "cli", "batch", "batchmem", "service", "sources", "web",
-                  "quota", "scale", "order", "chunks", "hostile", "cached", "fast"]  # fmt: skip
+    everything = ["foundation", "engine", "cli", "batch", "batchmem", "service", "servicecpu",
+                  "sources", "web", "quota", "scale", "order", "chunks", "hostile", "cached",
+                  "fast"]  # fmt: skip
     chosen = everything if args.what == "all" else [args.what]
     for name in chosen:
         if name == "foundation":

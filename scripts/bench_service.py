@@ -53,9 +53,11 @@ class ServiceProcess:
     fill up and block the service.
     """
 
-    def __init__(self, api_url: str, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, api_url: str, env: Mapping[str, str] | None = None, python_args: list[str] | None = None
+    ) -> None:
         self.argv = [
-            sys.executable, "-m", "lookup", "serve", "--api", api_url, "--port", "0",
+            sys.executable, *(python_args or []), "-m", "lookup", "serve", "--api", api_url, "--port", "0",
             "--rate", "none", "--max-in-flight", str(MAX_IN_FLIGHT),
         ]  # fmt: skip
         self.env = {
@@ -99,13 +101,18 @@ class ServiceProcess:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the service process so far (Linux /proc; else NaN)."""
+        return sum(self.cpu_split())
+
+    def cpu_split(self) -> tuple[float, float]:
+        """User and system CPU time of the service process so far (Linux /proc; else NaN)."""
         if self._proc is None:
-            return float("nan")
+            return float("nan"), float("nan")
         try:
             fields = Path(f"/proc/{self._proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
-            return float("nan")
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            return float("nan"), float("nan")
+        tick = os.sysconf("SC_CLK_TCK")
+        return int(fields[11]) / tick, int(fields[12]) / tick
 
     def __exit__(self, *exc: object) -> None:
         try:

@@ -55,6 +55,7 @@ from lookup.runtime.lookups import LookupPath
 from lookup.runtime.regions import region_sink
 from lookup.runtime.settings import Settings
 from lookup.service import schemas as ops
+from lookup.service.body import json_body
 from lookup.service.desk import REVEALS, is_open_path, setup_web
 from lookup.service.http import (
     MIN_TOKEN_LENGTH,
@@ -62,11 +63,10 @@ from lookup.service.http import (
     auth_middleware,
     check_exposure,
     is_loopback,
-    json_body,
-    listen,
     problems_middleware,
     request_id_middleware,
 )
+from lookup.service.listen import listen
 from lookup.service.lookups import (
     LOOKUPS,
     Lookups,

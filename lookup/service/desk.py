@@ -51,10 +51,12 @@ from lookup.engine.checker import Checker
 from lookup.runtime.lookups import LookupPath
 from lookup.runtime.settings import Settings
 from lookup.service import schemas as ops
-from lookup.service.http import json_body, unknown_path
+from lookup.service.body import json_body
+from lookup.service.http import unknown_path
 from lookup.service.jobroutes import JobRoutes, answer, error_answer, guard
 from lookup.service.jobs import JobCaps, JobStore
 from lookup.service.jobshare import SharedJobStore
+from lookup.service.listen import ON_DRAINING
 from lookup.service.openapi import add_operation
 
 __all__ = [
@@ -356,11 +358,14 @@ def setup_web(
                                       settings.service_job_rows_per_caller,
                                       settings.service_job_bytes_per_caller))  # fmt: skip
         await store.start()
+        if isinstance(store, SharedJobStore):  # a stopping worker leaves the jobs to the others
+            app[ON_DRAINING].append(store.resign)
         ui.jobs = store
         yield
         ui.jobs = None
         await store.close()
 
+    app[ON_DRAINING] = []
     app.cleanup_ctx.append(start_jobs)
     add_operation(app, ops.PAGE, _get_page)
     add_operation(app, ops.ASSET, _get_asset)

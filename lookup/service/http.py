@@ -1,4 +1,4 @@
-"""The HTTP plumbing of the service: middlewares, the access log and :func:`listen`.
+"""The HTTP middlewares of the service, and who the caller is.
 
 Middlewares, outermost first:
 
@@ -15,40 +15,25 @@ Middlewares, outermost first:
    each read a different one). ``open_paths`` need no token, nor do paths no route has
    (a 404 problem).
 
-A request that cannot be parsed as HTTP (a header line over 8190 bytes, too many headers,
-a bad chunk size, two ``Content-Length`` ...) never reaches the app: aiohttp answers it
-itself, as ``text/plain`` quoting the offending bytes, and logs a traceback at ERROR.
-:func:`make_runner` swaps in a protocol whose answer is a ``bad-request`` problem (the
-parser's reason, without the bytes; ``Content-Encoding`` it cannot decode: 415) and whose
-log line is one DEBUG line.
-
-Timeouts: aiohttp (3.14) starts its keep-alive timer when a connection opens and resets it
-only after an answer; when it fires on a connection still waiting for a complete request,
-the connection is closed. :func:`listen` sets that timer to ``read_timeout``, which
-makes it a deadline for a request's headers (a half-sent request line or header block is
-closed after ``read_timeout`` seconds, however slowly it trickles) and for idle
-keep-alive connections. Handlers bound the body read with :func:`read_body`.
+The body checks are in :mod:`lookup.service.body`; the connection protocol, the access log
+and :func:`~lookup.service.listen.listen` in :mod:`lookup.service.listen`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import contextvars
 import hmac
 import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
-from typing import Any, Final, TypeVar
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Final
 
 from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError, LineTooLong
 from aiohttp.typedefs import Handler, Middleware
-from aiohttp.web_protocol import RequestHandler, RequestPayloadError
-from pydantic import BaseModel, ValidationError
+from aiohttp.web_protocol import RequestPayloadError
 
 from lookup.domain.errors import ConfigError
 from lookup.domain.i18n import N_, language, language_from_accept
@@ -56,37 +41,27 @@ from lookup.domain.net import is_loopback
 from lookup.orders.base import mask_phone
 from lookup.runtime.settings import Settings
 from lookup.service.metrics import ServiceMetrics
-from lookup.service.problems import FieldProblem, field_problems, problem_response
+from lookup.service.problems import FieldProblem, problem_response
 
 __all__ = [
     "MIN_TOKEN_LENGTH",
     "ProblemError",
-    "access_logger",
     "auth_middleware",
     "caller_name",
     "caller_var",
     "check_exposure",
     "is_loopback",
-    "json_body",
-    "listen",
-    "make_runner",
     "problems_middleware",
-    "read_body",
     "request_id_middleware",
     "request_id_var",
     "unknown_path",
 ]
 
 _REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,128}")
-_LINGER: Final = 1.0
-_DRAIN_POLL: Final = 0.05
 _KEEP_HEADERS: Final = ("Allow", "WWW-Authenticate", "Retry-After")
-_DECODED: Final = frozenset({"identity", "gzip", "deflate", "br", "zstd"})
-"""Content-Encodings aiohttp decodes (br and zstd when their packages are installed)."""
 
 MIN_TOKEN_LENGTH: Final = 16
 """Service tokens shorter than this are refused off loopback."""
-_M = TypeVar("_M", bound=BaseModel)
 
 log = logging.getLogger("lookup.service")
 
@@ -144,8 +119,7 @@ def request_id_middleware(metrics: ServiceMetrics) -> Middleware:
         response.headers["X-Request-Id"] = rid
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
-        metrics.http_requests.labels(route, str(response.status)).inc()
-        metrics.http_seconds.labels(route).observe(time.perf_counter() - started)
+        metrics.http_answered(route, response.status, time.perf_counter() - started)
         return response
 
     return request_id
@@ -266,64 +240,6 @@ def caller_name(token: bytes) -> str:
     return "token:" + hmac.new(b"lookup-caller-v1", token, "sha256").hexdigest()[:12]
 
 
-async def read_body(request: web.Request, seconds: float) -> bytes:
-    """The whole body, or a 408 problem (connection closed) after ``seconds``."""
-    try:
-        async with asyncio.timeout(seconds):
-            return await request.read()
-    except TimeoutError:
-        raise ProblemError(
-            "request-timeout",
-            N_("the request body did not arrive within {seconds} s; send it at once").format(
-                seconds=f"{seconds:g}"
-            ),
-            close=True,
-        ) from None
-
-
-async def json_body(request: web.Request, model: type[_M], read_timeout: float) -> _M:
-    """The body validated as ``model``: 415, 422 (encoding, JSON, schema) or 408 problems."""
-    declared = request.headers.get("Content-Type")
-    if declared is not None:
-        mime = request.content_type
-        if mime != "application/json" and not mime.endswith("+json"):
-            raise ProblemError(
-                "unsupported-media-type",
-                f"the body is declared as {mime!r}; send JSON with "
-                "'Content-Type: application/json'",
-            )
-    coding = request.headers.get("Content-Encoding", "identity").strip().lower()
-    if coding not in _DECODED:  # aiohttp passes a coding it does not know through as is
-        raise ProblemError(
-            "unsupported-media-type",
-            "the body's Content-Encoding is not one this service decodes; send it "
-            "uncompressed, or as gzip or deflate",
-        )
-    raw = await read_body(request, read_timeout)
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        charset = request.charset
-        said = f" (declared charset {charset})" if charset and charset.lower() != "utf-8" else ""
-        raise ProblemError(
-            "invalid-body",
-            f"the body is not UTF-8{said}: byte 0x{raw[exc.start]:02x} at offset {exc.start}; "
-            "send JSON encoded as UTF-8",
-            errors=[FieldProblem(field="body", message="not UTF-8")],
-        ) from None
-    try:
-        return model.model_validate_json(text)
-    except ValidationError as exc:
-        errors = field_problems(exc)
-        raise ProblemError(
-            "invalid-body",
-            "the body does not fit the schema: "
-            + "; ".join(f"{e.field}: {e.message}" for e in errors),
-            errors=errors,
-            kind="ValidationError",
-        ) from None
-
-
 def check_exposure(settings: Settings) -> None:
     """Refuse to serve without authentication, or with short tokens, off loopback.
 
@@ -350,29 +266,6 @@ def check_exposure(settings: Settings) -> None:
         )
 
 
-class _AccessLogger(AbstractAccessLogger):
-    """Peer, method, path (numbers masked), status, size, time, request id: no body or query."""
-
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info(
-            '%s "%s %s" %d %d %.3fs request_id=%s',
-            request.remote or "-",
-            request.method,
-            mask_phone(request.path),
-            response.status,
-            response.body_length,
-            time,
-            response.headers.get("X-Request-Id", "-"),
-        )
-
-    @property
-    def enabled(self) -> bool:
-        return self.logger.isEnabledFor(logging.INFO)
-
-
-access_logger: Final = _AccessLogger
-
-
 _QUOTED: Final = re.compile(r":?\s*(b'|b\"|bytearray\().*", re.DOTALL)
 
 
@@ -384,154 +277,3 @@ def _parse_reason(exc: BaseException | None) -> str:
     first = str(message).strip().split("\n", 1)[0]
     first = _QUOTED.sub("", first).rstrip(" :")
     return mask_phone(first[:120]) or type(exc).__name__
-
-
-class _ProblemProtocol(RequestHandler):
-    """aiohttp's connection protocol, answering requests it cannot parse with a problem."""
-
-    def handle_error(
-        self,
-        request: web.BaseRequest,
-        status: int = 500,
-        exc: BaseException | None = None,
-        message: str | None = None,
-    ) -> web.StreamResponse:
-        if request.writer.output_size > 0:  # too late for an answer: aiohttp closes
-            return super().handle_error(request, status, exc, message)
-        rid = new_request_id()
-        if status >= 500:  # outside the app's middlewares (which answer their own)
-            log.error("unexpected error (request_id=%s)", rid, exc_info=exc)
-            response = problem_response(
-                "internal",
-                f"internal error: the service log has the details (request id {rid})",
-                instance=rid,
-            )  # fmt: skip
-            response.headers["X-Request-Id"] = rid
-            response.force_close()
-            return response
-        reason = _parse_reason(exc)
-        log.debug("unreadable request from %s: %s (request_id=%s)", request.remote, reason, rid)
-        if isinstance(exc, ContentEncodingError):
-            response = problem_response(
-                "unsupported-media-type",
-                "this service cannot decode the body's Content-Encoding; send it "
-                "uncompressed, or as gzip or deflate",
-                instance=rid,
-            )  # fmt: skip
-        else:
-            response = problem_response(
-                "bad-request" if status == 400 else status,
-                f"the request could not be read as HTTP/1.1: {reason}",
-                instance=rid,
-            )  # fmt: skip
-        response.headers["X-Request-Id"] = rid
-        response.force_close()
-        return response
-
-
-class _ProblemServer(web.Server):
-    """The protocol factory of :class:`_ProblemProtocol`."""
-
-    def __call__(self) -> RequestHandler:
-        return _ProblemProtocol(self, loop=self._loop, **self._kwargs)
-
-
-class _Runner(web.AppRunner):
-    """An :class:`~aiohttp.web.AppRunner` whose connections answer unparsable requests
-    with a problem (see :class:`_ProblemProtocol`)."""
-
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
-        server.__class__ = _ProblemServer  # the same object; only its protocol differs
-        return server
-
-
-class _DrainingRunner(_Runner):
-    """An :class:`~aiohttp.web.AppRunner` that drains keep-alive connections on cleanup.
-
-    aiohttp closes idle keep-alive connections as soon as it stops; a client that was
-    just writing its next request on one sees a reset. Here, after the listening socket
-    closed, the connections already open are served for up to ``drain`` seconds, every
-    answer closing its connection, before aiohttp's own shutdown closes what is left.
-    """
-
-    def __init__(self, app: web.Application, *, drain: float, **kwargs: Any) -> None:
-        super().__init__(app, **kwargs)
-        self._drain = drain
-        self.draining = False
-
-    async def cleanup(self) -> None:
-        for site in list(self.sites):
-            await site.stop()
-        self.draining = True
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._drain
-        # aiohttp signals no "connection closed" to wait on: poll its list, bounded.
-        while self.server is not None and self.server.connections and loop.time() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(_DRAIN_POLL)
-        await super().cleanup()
-
-    async def close_when_draining(self, request: web.Request, response: web.StreamResponse) -> None:
-        del request
-        if self.draining:
-            # The hook runs after aiohttp computed the headers: say "close" ourselves.
-            response.force_close()
-            response.headers["Connection"] = "close"
-
-
-def make_runner(
-    app: web.Application, *, shutdown_timeout: float, read_timeout: float, drain: float = 0.0
-) -> web.AppRunner:
-    """The runner of the service app (not set up): the access log, cancellation of a
-    lookup whose client left, the header deadline and the shutdown grace.
-
-    :func:`listen` uses it, and so does each gunicorn worker of ``--workers N``, with
-    ``drain`` seconds for the open keep-alive connections (see :class:`_DrainingRunner`).
-    """
-    if drain > 0:
-        runner = _DrainingRunner(
-            app, drain=drain, access_log_class=_AccessLogger, handler_cancellation=True,
-            shutdown_timeout=shutdown_timeout, keepalive_timeout=read_timeout,
-            lingering_time=_LINGER,
-        )  # fmt: skip
-        app.on_response_prepare.append(runner.close_when_draining)
-        return runner
-    return _Runner(
-        app,
-        access_log_class=_AccessLogger,
-        handler_cancellation=True,  # a client that goes away cancels its lookup
-        shutdown_timeout=shutdown_timeout,
-        keepalive_timeout=read_timeout,  # the header deadline: see the module docstring
-        # After an answer to a request whose body did not all arrive (a 408, a 413),
-        # read and drop the rest for at most this long, then close (aiohttp: 10 s).
-        lingering_time=_LINGER,
-    )
-
-
-@contextlib.asynccontextmanager
-async def listen(
-    app: web.Application,
-    host: str,
-    port: int,
-    *,
-    shutdown_timeout: float,
-    read_timeout: float,
-) -> AsyncIterator[str]:
-    """Serve ``app`` on ``host:port`` (0: a free port) and yield its URL; stop on exit.
-
-    ``host`` may be an IPv6 address in brackets (``[::1]``). Stopping closes the listening
-    socket, gives in-flight requests ``shutdown_timeout`` seconds, cancels what is left,
-    then runs the app's cleanup.
-
-    :raises OSError: the address cannot be bound (busy port, an address not of this host).
-    """
-    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    runner = make_runner(app, shutdown_timeout=shutdown_timeout, read_timeout=read_timeout)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, bare, port).start()
-        bound = runner.addresses[0][1]
-        shown = f"[{bare}]" if ":" in bare else bare
-        yield f"http://{shown}:{bound}"
-    finally:
-        await runner.cleanup()

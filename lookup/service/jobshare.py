@@ -31,7 +31,8 @@ import time
 from collections.abc import Iterator
 from typing import Any, Final
 
-from lookup.service.jobs import _ENDED, _ID_RE, _META, Job, JobNotFoundError, JobStore
+from lookup.service.jobfiles import _ENDED, _ID_RE, _META, Job, JobNotFoundError
+from lookup.service.jobs import JobStore
 from lookup.service.uploads import write_private
 
 __all__ = ["DEFAULT_POLL", "SharedJobStore"]
@@ -59,6 +60,7 @@ class SharedJobStore(JobStore):
         self._watch: asyncio.Task[None] | None = None
         self._saved: dict[str, int] = {}
         self._cancels: set[asyncio.Task[Any]] = set()
+        self._resigned = False
 
     # -- who runs the jobs ------------------------------------------------------------
 
@@ -79,6 +81,12 @@ class SharedJobStore(JobStore):
             self._lock_fd = None
             self.leading = False
 
+    def resign(self) -> None:
+        """This worker is stopping: it no longer takes the runner's lock when it comes free
+        (else it would resume the jobs only to stop them again); holding it, it keeps it
+        until :meth:`close`."""
+        self._resigned = True
+
     def _try_lead(self) -> bool:
         fd = os.open(self.root / _RUNNER_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
@@ -91,7 +99,7 @@ class SharedJobStore(JobStore):
 
     async def _watch_forever(self) -> None:
         while True:
-            if not self.leading and self._try_lead():
+            if not self.leading and not self._resigned and self._try_lead():
                 self.leading = True
                 log.info("this worker (pid %d) runs the jobs of %s", os.getpid(), self.root)
                 await super().start()  # load, resume the unfinished, sweep

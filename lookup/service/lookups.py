@@ -36,8 +36,9 @@ from lookup.domain.models import HINT_FIELDS, LookupRequest, LookupResult
 from lookup.domain.privacy import mask_phone
 from lookup.domain.tiers import TierPlan
 from lookup.runtime.lookups import LookupPath, Surface
+from lookup.service.body import json_body
 from lookup.service.desk import checker_state
-from lookup.service.http import ProblemError, caller_var, json_body, request_id_var
+from lookup.service.http import ProblemError, caller_var, request_id_var
 from lookup.service.problems import FieldProblem
 
 __all__ = ["LOOKUPS", "PROGRESS_EVERY", "Lookups", "input_problem", "post_lookup", "post_stream"]

@@ -141,6 +141,19 @@ class ServiceMetrics:
             ["surface"], registry=r,
         )  # fmt: skip
         r.register(self)  # collect() below
+        self._http_children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+        self._lookup_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+
+    def http_answered(self, route: str, status: int, seconds: float) -> None:
+        """One HTTP answer: ``lookup_http_requests_total`` and its duration. The labelled
+        children are kept here (``labels()`` takes a lock and builds a key every time)."""
+        children = self._http_children.get((route, status))
+        if children is None:
+            children = self._http_children[route, status] = (
+                self.http_requests.labels(route, str(status)), self.http_seconds.labels(route)
+            )  # fmt: skip
+        children[0].inc()
+        children[1].observe(seconds)
 
     # -- the one lookup path's sink (lookup.runtime.lookups.LookupMetrics) --
 
@@ -148,10 +161,15 @@ class ServiceMetrics:
         self.in_progress.inc()
 
     def lookup_ended(self, surface: Surface, status: str, seconds: float | None) -> None:
-        self.lookups.labels(surface, status).inc()
+        children = self._lookup_children.get((surface, status))
+        if children is None:
+            children = self._lookup_children[surface, status] = (
+                self.lookups.labels(surface, status), self.lookup_seconds.labels(surface)
+            )  # fmt: skip
+        children[0].inc()
         if seconds is not None:
             self.in_progress.dec()
-            self.lookup_seconds.labels(surface).observe(seconds)
+            children[1].observe(seconds)
 
     def lookup_refused(self, surface: Surface) -> None:
         self.refused.labels(surface).inc()

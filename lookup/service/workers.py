@@ -177,7 +177,7 @@ def _app_factory(settings: Settings) -> Callable[[], Awaitable[web.AppRunner]]:
 
     async def service_runner() -> web.AppRunner:
         from lookup.runtime.logs import configure_logging
-        from lookup.service.http import make_runner
+        from lookup.service.listen import make_runner
 
         worker = str(os.getpid())
         configure_logging(settings, worker=worker)

@@ -133,3 +133,20 @@ async def test_when_the_runner_stops_another_store_resumes_its_jobs(tmp_path: Pa
             assert b.leading and done.state == "done" and done.done == 2
             assert [r["status"] for r in rows(b.results("token#1", job.id, "csv"))] == [
                 "matched", "not_found"]  # fmt: skip
+
+
+async def test_a_resigned_store_leaves_the_lock_to_the_others(tmp_path: Path) -> None:
+    """A stopping worker (draining) does not take the runner's lock when it is free: it
+    would resume the jobs only to stop them again."""
+    api_b, _gate_b = gated()  # b's gate never opens: a job b ran could not end
+    api_c, gate_c = gated()
+    gate_c.set()
+    async with worker(tmp_path, api_b) as b:
+        b.resign()  # before its first look at the folder, where it would take the free lock
+        data = f"mask,city\n138****2046,杭州\n{BLOCKED}***,杭州\n".encode()
+        job = b.create("token#1", data, "a.csv")
+        async with worker(tmp_path, api_c) as c:  # its first look comes after b's
+            async with asyncio.timeout(30):  # bounded: taken by b, the job would never end
+                done = await c.wait("token#1", job.id)
+            assert c.leading and not b.leading and done.state == "done" and done.done == 2
+            assert api_b.calls == [] and len(api_c.calls) > 0
