@@ -338,3 +338,43 @@ def test_escape_controls_names_the_common_ones_and_keeps_what_is_asked() -> None
     assert escape_controls("bidi \u202eevil") == "bidi \\u202eevil"
     assert escape_controls("one\ntwo\x1b", keep="\n") == "one\ntwo\\x1b"
     assert escape_controls("plain 中文 text") == "plain 中文 text"
+
+
+def _redact_unfiltered(text: str) -> str:
+    """Every credential pattern run on every text: what the word tests must never change."""
+    from lookup.domain import privacy as p
+
+    if "://" in text:
+        text = p._USERINFO.sub(r"\g<scheme>***@", text)
+    text = p._QUERY_SECRET.sub(r"\g<name>***", text)
+    text = p._PAIR_SECRET.sub(p._hide_pair, text)
+    text = p._WORD_THEN_TOKEN.sub(r"\g<name>***", text)
+    text = p._BEARER.sub(r"\g<scheme>***", text)
+    return p._KNOWN_TOKEN.sub("***", text)
+
+
+_CASE_TRICKS = ["\u212a", "\u017f", "\u0130", "\u0131", "K", "S", "I"]  # Kelvin, long s, İ, ı
+_PIECES = [
+    "token", "key", "secret", "sig", "auth", "pass", "credential", "pwd", "cookie", "session",
+    "Bearer ", "basic ", "Digest ", "eyJ", "sk-", "ghp_", "github_pat_", "AKIA", "ASIA",
+    "xoxb-", "=", ": ", " = ", "'", '"', "://u:p@", "0123456789abcdefABCDEF", "A1b2C3d4E5f6",
+    " ", "_", "-", ".", "hello", "order", "13812345678",
+]  # fmt: skip
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES + _CASE_TRICKS), max_size=14))
+def test_the_word_tests_change_nothing_the_patterns_would_find(parts: list[str]) -> None:
+    from lookup.domain.privacy import _redact_credentials
+
+    text = "".join(parts)
+    assert _redact_credentials(text) == _redact_unfiltered(text)
+
+
+def test_the_word_tests_see_every_case_the_patterns_ignore() -> None:
+    from lookup.domain.privacy import _redact_credentials
+
+    for text in ("\u212aEY=abcdef123456", "pa\u017fs: hunter22", "S\u0130G=abcdef123456",
+                 "SESS\u0131ON: a1b2c3d4e5f6", "B\u0130ARER x", "Bearer abc.def"):  # fmt: skip
+        assert _redact_credentials(text) == _redact_unfiltered(text)
+        assert _redact_credentials(text) != text or _redact_unfiltered(text) == text
