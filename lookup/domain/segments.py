@@ -12,7 +12,6 @@ sources.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 import re
@@ -36,6 +35,7 @@ __all__ = [
     "RegionGeo",
     "SegmentDB",
     "SegmentInfo",
+    "data_version",
 ]
 
 FIRST_SEGMENT = 1_300_000
@@ -181,9 +181,24 @@ def data_dir() -> Path | None:
     return None
 
 
-def _default_files() -> tuple[Path, Path] | None:
+def _default_files() -> tuple[Path, Path]:
     here = data_dir()
-    return None if here is None else (here / "segments.bin", here / "regions.json")
+    if here is None:
+        raise DataError(
+            "segment database not found: expected data/segments.bin in the checkout "
+            "or the installed package; rebuild it with scripts/build_segments.py"
+        )
+    return here / "segments.bin", here / "regions.json"
+
+
+def data_version() -> str:
+    """The bundled database's version (``SegmentDB.default().version``), read without
+    loading the segments (``lookup --version``)."""
+    bin_path, meta_path = _default_files()
+    try:
+        return str(json.loads(meta_path.read_text(encoding="utf-8"))["version"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"cannot read the segment database at {bin_path}: {exc}") from exc
 
 
 class SegmentDB:
@@ -255,13 +270,7 @@ class SegmentDB:
         Without a path: the ``data/`` of a checkout, else the copy installed with the package.
         """
         if path is None:
-            found = _default_files()
-            if found is None:
-                raise DataError(
-                    "segment database not found: expected data/segments.bin in the checkout "
-                    "or the installed package; rebuild it with scripts/build_segments.py"
-                )
-            bin_path, meta_path = found
+            bin_path, meta_path = _default_files()
         else:
             p = Path(path)
             bin_path = p / "segments.bin" if p.is_dir() else p
@@ -378,6 +387,8 @@ class SegmentDB:
         return [r[1] for r in self._regions]
 
     def _suggest(self, text: str, pool: Iterable[str]) -> tuple[str, ...]:
+        import difflib  # for an unknown name only
+
         pool = list(pool)
         near = [n for n in pool if text and (text in n or n in text)]
         near += difflib.get_close_matches(text, pool, n=5, cutoff=0.4)
