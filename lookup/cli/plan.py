@@ -68,7 +68,7 @@ def hints(args: argparse.Namespace) -> HintArgs:
 def cmd_segment(args: argparse.Namespace, out: TextIO) -> int:
     from lookup.domain.segments import SegmentDB
 
-    db = SegmentDB.load(args.data) if args.data else SegmentDB.default()
+    db = SegmentDB.peek(args.data)  # one lookup: read only what it needs
     info = db.segment(args.segment)
     if info is None:
         if args.json:
@@ -133,7 +133,7 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     from lookup.domain.segments import SegmentDB
     from lookup.domain.tiers import plan
 
-    db = SegmentDB.load(args.data) if args.data else SegmentDB.default()
+    db = SegmentDB.peek(args.data)  # one lookup: read only what it needs
     hint = hints(args)
     counts = region_counts(args)
     p = plan(args.mask, db, max_candidates=args.max_candidates, seed=args.seed,
