@@ -66,10 +66,11 @@ class VersionAction(argparse.Action):
 
 
 def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    """The commands of ``parser`` by name (none when it has no subcommands)."""
+    """The commands of ``parser`` whose parsers were made, by name (none when it has no
+    subcommands)."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            return dict(action.choices)
+            return dict(action._name_parser_map)
     return {}
 
 

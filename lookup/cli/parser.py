@@ -305,8 +305,10 @@ def build_parser(handlers: Mapping[str, Handler],
                  commands: Collection[str] | None = None) -> argparse.ArgumentParser:  # fmt: skip
     """The ``lookup`` parser; each command runs ``handlers[name]`` (its ``func``).
 
-    ``commands``: the commands whose options are added (``None``: all of them). The others
-    are still listed, by name and help, for ``--help`` and for "did you mean".
+    ``commands``: the commands whose parsers are made (``None``: all of them). The others
+    are still listed, by name and help, for ``--help`` and for "did you mean"; naming one
+    of them on the command line is a usage error ("unknown parser"), and :func:`lookup.cli.main.main`
+    builds the parser of the command :func:`command_named` finds.
     """
     parser = _Parser(
         prog="lookup",
@@ -319,12 +321,17 @@ def build_parser(handlers: Mapping[str, Handler],
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, help_, add_options, settings in _COMMAND_TABLE:
+        if commands is not None and name not in commands:
+            # Listed (--help, "choose from ...") but no parser: making one costs more than
+            # its options (argparse looks for its own translations three times a parser).
+            sub._choices_actions.append(sub._ChoicesPseudoAction(name, (), help_))
+            continue
         p = sub.add_parser(name, help=help_, **{"formatter_class": _Help, **settings})
-        if commands is None or name in commands:
-            add_options(p)
-            if name != "mock-api":  # its own parser reads its options
-                _add_lang_option(p)
+        add_options(p)
+        if name != "mock-api":  # its own parser reads its options
+            _add_lang_option(p)
         p.set_defaults(func=handlers[name])
+    sub.choices = dict.fromkeys(COMMANDS)  # type: ignore[assignment]  # built or not, a command
     _add_lang_option(parser)
     _translate_help(parser)
     return parser
