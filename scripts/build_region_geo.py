@@ -18,14 +18,15 @@ import json
 import sys
 from pathlib import Path
 
-from lookup.domain.segments import _strip_unit, data_dir  # build-time helper, same rules
+from lookup.domain.placenames import strip_unit  # build-time helper, same rules
+from lookup.domain.segfile import data_dir
 
 CPCA_VERSION = "0.5.5"
 
 
 def _spellings(name: str) -> set[str]:
     """``万州区`` -> {万州区, 万州}: county-level units keep their 区/县/市 in cpca."""
-    stripped = _strip_unit(name)
+    stripped = strip_unit(name)
     out = {name, stripped}
     if len(stripped) > 2 and stripped[-1] in "区县市":
         out.add(stripped[:-1])
@@ -49,7 +50,7 @@ def main(argv: list[str]) -> int:
     provinces: dict[str, tuple[str, list[float]]] = {}  # short name -> (2-digit prefix, point)
     for code, name, lon, lat in units:
         if code[2:] == "0" * (len(code) - 2):
-            provinces[_strip_unit(name)] = (code[:2], [round(lon, 3), round(lat, 3)])
+            provinces[strip_unit(name)] = (code[:2], [round(lon, 3), round(lat, 3)])
     wanted = sorted({r[0] for r in meta["regions"]})
     missing = [p for p in wanted if p not in provinces]
     assert not missing, f"provinces without a point: {missing}"

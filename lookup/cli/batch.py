@@ -75,7 +75,7 @@ def cmd_batch(args: argparse.Namespace, out: TextIO) -> int:
                           "LOOKUP_API_URL")  # fmt: skip
     out_lock: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
     if args.out != "-":
-        from lookup.files.journal import OutputLock
+        from lookup.files.locks import OutputLock
         from lookup.files.run import check_output_path
 
         check_output_path(Path(args.out))  # and its folder writable: before any lookup

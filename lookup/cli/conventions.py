@@ -12,8 +12,6 @@
 from __future__ import annotations
 
 import argparse
-import difflib
-import logging
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -42,13 +40,13 @@ def version_text() -> str:
     import platform
 
     from lookup import __version__
-    from lookup.domain.segments import SegmentDB
+    from lookup.domain.segments import data_version
     from lookup.runtime.loop import loop_name
 
     return "\n".join([
         f"lookup {__version__}",
         _("event loop: {loop}").format(loop=loop_name()),
-        _("segment data: {version}").format(version=SegmentDB.default().version),
+        _("segment data: {version}").format(version=data_version()),
         f"Python {platform.python_version()}",
     ])  # fmt: skip
 
@@ -68,10 +66,11 @@ class VersionAction(argparse.Action):
 
 
 def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    """The commands of ``parser`` by name (none when it has no subcommands)."""
+    """The commands of ``parser`` whose parsers were made, by name (none when it has no
+    subcommands)."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            return dict(action.choices)
+            return dict(action._name_parser_map)
     return {}
 
 
@@ -88,6 +87,8 @@ def command_parser(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argp
 
 def did_you_mean(message: str, parser: argparse.ArgumentParser, argv: Sequence[str]) -> str:
     """`` (did you mean --city?)`` for an argparse error about a mistyped word, else ""."""
+    import difflib  # on a usage error only
+
     m = _INVALID_CHOICE.search(message)
     if m:
         choices = re.findall(r"'([^']*)'", m.group("list"))
@@ -236,6 +237,8 @@ def _fish(parser: argparse.ArgumentParser, commands: dict[str, argparse.Argument
 def audit_off_terminal() -> None:
     """Send the audit lines nowhere (after :func:`configure_logging` without an audit file):
     ``lookup demo`` without ``--audit-file``, ``lookup batch --out -`` without a journal."""
+    import logging
+
     audit = logging.getLogger("lookup.audit")
     null = logging.NullHandler()
     null._lookup_handler = True  # type: ignore[attr-defined]  # replaced by the next setup

@@ -22,6 +22,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TextIO
 
 from lookup.cli.common import ExitStatus, exit_status, settings_from_args
+from lookup.cli.plan import hints, region_counts, sightings
 from lookup.cli.terminal import Terminal, pad
 from lookup.domain.i18n import _, pgettext, translate
 from lookup.runtime.logs import configure_logging
@@ -37,41 +38,6 @@ if TYPE_CHECKING:
 __all__ = ["answer_line", "cmd_find", "format_result", "report_lines"]
 
 Redact = Callable[[str], str]
-
-
-def region_counts(args: argparse.Namespace) -> RegionCounts | None:
-    """The learned counts when --learn-regions / LOOKUP_LEARN_REGIONS is on (or a --config
-    may say so). Without any of them the settings are not loaded: ``plan`` starts fast."""
-    import os
-
-    env = {k.upper(): v for k, v in os.environ.items()}
-    if not (getattr(args, "learn_regions", False) or getattr(args, "config", None)
-            or env.get("LOOKUP_LEARN_REGIONS") or env.get("LOOKUP_CONFIG")):  # fmt: skip
-        return None
-    settings = settings_from_args(args)
-    if not settings.learn_regions:
-        return None
-    from lookup.files.regions import RegionCounts
-
-    return RegionCounts(settings.regions_file)
-
-
-def sightings(p: TierPlan, args: argparse.Namespace) -> str:
-    """The mask as the header shows it: the sightings as given, not their (maybe full)
-    intersection, which is not yet known to be anyone's number."""
-    if not args.also:
-        return str(p.mask)
-    from lookup.domain.masks import parse_mask
-
-    return " + ".join(str(parse_mask(m)) for m in (args.mask, *args.also))
-
-
-def hints(args: argparse.Namespace) -> HintArgs:
-    """The hint options, read as :class:`~lookup.domain.models.Hints` reads them, without
-    pydantic (``plan`` sends nothing and starts without it); a bad value is exit 2."""
-    from lookup.domain.hints import HINT_FIELDS, hint_args
-
-    return hint_args({name: getattr(args, name, None) for name in HINT_FIELDS})
 
 
 def _tier(name: str) -> str:

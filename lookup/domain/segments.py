@@ -1,32 +1,31 @@
-"""The 号段 database: which region and carrier each 7-digit segment belongs to.
+"""The 号段 database: which region and carrier each 7-digit segment belongs to, and the
+region hints (city, province, area code, zip) resolved against it.
 
-The compiled file ``data/segments.bin`` holds two dense arrays indexed by
-``segment - 1300000``: a region code (``0`` no such segment, ``1..R`` a located
-region, ``0xFFFF`` allowed by the numbering plan but region unknown) and a
-carrier byte (bits 0-6 the carrier code; bit 7 set: a located segment the numbering
-plan rejects, "nonstandard", e.g. data-only/IoT ranges). Loading is two ``frombytes``
-copies and two ``translate`` passes, no parsing; ``regions.json`` names the regions and
-carries the alias tables. ``scripts/build_segments.py`` builds both from the upstream
-sources.
+The compiled file and where the bundled data lives are :mod:`lookup.domain.segfile`;
+the rules for place names as people write them, :mod:`lookup.domain.placenames`.
 """
 
 from __future__ import annotations
 
-import difflib
 import functools
-import json
 import re
-import struct
-import sys
-import unicodedata
-from array import array
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from lookup.domain.errors import DataError, UnknownRegionError
+from lookup.domain import segfile
+from lookup.domain.errors import UnknownRegionError
+from lookup.domain.placenames import hint_digits, normalise, strip_unit
 from lookup.domain.privacy import quote
+from lookup.domain.segfile import (
+    FIRST_SEGMENT,
+    LAST_SEGMENT,
+    UNLOCATED,
+    RegionGeo,
+    data_dir,
+    data_version,
+)
 
 __all__ = [
     "FIRST_SEGMENT",
@@ -36,31 +35,10 @@ __all__ = [
     "RegionGeo",
     "SegmentDB",
     "SegmentInfo",
+    "data_dir",
+    "data_version",
 ]
 
-FIRST_SEGMENT = 1_300_000
-LAST_SEGMENT = 1_999_999
-UNLOCATED = 0xFFFF
-_MAGIC = b"LKSG"
-_HEADER = struct.Struct("<4sIII")
-_FORMATS = (1, 2)  # 2: bit 7 of the carrier byte marks nonstandard segments
-_NONSTANDARD = 0x80
-_CARRIER_BITS = bytes(b & 0x7F for b in range(256))
-_NONSTANDARD_BIT = bytes(1 if b & _NONSTANDARD else 0 for b in range(256))
-
-# Suffixes that name the kind of unit, longest first. A bare 州 is never stripped
-# (杭州, 广州): only 自治州 is.
-_SUFFIXES = (
-    "特别行政区", "维吾尔自治区", "壮族自治区", "回族自治区", "自治区", "自治州", "自治县",
-    "地区", "林区", "新区", "省", "市", "盟",
-)  # fmt: skip
-# Ethnic names as they appear in autonomous prefecture names (some without 族).
-_ETHNIC = (
-    "土家族", "苗族", "藏族", "羌族", "彝族", "回族", "维吾尔族", "壮族", "蒙古族", "蒙古",
-    "哈萨克族", "哈萨克", "柯尔克孜族", "柯尔克孜", "朝鲜族", "傣族", "景颇族", "傈僳族",
-    "白族", "布依族", "侗族", "哈尼族", "纳西族", "瑶族", "黎族", "畲族", "土族",
-    "撒拉族", "怒族", "独龙族", "普米族", "仫佬族", "毛南族", "仡佬族", "水族", "满族",
-)  # fmt: skip
 _AREA_CODE = re.compile(r"^0?(\d{2,3})$")
 _ZIP = re.compile(r"^[0-9]{6}$")
 _FULL_WIDTH_DIGITS: Final = str.maketrans("０１２３４５６７８９", "0123456789")
@@ -108,84 +86,6 @@ class Region:
         return {"province": self.province, "cities": list(self.cities), "label": str(self)}
 
 
-@dataclass(frozen=True, slots=True)
-class RegionGeo:
-    """A point (longitude, latitude) per province (its capital) and per region code.
-
-    ``points[code]`` for codes 1..R (index 0 unused); a region the source could not place
-    sits at its province's capital.
-    """
-
-    provinces: dict[str, tuple[float, float]]
-    points: tuple[tuple[float, float], ...]
-
-    @classmethod
-    def load(cls, path: Path, db: SegmentDB) -> RegionGeo:
-        try:
-            meta = json.loads(path.read_text(encoding="utf-8"))
-            provinces = {p: (float(x), float(y)) for p, (x, y) in meta["provinces"].items()}
-            cities = meta["cities"]
-            points = [(0.0, 0.0)] + [
-                tuple(cities.get(city) or provinces[province])
-                for province, city in db.region_names()
-            ]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise DataError(f"cannot read the region points at {path}: {exc}; rebuild them "
-                            "with scripts/build_region_geo.py") from exc  # fmt: skip
-        return cls(provinces, tuple((float(x), float(y)) for x, y in points))
-
-
-def _normalise(name: str) -> str:
-    text = unicodedata.normalize("NFKC", name).strip().replace(" ", "")
-    return text
-
-
-def _hint_digits(value: str, what: str, form: str) -> str:
-    """A digit hint (area code, zip) by the masks' rule: ASCII or full-width digits only
-    (``³`` or ``①`` are refused, not folded by NFKC), no separators between them."""
-    text = value.strip()
-    for i, c in enumerate(text):
-        if "0" <= c <= "9" or "\uff10" <= c <= "\uff19":
-            continue
-        if c.isnumeric():
-            why = "write digits as 0-9 (ASCII or full-width ０-９)"
-        else:
-            why = f"{form}, without separators"
-        raise UnknownRegionError(f"the {what} {quote(value)} has {c!r} at position {i + 1}: {why}")
-    return unicodedata.normalize("NFKC", text)
-
-
-def _strip_unit(name: str) -> str:
-    """``恩施土家族苗族自治州`` -> ``恩施``, ``锡林郭勒盟`` -> ``锡林郭勒``, ``杭州市`` -> ``杭州``."""
-    for suffix in _SUFFIXES:
-        if name.endswith(suffix) and len(name) > len(suffix) + 1:
-            name = name[: -len(suffix)]
-            break
-    changed = True
-    while changed:
-        changed = False
-        for ethnic in _ETHNIC:
-            if name.endswith(ethnic) and len(name) > len(ethnic) + 1:
-                name = name[: -len(ethnic)]
-                changed = True
-                break
-    return name
-
-
-def data_dir() -> Path | None:
-    """The bundled data: ``lookup/data`` in an installed package, ``data/`` in a checkout."""
-    package = Path(__file__).resolve().parent.parent
-    for here in (package / "data", package.parent / "data"):
-        if (here / "segments.bin").is_file():
-            return here
-    return None
-
-
-def _default_files() -> tuple[Path, Path] | None:
-    here = data_dir()
-    return None if here is None else (here / "segments.bin", here / "regions.json")
-
-
 class SegmentDB:
     """The compiled segment database. Load once (``SegmentDB.default()``) and share it.
 
@@ -216,11 +116,11 @@ class SegmentDB:
 
     def __init__(
         self,
-        codes: array[int],
-        carriers: array[int],
+        codes: Sequence[int],
+        carriers: Sequence[int],
         meta: Mapping[str, Any],
         path: Path,
-        nonstandard: bytes | None = None,
+        nonstandard: Sequence[int] | None = None,
     ):
         self._codes = codes
         self._carrier = carriers
@@ -254,37 +154,15 @@ class SegmentDB:
 
         Without a path: the ``data/`` of a checkout, else the copy installed with the package.
         """
-        if path is None:
-            found = _default_files()
-            if found is None:
-                raise DataError(
-                    "segment database not found: expected data/segments.bin in the checkout "
-                    "or the installed package; rebuild it with scripts/build_segments.py"
-                )
-            bin_path, meta_path = found
-        else:
-            p = Path(path)
-            bin_path = p / "segments.bin" if p.is_dir() else p
-            meta_path = bin_path.with_name("regions.json")
-        try:
-            raw = bin_path.read_bytes()
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise DataError(f"cannot read the segment database at {bin_path}: {exc}") from exc
-        magic, fmt, first, size = _HEADER.unpack_from(raw, 0)
-        if magic != _MAGIC or fmt not in _FORMATS or first != FIRST_SEGMENT:
-            raise DataError(f"{bin_path} is not a lookup segment database (format {fmt})")
-        start = _HEADER.size
-        if len(raw) != start + 3 * size:
-            raise DataError(f"{bin_path} is truncated: rebuild it with scripts/build_segments.py")
-        codes = array("H")
-        codes.frombytes(memoryview(raw)[start : start + 2 * size])
-        carrier_bytes = raw[start + 2 * size :]
-        carriers = array("B")
-        carriers.frombytes(carrier_bytes.translate(_CARRIER_BITS))
-        nonstandard = carrier_bytes.translate(_NONSTANDARD_BIT) if fmt >= 2 else None
-        if sys.byteorder != "little":  # pragma: no cover - the file is little-endian
-            codes.byteswap()
+        codes, carriers, nonstandard, meta, bin_path = segfile.read(path)
+        return cls(codes, carriers, meta, bin_path, nonstandard)
+
+    @classmethod
+    def peek(cls, path: str | Path | None = None) -> SegmentDB:
+        """The database for one lookup (``lookup plan``, ``lookup segment``): the file is
+        mapped and only what the lookup reads is read. It answers as :meth:`load`'s does;
+        a process that plans many lookups shares :meth:`default` (decoded once, faster)."""
+        codes, carriers, nonstandard, meta, bin_path = segfile.peek(path)
         return cls(codes, carriers, meta, bin_path, nonstandard)
 
     @staticmethod
@@ -296,17 +174,17 @@ class SegmentDB:
     # -- raw access for the candidate planner ------------------------------------------------
 
     @property
-    def codes(self) -> array[int]:
+    def codes(self) -> Sequence[int]:
         """Region code per segment offset: 0 none, 1..R located, ``UNLOCATED``."""
         return self._codes
 
     @property
-    def carrier_codes(self) -> array[int]:
+    def carrier_codes(self) -> Sequence[int]:
         """Carrier code (1-8, 0 unknown) per segment offset."""
         return self._carrier
 
     @property
-    def nonstandard_flags(self) -> bytes:
+    def nonstandard_flags(self) -> Sequence[int]:
         """Per segment offset: 1 when the numbering plan rejects the segment, else 0."""
         return self._nonstandard
 
@@ -325,7 +203,7 @@ class SegmentDB:
     def geo(self) -> RegionGeo:
         """Where the regions are (``region_geo.json`` beside the database), loaded on first use."""
         if self._geo is None:
-            self._geo = RegionGeo.load(self.path.with_name("region_geo.json"), self)
+            self._geo = RegionGeo.load(self.path.with_name("region_geo.json"), self.region_names())
         return self._geo
 
     def carrier_name(self, code: int) -> str | None:
@@ -378,6 +256,8 @@ class SegmentDB:
         return [r[1] for r in self._regions]
 
     def _suggest(self, text: str, pool: Iterable[str]) -> tuple[str, ...]:
+        import difflib  # for an unknown name only
+
         pool = list(pool)
         near = [n for n in pool if text and (text in n or n in text)]
         near += difflib.get_close_matches(text, pool, n=5, cutoff=0.4)
@@ -385,7 +265,7 @@ class SegmentDB:
 
     def _resolve_city(self, name: str) -> tuple[str, list[str]]:
         """City hint -> (province, labels). Raises UnknownRegionError."""
-        text = _normalise(name)
+        text = normalise(name)
         if not text:
             raise UnknownRegionError("empty city name")
         if text.endswith(("省", "自治区", "特别行政区")) and self._province_name(text):
@@ -393,12 +273,12 @@ class SegmentDB:
                 f"{quote(name)} is a province, not a city: pass it as the province hint "
                 "(--province) instead"
             )
-        for candidate in (text, _strip_unit(text)):
+        for candidate in (text, strip_unit(text)):
             label = self._alias.get(candidate, candidate)
             if label in self._by_city:
                 province = self._regions[self._by_city[label]][0]
                 return province, [label, *self._children.get(label, [])]
-        stripped = _strip_unit(text)
+        stripped = strip_unit(text)
         if self._province_name(text) is not None and stripped not in self._by_city:
             raise UnknownRegionError(
                 f"{quote(name)} is a province, not a city: pass it as the province hint "
@@ -412,7 +292,7 @@ class SegmentDB:
         )
 
     def _province_name(self, text: str) -> str | None:
-        for candidate in (text, _strip_unit(text)):
+        for candidate in (text, strip_unit(text)):
             if candidate in self._provinces:
                 return candidate
             if candidate in self._province_alias:
@@ -420,16 +300,16 @@ class SegmentDB:
         return None
 
     def _resolve_province(self, name: str) -> str:
-        text = _normalise(name)
+        text = normalise(name)
         found = self._province_name(text)
         if found is not None:
             return found
-        suggestions = self._suggest(_strip_unit(text), self._provinces)
+        suggestions = self._suggest(strip_unit(text), self._provinces)
         hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
         raise UnknownRegionError(f"unknown province {quote(name)}{hint}", suggestions=suggestions)
 
     def _resolve_area_code(self, code: str) -> list[int]:
-        text = _hint_digits(code, "area code", "an area code is its digits alone, like 0571 or 010")
+        text = hint_digits(code, "area code", "an area code is its digits alone, like 0571 or 010")
         m = _AREA_CODE.match(text)
         found = self._area_codes.get("0" + m.group(1), []) if m else []
         if not found:
@@ -442,7 +322,7 @@ class SegmentDB:
         return found
 
     def _resolve_zip(self, zip_code: str) -> list[int]:
-        text = _hint_digits(zip_code, "zip", "a zip code is 6 digits (310000, 071000)")
+        text = hint_digits(zip_code, "zip", "a zip code is 6 digits (310000, 071000)")
         if not _ZIP.match(text):
             raise UnknownRegionError(
                 f"a zip code is 6 digits (310000, 071000), got {quote(zip_code)}"

@@ -21,31 +21,24 @@ import hashlib
 import hmac
 import json
 import os
-import secrets
-import sys
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Final, Protocol, Self
-from urllib.parse import urlsplit
+from typing import IO, Any, Final, Self
 
 from pydantic import ValidationError
 
 from lookup.domain.errors import ConfigError, InvalidMaskError
 from lookup.domain.masks import parse_mask
-from lookup.domain.privacy import SECRET_QUERY_KEYS
 from lookup.engine.batch import DEFINITE, STATUSES, BatchRow, RowResult, RowStatus
+from lookup.files.header import JOURNAL_KIND, JOURNAL_VERSION, header_changes
+from lookup.files.locks import lock_journal
 from lookup.files.private import open_private
 
-if TYPE_CHECKING:
-    from lookup.engine.matcher import Mode
+__all__ = ["Journal", "journal_path"]
 
-__all__ = ["AnswerSettings", "Journal", "OutputLock", "journal_header", "journal_path"]
-
-_JOURNAL_KIND: Final = "lookup batch journal"
-_JOURNAL_VERSION: Final = 2
 _MAX_READ: Final = 1 << 16
 """Bytes read at once for a record line (a longer one is read line-wise)."""
 _STATUS_CODE: Final[dict[str, int]] = {s: code for code, s in enumerate(STATUSES, start=1)}
@@ -58,171 +51,12 @@ def journal_path(out: str | Path) -> Path:
     return p.with_name(p.name + ".journal")
 
 
-def _sha256(path: Path) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
-
-
-class AnswerSettings(Protocol):
-    """The settings that change a row's answer (``lookup.runtime.settings.Settings`` has them)."""
-
-    @property
-    def api_url(self) -> str | None: ...
-    @property
-    def api_plugin(self) -> str | None: ...
-    @property
-    def hit_field(self) -> str: ...
-    @property
-    def api_method(self) -> str: ...
-    @property
-    def max_candidates(self) -> int: ...
-
-
-def _api_identity(settings: AnswerSettings) -> str:
-    """Which order API answers, with no credential in it.
-
-    The URL loses its user info and credential-like query values: a rotated key is the
-    same API, while another host, path or (other) query parameter is not.
-    """
-    if settings.api_plugin:
-        return f"plug-in {settings.api_plugin}"
-    url = settings.api_url or ""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    fields = []
-    for item in parts.query.split("&") if parts.query else ():
-        name, eq, _ = item.partition("=")
-        secret = eq and any(k in name.lower() for k in SECRET_QUERY_KEYS)
-        fields.append(f"{name}=***" if secret else item)
-    return parts._replace(netloc=netloc, query="&".join(fields)).geturl()
-
-
-def journal_header(input_path: Path, settings: AnswerSettings, mode: Mode,
-                   *, shown_path: str | None = None) -> dict[str, Any]:  # fmt: skip
-    """The header line: the input and the settings that change answers, and a nonce."""
-    size, digest = _sha256(input_path)
-    return {
-        "journal": _JOURNAL_KIND,
-        "version": _JOURNAL_VERSION,
-        "nonce": secrets.token_hex(16),
-        "input": {"path": shown_path or str(input_path.resolve()), "size": size, "sha256": digest},
-        "settings": {
-            "api": _api_identity(settings),
-            "hit_field": settings.hit_field,
-            "method": settings.api_method,
-            "mode": mode,
-            "max_candidates": settings.max_candidates,
-        },
-    }
-
-
-_SETTING_NAMES: Final = {
-    "hit_field": "the hit field (--hit-field)",
-    "method": "the HTTP method (--method)",
-    "mode": "the mode (--mode)",
-    "max_candidates": "max candidates (--max-candidates)",
-}
-
-
-def _header_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """What differs between a journal's header and this run's, in words."""
-    changes: list[str] = []
-    was, now = old.get("input", {}), new["input"]
-    if not isinstance(was, dict):
-        was = {}
-    if was.get("path") != now["path"]:
-        changes.append(f"the input file is another one (journal: {was.get('path')}, "
-                       f"now: {now['path']})")  # fmt: skip
-    if (was.get("size"), was.get("sha256")) != (now["size"], now["sha256"]):
-        changes.append(
-            f"the input file's content changed (journal: {was.get('size')} bytes, sha256 "
-            f"{str(was.get('sha256'))[:12]}…; now: {now['size']} bytes, sha256 "
-            f"{now['sha256'][:12]}…)"
-        )
-    was, now = old.get("settings", {}), new["settings"]
-    if not isinstance(was, dict):
-        was = {}
-    if was.get("api") != now["api"]:
-        changes.append(f"the order API changed (journal: {was.get('api')}, now: {now['api']})")
-    for key, label in _SETTING_NAMES.items():
-        if was.get(key) != now[key]:
-            changes.append(f"{label} changed (journal: {was.get(key)!r}, now: {now[key]!r})")
-    return changes
-
-
 def _fits(mask: str, phones: Iterable[str]) -> bool:
     try:
         parsed = parse_mask(mask)
     except InvalidMaskError:
         return False  # a row whose mask is bad has no number
     return all(parsed.matches(p) for p in phones)
-
-
-def _lock(f: IO[bytes], path: Path) -> None:
-    """Lock the journal against a second ``lookup batch`` on the same output (POSIX only)."""
-    if sys.platform == "win32":  # pragma: no cover - no advisory locks
-        return
-    import fcntl
-
-    try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise ConfigError(
-            f"{path} is in use by another `lookup batch` writing the same output"
-        ) from None
-
-
-class OutputLock:
-    """An advisory lock on an output path: ``OUT.lock`` beside it, created 0600, held
-    (``flock``) for the whole run and removed at the end.
-
-    The journal's own lock holds one journal; two runs on one output with two journals
-    would still write the same file, so the output is locked too. After locking, the
-    lock file must still be the one at its path (a run ending removes it): otherwise
-    another run got there first. POSIX only (nothing is locked on Windows).
-    """
-
-    def __init__(self, out: Path) -> None:
-        self.path = out.with_name(out.name + ".lock")
-        self._fd: int | None = None
-
-    def __enter__(self) -> Self:
-        if sys.platform == "win32":  # pragma: no cover - no advisory locks
-            return self
-        import fcntl
-
-        busy = ConfigError(
-            f"{self.path.with_suffix('')} is being written by another `lookup batch` "
-            f"({self.path.name} is held): wait for it, or pick another --out"
-        )
-        try:
-            fd = open_private(self.path, os.O_RDWR)
-        except OSError as exc:
-            raise ConfigError(f"cannot create the lock file {self.path}: "
-                              f"{exc.strerror or exc}") from None  # fmt: skip
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            now = os.lstat(self.path)
-        except (BlockingIOError, FileNotFoundError):
-            os.close(fd)
-            raise busy from None
-        mine = os.fstat(fd)
-        if (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino):
-            os.close(fd)
-            raise busy
-        self._fd = fd
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._fd is not None:
-            self.path.unlink(missing_ok=True)  # still locked: no one else holds this file
-            os.close(self._fd)
-            self._fd = None
 
 
 @dataclass
@@ -273,7 +107,7 @@ class Journal:
         fd = open_private(path, os.O_RDWR | os.O_APPEND)
         f = os.fdopen(fd, "a+b")  # O_APPEND: every write lands at the end
         try:
-            _lock(f, path)
+            lock_journal(f, path)
             f.seek(0)
             journal._load(f)
         except BaseException:
@@ -295,7 +129,7 @@ class Journal:
                 header = json.loads(first) if first.endswith(b"\n") else None
             except (ValueError, RecursionError):
                 header = None
-            if not isinstance(header, dict) or header.get("journal") != _JOURNAL_KIND:
+            if not isinstance(header, dict) or header.get("journal") != JOURNAL_KIND:
                 raise ConfigError(f"{path} is not a lookup batch journal: move or delete it")
             journal = cls(path, header)
             f.seek(0)
@@ -376,13 +210,13 @@ class Journal:
             old = json.loads(first)
         except (ValueError, RecursionError):
             old = None
-        if not isinstance(old, dict) or old.get("journal") != _JOURNAL_KIND:
+        if not isinstance(old, dict) or old.get("journal") != JOURNAL_KIND:
             raise ConfigError(f"{self.path} is not a lookup batch journal: move or delete it")
-        if old.get("version") != _JOURNAL_VERSION:
+        if old.get("version") != JOURNAL_VERSION:
             raise ConfigError(f"{self.path} was written by another version of lookup: "
                               "delete it to start over")  # fmt: skip
         self.started = True
-        changes = _header_changes(old, self.header)
+        changes = header_changes(old, self.header)
         if changes:
             raise ConfigError(
                 f"cannot resume from {self.path}: {'; '.join(changes)}. Run with what the "

@@ -51,7 +51,8 @@ from lookup.engine.batch import (
     RowResult,
     RowStatus,
 )
-from lookup.files.journal import AnswerSettings, Journal, journal_header, journal_path
+from lookup.files.header import AnswerSettings, journal_header
+from lookup.files.journal import Journal, journal_path
 from lookup.files.journaled import DEFAULT_WINDOW, CheckerRunner, RowRunner, run_journaled
 from lookup.files.read import MAX_LINE_BYTES, InputFormat, detect_format, input_encoding, read_rows
 from lookup.files.write import CSV_COLUMNS, OutputFile, OutputWriteError

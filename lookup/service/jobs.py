@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from lookup.domain.errors import LookupFailure
 from lookup.domain.privacy import Redactor
 from lookup.engine.batch import DEFAULT_LOOKUPS_IN_FLIGHT, STATUSES, BatchRow, RowResult
-from lookup.files.journal import Journal, journal_header
+from lookup.files.header import journal_header
+from lookup.files.journal import Journal
 from lookup.files.journaled import CheckerRunner, run_journaled
 from lookup.files.private import open_private
 from lookup.files.read import InputFormat, read_rows

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lookup.domain.errors import ConfigError
-from lookup.files.journal import OutputLock
+from lookup.files.locks import OutputLock
 
 ROOT = Path(__file__).resolve().parents[2]
 CLOSED_API = "http://127.0.0.1:9/orders?phone={phone}"  # nothing listens: no lookup may run

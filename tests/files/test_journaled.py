@@ -23,7 +23,8 @@ from lookup.domain.models import Limits
 from lookup.engine.batch import BatchRow, BatchSummary, ResultCallback, RowResult
 from lookup.engine.checker import Checker
 from lookup.engine.matcher import Mode
-from lookup.files.journal import Journal, journal_header
+from lookup.files.header import journal_header
+from lookup.files.journal import Journal
 from lookup.files.journaled import run_journaled
 from lookup.files.read import read_rows
 from lookup.files.write import OutputFile
