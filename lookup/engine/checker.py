@@ -59,6 +59,7 @@ from lookup.engine.checkstate import (
     State,
 )
 from lookup.engine.policies import (
+    UNSHARED_BREAKER,
     Breaker,
     BreakerState,
     ChunkSizer,
@@ -85,6 +86,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+A = TypeVar("A")
 
 _THROTTLED_FOR = 5.0  # seconds after a throttle signal the status still says "throttled"
 _PROBE_RETRY = 0.5  # seconds before asking again when another process holds the probe
@@ -166,6 +168,12 @@ class Checker:
             )
         )  # fmt: skip
         self._quota_rate = self._quota.rate
+        # Only a quota from elsewhere can change its rate without telling _rate_changed.
+        self._watch_rate = quota is not None
+        # The local quota's pacer is asked directly (one call, one clock read fewer).
+        pacer = self._quota.pacer if type(self._quota) is LocalQuota else None
+        self._try_admit = pacer.try_start if pacer is not None else self._quota.try_admit
+        self._clean_since = pacer.on_clean if pacer is not None else None
         self._retry = RetryPolicy(
             limits.max_attempts,
             base=limits.backoff_base,
@@ -194,6 +202,8 @@ class Checker:
         self._background: set[asyncio.Future[None]] = set()
         # Chosen once: the shared outcome cache's claim and publish, or none.
         self._send_one = self._single if self._quota.outcomes is None else self._single_shared
+        # One lookup with nothing shared: a check is the attempts loop and nothing else.
+        self._direct = self._flights is None and self._quota.outcomes is None
 
     # -- public surface ------------------------------------------------------------------
 
@@ -319,6 +329,8 @@ class Checker:
         """
         if stats is None:
             stats = CheckStats()
+        if self._direct:
+            return self._record(phone, await self._attempts(self._api.check, phone, 1, stats, deadline))
         flights = self._flights
         if flights is None:  # one lookup: nothing to find in a cache or join
             return await self._send_one(phone, stats, deadline)
@@ -364,7 +376,7 @@ class Checker:
             stats.cache_hits += len(found)
         if wanted:
             answers: Mapping[str, CheckOutcome] = await self._attempts(
-                lambda: self._timed_many(wanted), len(wanted), stats, deadline
+                self._timed_many, wanted, len(wanted), stats, deadline
             )
             for phone in wanted:
                 found[phone] = self._record(phone, answers[phone])
@@ -386,8 +398,7 @@ class Checker:
     # -- attempts --------------------------------------------------------------------------
 
     async def _single(self, phone: str, stats: CheckStats, deadline: float) -> CheckOutcome:
-        api = self._api
-        outcome: CheckOutcome = await self._attempts(lambda: api.check(phone), 1, stats, deadline)
+        outcome = await self._attempts(self._api.check, phone, 1, stats, deadline)
         return self._record(phone, outcome)
 
     async def _single_shared(self, phone: str, stats: CheckStats, deadline: float) -> CheckOutcome:
@@ -403,9 +414,7 @@ class Checker:
                 self._cache[phone] = known
             return known
         try:
-            outcome: CheckOutcome = await self._attempts(
-                lambda: api.check(phone), 1, stats, deadline
-            )
+            outcome = await self._attempts(api.check, phone, 1, stats, deadline)
         except BaseException:
             # Release the claim so a waiting process checks it; not awaited here, as a
             # cancelled task must not wait on the store (the claim also expires by itself).
@@ -427,11 +436,16 @@ class Checker:
 
     async def _attempts(
         self,
-        send: Callable[[], Awaitable[T]],
+        send: Callable[[A], Awaitable[T]],
+        arg: A,
         numbers: int,
         stats: CheckStats,
         deadline: float,
     ) -> T:
+        """``send(arg)`` through the policies until it has an answer (see the module doc).
+
+        The happy path is one turn of the loop: a slot, a start slot, the request, one
+        report; a timer only when the source's own bound would end after ``deadline``."""
         counters = self._counters
         breaker = self._breaker
         slots = self._slots
@@ -455,16 +469,16 @@ class Checker:
                     await slots.acquire()
                 held = True
                 counters.in_flight = slots.active
-                if not (quota.try_admit() or await quota.admit(deadline - clock())):
+                if not (self._try_admit() or await quota.admit(deadline - clock())):
                     raise DeadlineReached(
                         "the lookup's deadline came before this check could be sent"
                     )
-                if quota.rate != self._quota_rate:
+                if self._watch_rate and quota.rate != self._quota_rate:
                     self._rate_changed(quota.rate, "shared")
                 if stats.halt:
                     raise CheckHalted
                 if not probe:
-                    if breaker.closed:
+                    if shared is not UNSHARED_BREAKER and breaker.closed:
                         open_for = shared.open_for()
                         if open_for > 0:  # another process's breaker opened: ours too
                             breaker.hold(open_for)
@@ -481,7 +495,18 @@ class Checker:
                 start = clock()
                 stats.on_wire = True
                 try:
-                    result = await self._send(send, deadline)
+                    try:
+                        if deadline - start < self._self_bound:
+                            result = await self._bounded(send, arg, deadline - start)
+                        else:  # the source's own bound ends first: no timer of ours
+                            result = await send(arg)
+                    except OrderApiError:
+                        raise
+                    except BaseException as exc:
+                        if is_own_cancellation(exc):
+                            raise
+                        # Whatever else a source raises is a failed check, never a "no".
+                        raise check_failure(exc) from exc
                 except DeadlineReached:
                     stats.on_wire = False
                     raise
@@ -503,7 +528,7 @@ class Checker:
                         await shared.opened(self._limits.breaker_cooldown, str(exc))
                 except FatalApiError:
                     stats.on_wire = False
-                    self._answered(probe, start, "fatal")
+                    self._refused(probe, start)
                     counters.fatal_errors += 1
                     if probe:
                         await shared.closed()
@@ -511,7 +536,7 @@ class Checker:
                     raise
                 else:
                     stats.on_wire = False
-                    self._answered(probe, start, _answer_label(result))
+                    self._answered(probe, start, result)
                     if stats.deferred and attempt == 0:
                         self._budget.refund()  # its wait_retry token was well spent
                     if probe:
@@ -559,39 +584,42 @@ class Checker:
     def _extra_request(self) -> None:
         self._counters.requests += 1
 
-    async def _send(self, send: Callable[[], Awaitable[T]], deadline: float) -> T:
-        """``send()``, over by the lookup's deadline; whatever it raises but this task's
-        own cancellation is an ``OrderApiError`` (a stray exception is a failed check)."""
-        left = deadline - self._clock()
-        scope = None
+    async def _bounded(self, send: Callable[[A], Awaitable[T]], arg: A, left: float) -> T:
+        """``send(arg)`` over by the lookup's deadline, ``left`` seconds from now."""
+        scope = asyncio.timeout(max(left, 0.0))
         try:
-            if left < self._self_bound:  # the source's own bound would end after the deadline
-                async with asyncio.timeout(max(left, 0.0)) as scope:
-                    return await send()
-            return await send()
-        except OrderApiError:
-            raise
-        except BaseException as exc:
-            if is_own_cancellation(exc):
-                raise
-            if scope is not None and scope.expired():
+            async with scope:
+                return await send(arg)
+        except TimeoutError:
+            if scope.expired():
                 raise DeadlineReached(
                     "the lookup's deadline came while this check was on the wire"
                 ) from None
-            raise check_failure(exc) from exc
+            raise
 
-    def _answered(self, probe: bool, start: float, label: str) -> None:
-        """The API answered (an outcome, or a fatal refusal): it is up."""
-        now = self._clock()
-        elapsed = now - start
+    def _answered(self, probe: bool, start: float, result: object) -> None:
+        """The API answered with outcomes: it is up, and was not throttled."""
+        elapsed = self._clock() - start
         self._latency = elapsed if self._latency == 0.0 else 0.9 * self._latency + 0.1 * elapsed
-        self._breaker.on_success(probe)
-        if label != "fatal":
-            self._counters.answered += 1
-            self._budget.on_success()
+        breaker = self._breaker
+        if probe or breaker.failures:
+            breaker.on_success(probe)
+        self._counters.answered += 1
+        self._budget.on_success()
+        if self._clean_since is not None:
+            self._clean_since(start)  # LocalQuota.on_clean(elapsed), one call shorter
+        else:
             self._quota.on_clean(elapsed)
         if self._on_latency is not None:
-            self._on_latency(elapsed, label)
+            self._on_latency(elapsed, _answer_label(result))
+
+    def _refused(self, probe: bool, start: float) -> None:
+        """A fatal refusal: an answer too (the API is up), but no outcome."""
+        elapsed = self._clock() - start
+        self._latency = elapsed if self._latency == 0.0 else 0.9 * self._latency + 0.1 * elapsed
+        self._breaker.on_success(probe)
+        if self._on_latency is not None:
+            self._on_latency(elapsed, "fatal")
 
     def _throttled(self, exc: ThrottledApiError, probe: bool, start: float) -> float | None:
         """Count a throttle. Returns the capped ``Retry-After`` (for the quota, which the
@@ -672,7 +700,13 @@ class LookupChecks:
         if not gate.try_enter():
             await gate.enter()
         try:
-            return await self._checker.check(phone, stats, deadline=self.deadline)
+            checker = self._checker
+            if checker._direct:  # the attempts loop without the checker's frame
+                outcome = await checker._attempts(
+                    checker._api.check, phone, 1, stats, self.deadline
+                )
+                return checker._record(phone, outcome)
+            return await checker.check(phone, stats, deadline=self.deadline)
         finally:
             gate.leave()
 

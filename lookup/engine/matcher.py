@@ -158,6 +158,7 @@ async def _worker(
     items: Iterator[Item], run: _TierRun, r: _Run, stats: CheckStats, chunk: int, retry: bool,
     until: float, sized: bool = False,
 ) -> None:  # fmt: skip
+    """A worker of a source with a batch endpoint: chunks through ``r.many``."""
     checks = r.checks
     while not run.found and run.stop is None:
         now = r.clock()
@@ -183,29 +184,10 @@ async def _worker(
             else:
                 i, p = batch[0]
                 outcomes = [(i, p, await checks.check(p, stats))]
-        except CheckHalted:
-            return
-        except DeadlineReached:  # not the API's failure: unresolved, the time is up
-            run.failed.extend(batch)
-            run.timed_out = True
-            return
-        except TransientApiError:
-            if retry or r.retry_now is None:
-                run.failed.extend(batch)  # to the next retry pass
-            else:
-                run.resend_later(batch, r.clock(), delay or _REQUEUE_AFTER)
-            run.errors += len(batch)
-            continue
-        except OrderApiError as exc:  # fatal, or the breaker stayed open until the deadline
-            if retry and isinstance(exc, CircuitOpenError):
-                run.failed.extend(batch)  # deferred checks the breaker kept out: unresolved
+        except Exception as exc:  # noqa: BLE001 - sorted out by _failed, never a "no"
+            if _failed(exc, batch, run, r, retry, delay):
                 return
-            run.end(_Stop(exc))
-            return
-        except Exception as exc:  # a plug-in's bug: report it, don't read it as a "no"
-            log.exception("the order API raised %s", type(exc).__name__)
-            run.end(_Stop(FatalApiError(f"the order API raised {type(exc).__name__}: {exc}")))
-            return
+            continue
         run.answered(len(outcomes))
         positive = [o for o in outcomes if o[2].has_orders]
         if positive:
@@ -213,6 +195,82 @@ async def _worker(
             if run.mode == "first":
                 run.end()
                 return
+
+
+async def _one_worker(
+    items: Iterator[Item], run: _TierRun, r: _Run, stats: CheckStats, retry: bool, until: float
+) -> None:
+    """A worker checking one number at a time (no batch endpoint): :func:`_worker` without
+    a list or a tuple per check, and no clock read while the tier has no time limit."""
+    check = r.checks.check
+    clock = r.clock
+    bounded = until < math.inf
+    while not run.found and run.stop is None:
+        delay = 0.0  # > 0: a resend of the first pass, next time after this long
+        due = None
+        if run.requeued and not retry:
+            now = clock()
+            if now < until:
+                due = run.resend_due(now, r.retry_now)
+        if due is not None:
+            delay, batch = due
+            item = batch[0]
+        else:
+            if retry and r.retry_wait is not None and not await r.retry_wait(until):
+                return  # the tier's time is up: the rest stays unresolved
+            fresh = next(items, None)
+            if fresh is None:
+                return
+            item = fresh
+        if bounded and clock() >= until:
+            run.failed.append(item)
+            return
+        stats.deferred = retry or delay > 0  # a resend: counted as a retry, token refunded
+        i, p = item
+        try:
+            outcome = await check(p, stats)
+        except Exception as exc:  # noqa: BLE001 - sorted out by _failed, never a "no"
+            if _failed(exc, [item], run, r, retry, delay):
+                return
+            continue
+        run.checked += 1
+        if run.progress is not None:
+            run.progress(run.name, run.checked, run.count)
+        if outcome.has_orders:
+            run.hits.append((i, p, outcome))
+            if run.mode == "first":
+                run.end()
+                return
+
+
+def _failed(
+    exc: Exception, batch: list[Item], run: _TierRun, r: _Run, retry: bool, delay: float
+) -> bool:
+    """A check (or chunk) of ``batch`` raised ``exc``: what it means for the tier.
+    ``True``: the worker stops."""
+    if isinstance(exc, CheckHalted):
+        return True
+    if isinstance(exc, DeadlineReached):  # not the API's failure: unresolved, the time is up
+        run.failed.extend(batch)
+        run.timed_out = True
+        return True
+    if isinstance(exc, TransientApiError):
+        if retry or r.retry_now is None:
+            run.failed.extend(batch)  # to the next retry pass
+        else:
+            run.resend_later(batch, r.clock(), delay or _REQUEUE_AFTER)
+        run.errors += len(batch)
+        return False
+    if isinstance(exc, OrderApiError):  # fatal, or the breaker stayed open until the deadline
+        if retry and isinstance(exc, CircuitOpenError):
+            run.failed.extend(batch)  # deferred checks the breaker kept out: unresolved
+            return True
+        run.end(_Stop(exc))
+        return True
+    # A plug-in's bug: report it, don't read it as a "no".
+    log.error("the order API raised %s", type(exc).__name__, exc_info=exc)
+    run.end(_Stop(FatalApiError(f"the order API raised {type(exc).__name__}: {exc}")))
+    return True
 
 
 async def _pass(
@@ -226,7 +284,11 @@ async def _pass(
     tasks: list[tuple[asyncio.Task[None], CheckStats]] = []
     for _ in range(max(1, min(r.workers, units))):
         stats = CheckStats(deferred=retry)
-        task = asyncio.create_task(_worker(it, run, r, stats, chunk, retry, until, sized))
+        if r.many is None:  # one number per check (chunk is 1)
+            work = _one_worker(it, run, r, stats, retry, until)
+        else:
+            work = _worker(it, run, r, stats, chunk, retry, until, sized)
+        task = asyncio.create_task(work)
         tasks.append((task, stats))
     run.workers = tasks
     try:
