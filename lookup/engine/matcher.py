@@ -156,9 +156,10 @@ class _Run:
 
 async def _worker(
     items: Iterator[Item], run: _TierRun, r: _Run, stats: CheckStats, chunk: int, retry: bool,
-    until: float, sized: bool = False,
+    until: float, sized: bool = False, grow: Callable[[], None] | None = None,
 ) -> None:  # fmt: skip
-    """A worker of a source with a batch endpoint: chunks through ``r.many``."""
+    """A worker of a source with a batch endpoint: chunks through ``r.many``. ``grow``:
+    called once, as it takes its first chunk (the pool's first worker)."""
     checks = r.checks
     while not run.found and run.stop is None:
         now = r.clock()
@@ -173,6 +174,9 @@ async def _worker(
             batch = [item for _, item in zip(range(size), items, strict=False)]
             if not batch:
                 return
+            if grow is not None:
+                grow()
+                grow = None
         if r.clock() >= until:
             run.failed.extend(batch)
             return
@@ -198,8 +202,9 @@ async def _worker(
 
 
 async def _one_worker(
-    items: Iterator[Item], run: _TierRun, r: _Run, stats: CheckStats, retry: bool, until: float
-) -> None:
+    items: Iterator[Item], run: _TierRun, r: _Run, stats: CheckStats, retry: bool, until: float,
+    grow: Callable[[], None] | None = None,
+) -> None:  # fmt: skip
     """A worker checking one number at a time (no batch endpoint): :func:`_worker` without
     a list or a tuple per check, and no clock read while the tier has no time limit."""
     check = r.checks.check
@@ -222,6 +227,9 @@ async def _one_worker(
             if fresh is None:
                 return
             item = fresh
+            if grow is not None:
+                grow()
+                grow = None
         if bounded and clock() >= until:
             run.failed.append(item)
             return
@@ -281,23 +289,44 @@ async def _pass(
     ``sized``: chunks take the adaptive size (``r.chunk_size``) rather than ``chunk``."""
     it = iter(items)
     units = -(-n // chunk)
+    size = max(1, min(r.workers, units))
     tasks: list[tuple[asyncio.Task[None], CheckStats]] = []
-    for _ in range(max(1, min(r.workers, units))):
+    running = True
+
+    def spawn(grow: Callable[[], None] | None = None) -> None:
         stats = CheckStats(deferred=retry)
         if r.many is None:  # one number per check (chunk is 1)
-            work = _one_worker(it, run, r, stats, retry, until)
+            work = _one_worker(it, run, r, stats, retry, until, grow)
         else:
-            work = _worker(it, run, r, stats, chunk, retry, until, sized)
-        task = asyncio.create_task(work)
-        tasks.append((task, stats))
+            work = _worker(it, run, r, stats, chunk, retry, until, sized, grow)
+        tasks.append((asyncio.create_task(work), stats))
+
+    def grow() -> None:
+        # The first worker is still waiting for an answer: start the rest of the pool. A
+        # lookup whose answers never wait (the outcome cache) keeps its one worker.
+        if running and not tasks[0][0].done() and not run.found and run.stop is None:
+            while len(tasks) < size:
+                spawn()
+
+    def grow_soon() -> None:  # the first worker takes its first item
+        asyncio.get_running_loop().call_soon(grow)
+
     run.workers = tasks
+    spawn(grow_soon if size > 1 else None)
     try:
         # Cancelled workers end quietly; a request on the wire lands before its worker ends.
-        outcomes = await asyncio.gather(*(t for t, _ in tasks), return_exceptions=True)
-        for outcome in outcomes:
-            if isinstance(outcome, Exception):  # a bug of ours: never swallowed
-                raise outcome
+        done = 0
+        while done < len(tasks):  # workers started meanwhile are awaited too
+            started = len(tasks)
+            outcomes = await asyncio.gather(
+                *(t for t, _ in tasks[done:started]), return_exceptions=True
+            )
+            done = started
+            for outcome in outcomes:
+                if isinstance(outcome, Exception):  # a bug of ours: never swallowed
+                    raise outcome
     finally:
+        running = False
         for t, _ in tasks:
             t.cancel()
         for _, stats in tasks:
