@@ -255,7 +255,8 @@ class Checker:
         at = self._clock() + deadline if deadline is not None else math.inf
         try:
             direct = (self._sender, self._api.check, self._record) if self._direct else None
-            yield LookupChecks(self, gate, at, direct)
+            split = (self._cached, self._flight) if self._flights is not None else None
+            yield LookupChecks(self, gate, at, direct, split)
         finally:
             self._fair.close(gate)
 
@@ -296,14 +297,26 @@ class Checker:
         flights = self._flights
         if flights is None:  # one lookup: nothing to find in a cache or join
             return await self._send_one(phone, stats, deadline)
+        cached = self._cached(phone, stats)
+        if cached is not None:
+            return cached
+        return await self._flight(phone, stats, deadline)
+
+    def _cached(self, phone: str, stats: CheckStats) -> CheckOutcome | None:
+        """The fresh cached outcome of ``phone`` (a cache hit, counted), without an await."""
         cache = self._cache
-        if cache is not None:
-            cached = cache.get(phone)
-            if cached is not None:
-                self._counters.cache_hits += 1
-                stats.cache_hits += 1
-                return cached
-        outcome, joined = await flights.run(
+        if cache is None:
+            return None
+        cached = cache.get(phone)
+        if cached is not None:
+            self._counters.cache_hits += 1
+            stats.cache_hits += 1
+        return cached
+
+    async def _flight(self, phone: str, stats: CheckStats, deadline: float) -> CheckOutcome:
+        """A cache miss: send, or join an identical check already in flight."""
+        assert self._flights is not None
+        outcome, joined = await self._flights.run(
             phone, lambda: self._send_one(phone, stats, deadline)
         )
         if joined:

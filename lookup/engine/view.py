@@ -17,7 +17,7 @@ from lookup.engine.checkstate import CheckStats
 from lookup.engine.policies import Gate
 from lookup.engine.sending import Sender
 
-__all__ = ["Direct", "LookupChecks"]
+__all__ = ["Direct", "LookupChecks", "Split"]
 
 
 class _Checker(Protocol):
@@ -43,20 +43,29 @@ Direct = tuple[
 """A checker's sender, its API's ``check`` and how it records an outcome, for a view that may skip the
 checker's own frame (one lookup, no cache, no single flight, no shared outcomes)."""
 
+Split = tuple[
+    Callable[[str, CheckStats], CheckOutcome | None],
+    Callable[[str, CheckStats, float], Awaitable[CheckOutcome]],
+]
+"""A shared checker's cache look-up (no await) and its miss (single flight, then the
+attempts): a cache hit is answered without the checker's frame."""
+
 
 class LookupChecks(Generic[C]):
     """One lookup's view of a :class:`~lookup.engine.checker.Checker` (a
     :class:`~lookup.engine.checkstate.Checks`): at most its fair share of the in-flight
     slots, every check bounded by the lookup's deadline."""
 
-    __slots__ = ("_checker", "_direct", "_gate", "deadline")
+    __slots__ = ("_checker", "_direct", "_gate", "_split", "deadline")
 
     def __init__(
-        self, checker: C, gate: Gate, deadline: float, direct: Direct | None = None
-    ) -> None:
+        self, checker: C, gate: Gate, deadline: float, direct: Direct | None = None,
+        split: Split | None = None,
+    ) -> None:  # fmt: skip
         self._checker = checker
         self._gate = gate
         self._direct = direct
+        self._split = split
         self.deadline = deadline
 
     @property
@@ -84,6 +93,13 @@ class LookupChecks(Generic[C]):
                 sender, send, record = direct
                 outcome = await sender.attempts(send, phone, 1, stats, self.deadline)
                 return record(phone, outcome)
+            split = self._split
+            if split is not None:  # a shared checker: a cache hit needs no await
+                cached, flight = split
+                hit = cached(phone, stats)
+                if hit is not None:
+                    return hit
+                return await flight(phone, stats, self.deadline)
             return await self._checker.check(phone, stats, deadline=self.deadline)
         finally:
             gate.leave()
