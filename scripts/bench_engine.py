@@ -158,7 +158,9 @@ def naive_threads_variant(url: str, phones: Sequence[str]) -> tuple[int, str]:
 
 # Each experiment patches lookup's classes for the duration of one find[NAME] run and puts
 # everything back afterwards (unittest.mock.patch); nothing under lookup/ is edited.
-# no-read-timer and rate-fix are the proposed fixes; the others separate the causes.
+# no-read-timer is a proposed fix; the others separate the causes. (rate-headroom, local-429
+# and rate-fix patched the checker's pacing before it moved to the Pacer, which now spaces
+# starts with a headroom of its own: they are gone.)
 
 
 class _NoTimeout:
@@ -245,55 +247,11 @@ def exp_no_slots() -> Iterator[None]:
         yield
 
 
-RATE_HEADROOM = 0.02
-"""Jitter allowance of the rate-headroom experiment: seconds per second of pacing."""
-
-
-@contextlib.contextmanager
-def exp_rate_headroom() -> Iterator[None]:
-    """Space starts (1 + 0.02) / max_per_second apart: the (rate+1)-th start then comes
-    20 ms after the end of the first one's 1 s window instead of exactly on its edge."""
-    original = Checker.__init__
-
-    def __init__(self: Checker, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        self._interval *= 1 + RATE_HEADROOM
-
-    with mock.patch.object(Checker, "__init__", __init__):
-        yield
-
-
-@contextlib.contextmanager
-def exp_local_429() -> Iterator[None]:
-    """With a client-side rate set, a 429 delays only the rejected check (its retry waits
-    Retry-After) and costs one rate slot, instead of pausing the whole checker."""
-    original = Checker._pause
-
-    def _pause(self: Checker, until: float) -> None:
-        if not self._interval:
-            original(self, until)
-            return
-        self._next_slot = max(self._next_slot, self._clock()) + self._interval
-
-    with mock.patch.object(Checker, "_pause", _pause):
-        yield
-
-
-@contextlib.contextmanager
-def exp_rate_fix() -> Iterator[None]:
-    """rate-headroom + local-429: rare 429s, and a rare 429 costs one slot, not a second."""
-    with exp_rate_headroom(), exp_local_429():
-        yield
-
-
 EXPERIMENTS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
     "no-read-timer": exp_no_read_timer,
     "one-deadline": exp_one_deadline,
     "aiohttp-total": exp_aiohttp_total,
     "no-slots": exp_no_slots,
-    "rate-headroom": exp_rate_headroom,
-    "local-429": exp_local_429,
-    "rate-fix": exp_rate_fix,
 }
 
 

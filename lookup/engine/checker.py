@@ -6,12 +6,11 @@ limits hold across concurrent lookups, batch runs and the service. A check goes:
     cache -> single flight -> breaker (wait while open) -> concurrency slot -> quota
     -> the API -> outcome recorded (breaker, quota AIMD, retry budget, cache)
 
-Every policy is reached through the same few hooks, in one loop (:meth:`Checker._attempts`):
-a synchronous ``try_*`` fast path and an awaited wait before the request
-(``breaker.admit``, ``slots.try_acquire``/``acquire``, ``quota.try_admit``/``admit``), then
-one report after it: an answer (``on_success``, ``on_clean``), a throttle (``on_throttle``)
-or a failure (``on_failure``). The order is fixed, not a list walked per check: the check
-path stays as short as a hand-written loop.
+Every policy is reached through the same few hooks, in one loop: the attempts of a check,
+run by the :class:`~lookup.engine.sending.Sender` (a synchronous ``try_*`` fast path and an
+awaited wait before the request, then one report after it). The order is fixed, not a
+list walked per check: the check path stays as short as a hand-written loop. The checker
+composes that sender with the outcome cache, single flight and fair shares.
 
 Throttling (429, 503 + ``Retry-After``, a throttle signal in the body) is backpressure:
 the pacer lowers its rate (and pauses for ``Retry-After``) and the check is sent again
@@ -39,40 +38,30 @@ import math
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from lookup.domain.errors import (
-    FatalApiError,
-    OrderApiError,
-    ThrottledApiError,
     TransientApiError,
 )
 from lookup.domain.models import DEFAULT_LIMITS, CheckOutcome, Limits
 from lookup.engine.checkstate import (
-    KIND_COUNTER,
     CheckerCounters,
     CheckerStatus,
     CheckHalted,
     Checks,
     CheckStats,
-    DeadlineReached,
     State,
 )
 from lookup.engine.policies import (
-    Breaker,
     BreakerState,
     ChunkSizer,
     FairScheduler,
-    FifoSlots,
-    Gate,
-    LocalQuota,
     Quota,
-    RetryBudget,
-    RetryPolicy,
     SingleFlight,
 )
 from lookup.engine.policies.cache import CheckOutcomeCache
-from lookup.orders.base import check_failure, is_own_cancellation
+from lookup.engine.sending import Sender
+from lookup.engine.view import LookupChecks
 
 __all__ = [
     "CheckHalted",
@@ -84,10 +73,7 @@ __all__ = [
     "LookupChecks",
 ]
 
-T = TypeVar("T")
-
 _THROTTLED_FOR = 5.0  # seconds after a throttle signal the status still says "throttled"
-_PROBE_RETRY = 0.5  # seconds before asking again when another process holds the probe
 
 
 class _Api(Protocol):
@@ -133,19 +119,25 @@ class Checker:
         one_lookup: bool = False,
     ) -> None:
         self._api = api
-        self._last_throttle = -math.inf
         self._limits = limits
         self._clock = clock
         self._sleep = sleep
-        self._on_latency = on_latency
-        self._counters = CheckerCounters()
         # A source that bounds each call itself (HTTP: its total timeout) needs no timer of
         # ours unless the deadline comes first.
         bound = getattr(api, "call_timeout", None)
-        self._self_bound = float(bound) if isinstance(bound, int | float) else math.inf
+        self._sender = sender = Sender(
+            limits, clock=clock, sleep=sleep, rng=rng, on_latency=on_latency, quota=quota,
+            self_bound=float(bound) if isinstance(bound, int | float) else math.inf,
+        )  # fmt: skip
+        # The policies, shared with the sender (the same objects).
+        self._counters = sender.counters
+        self._slots = sender.slots
+        self._quota = sender.quota
+        self._budget = sender.budget
+        self._breaker = sender.breaker
         listen = getattr(api, "add_request_listener", None)
         if callable(listen):  # requests a source sends on its own (a followed redirect)
-            listen(self._extra_request)
+            listen(sender.extra_request)
         self._batch = callable(getattr(api, "check_many", None)) and bool(
             getattr(api, "batch_supported", True)
         )
@@ -153,35 +145,6 @@ class Checker:
         self._chunks = ChunkSizer(limits.batch_size, adapt=limits.adapt_batch_size)
         # A source that answers a whole segment in one query (a range scan) says so.
         self._segments = self._batch and bool(getattr(api, "segment_queries", False))
-        self._latency = 0.0  # EWMA of answer times, for sizing the window to the rate
-        # With no ceiling the pacer starts modest and doubles (its slow start): the pacer
-        # spaces the starts; the window follows the rate once the first throttle ends it.
-        self._slots = FifoSlots(limits.max_in_flight)
-        self._quota: Quota = (
-            quota
-            if quota is not None
-            else LocalQuota(
-                limits.max_per_second, clock=clock, sleep=sleep, start=limits.start_rate,
-                on_change=self._rate_changed,
-            )
-        )  # fmt: skip
-        self._quota_rate = self._quota.rate
-        self._retry = RetryPolicy(
-            limits.max_attempts,
-            base=limits.backoff_base,
-            cap=limits.backoff_cap,
-            retry_after_cap=limits.retry_after_cap,
-            rng=rng if rng is not None else random.Random(),
-        )
-        self._budget = RetryBudget(
-            limits.retry_budget_min,
-            per_success=limits.retry_budget_ratio,
-            per_second=limits.retry_budget_rate,
-            clock=clock,
-        )
-        self._breaker = Breaker(
-            limits.breaker_threshold, limits.breaker_cooldown, clock=clock, sleep=sleep
-        )
         self._cache: CheckOutcomeCache | None = (
             CheckOutcomeCache(limits.cache_size, limits.cache_ttl, clock=clock)
             if limits.cache_ttl > 0 and limits.cache_size > 0 and not one_lookup
@@ -191,9 +154,17 @@ class Checker:
             None if one_lookup else SingleFlight((CheckHalted,))
         )
         self._fair = FairScheduler(lambda: self._slots.limit)
+        sender.on_window = self._fair.rebalance
         self._background: set[asyncio.Future[None]] = set()
         # Chosen once: the shared outcome cache's claim and publish, or none.
         self._send_one = self._single if self._quota.outcomes is None else self._single_shared
+        # One lookup with nothing shared: a check is the attempts loop and nothing else.
+        self._direct = self._flights is None and self._quota.outcomes is None
+
+    @property
+    def _self_bound(self) -> float:
+        """Seconds the source bounds each call by itself (``math.inf``: no bound)."""
+        return self._sender.self_bound
 
     # -- public surface ------------------------------------------------------------------
 
@@ -257,7 +228,7 @@ class Checker:
         """The state now: ``ok``, ``throttled``, ``paused``, ``down`` or ``probing``."""
         now = self._clock()
         breaker = self._breaker.state
-        pause, throttled = self._quota.paused_for, self._last_throttle
+        pause, throttled = self._quota.paused_for, self._sender.last_throttle
         state: State
         probe_in = paused_for = None
         if breaker == "open":
@@ -277,13 +248,15 @@ class Checker:
     @contextlib.asynccontextmanager
     async def lookup(
         self, group: Hashable = None, *, deadline: float | None = None
-    ) -> AsyncIterator[LookupChecks]:
+    ) -> AsyncIterator[LookupChecks[Checker]]:
         """A view of the checker for one lookup: its fair share of the slots (split between
         ``group`` names first), checks bounded by ``deadline`` (seconds from now)."""
         gate = self._fair.open(group)
         at = self._clock() + deadline if deadline is not None else math.inf
         try:
-            yield LookupChecks(self, gate, at)
+            direct = (self._sender, self._api.check, self._record) if self._direct else None
+            split = (self._cached, self._flight) if self._flights is not None else None
+            yield LookupChecks(self, gate, at, direct, split)
         finally:
             self._fair.close(gate)
 
@@ -319,17 +292,31 @@ class Checker:
         """
         if stats is None:
             stats = CheckStats()
+        if self._direct:
+            return self._record(phone, await self._sender.attempts(self._api.check, phone, 1, stats, deadline))
         flights = self._flights
         if flights is None:  # one lookup: nothing to find in a cache or join
             return await self._send_one(phone, stats, deadline)
+        cached = self._cached(phone, stats)
+        if cached is not None:
+            return cached
+        return await self._flight(phone, stats, deadline)
+
+    def _cached(self, phone: str, stats: CheckStats) -> CheckOutcome | None:
+        """The fresh cached outcome of ``phone`` (a cache hit, counted), without an await."""
         cache = self._cache
-        if cache is not None:
-            cached = cache.get(phone)
-            if cached is not None:
-                self._counters.cache_hits += 1
-                stats.cache_hits += 1
-                return cached
-        outcome, joined = await flights.run(
+        if cache is None:
+            return None
+        cached = cache.get(phone)
+        if cached is not None:
+            self._counters.cache_hits += 1
+            stats.cache_hits += 1
+        return cached
+
+    async def _flight(self, phone: str, stats: CheckStats, deadline: float) -> CheckOutcome:
+        """A cache miss: send, or join an identical check already in flight."""
+        assert self._flights is not None
+        outcome, joined = await self._flights.run(
             phone, lambda: self._send_one(phone, stats, deadline)
         )
         if joined:
@@ -363,8 +350,8 @@ class Checker:
             self._counters.cache_hits += len(found)
             stats.cache_hits += len(found)
         if wanted:
-            answers: Mapping[str, CheckOutcome] = await self._attempts(
-                lambda: self._timed_many(wanted), len(wanted), stats, deadline
+            answers: Mapping[str, CheckOutcome] = await self._sender.attempts(
+                self._timed_many, wanted, len(wanted), stats, deadline
             )
             for phone in wanted:
                 found[phone] = self._record(phone, answers[phone])
@@ -386,8 +373,7 @@ class Checker:
     # -- attempts --------------------------------------------------------------------------
 
     async def _single(self, phone: str, stats: CheckStats, deadline: float) -> CheckOutcome:
-        api = self._api
-        outcome: CheckOutcome = await self._attempts(lambda: api.check(phone), 1, stats, deadline)
+        outcome = await self._sender.attempts(self._api.check, phone, 1, stats, deadline)
         return self._record(phone, outcome)
 
     async def _single_shared(self, phone: str, stats: CheckStats, deadline: float) -> CheckOutcome:
@@ -403,9 +389,7 @@ class Checker:
                 self._cache[phone] = known
             return known
         try:
-            outcome: CheckOutcome = await self._attempts(
-                lambda: api.check(phone), 1, stats, deadline
-            )
+            outcome = await self._sender.attempts(api.check, phone, 1, stats, deadline)
         except BaseException:
             # Release the claim so a waiting process checks it; not awaited here, as a
             # cancelled task must not wait on the store (the claim also expires by itself).
@@ -424,263 +408,3 @@ class Checker:
         if self._cache is not None:
             self._cache[phone] = outcome
         return outcome
-
-    async def _attempts(
-        self,
-        send: Callable[[], Awaitable[T]],
-        numbers: int,
-        stats: CheckStats,
-        deadline: float,
-    ) -> T:
-        counters = self._counters
-        breaker = self._breaker
-        slots = self._slots
-        quota = self._quota
-        shared = quota.breaker
-        clock = self._clock
-        attempt = 0
-        resend = stats.deferred
-        while True:
-            if stats.halt:
-                raise CheckHalted
-            probe = False
-            if not breaker.closed:
-                turn = await self._admit_probe(deadline)
-                if turn is None:
-                    continue  # another process probes: wait with the others
-                probe = turn
-            held = False
-            try:
-                if not slots.try_acquire():
-                    await slots.acquire()
-                held = True
-                counters.in_flight = slots.active
-                if not (quota.try_admit() or await quota.admit(deadline - clock())):
-                    raise DeadlineReached(
-                        "the lookup's deadline came before this check could be sent"
-                    )
-                if quota.rate != self._quota_rate:
-                    self._rate_changed(quota.rate, "shared")
-                if stats.halt:
-                    raise CheckHalted
-                if not probe:
-                    if breaker.closed:
-                        open_for = shared.open_for()
-                        if open_for > 0:  # another process's breaker opened: ours too
-                            breaker.hold(open_for)
-                    if not breaker.closed:
-                        # The breaker opened while this check queued for its slot or its
-                        # pacing: send nothing, wait for the probe with the others.
-                        continue
-                counters.requests += 1
-                counters.numbers += numbers
-                stats.sent += 1
-                if resend:
-                    stats.retries += 1
-                    counters.retries += 1
-                start = clock()
-                stats.on_wire = True
-                try:
-                    result = await self._send(send, deadline)
-                except DeadlineReached:
-                    stats.on_wire = False
-                    raise
-                except ThrottledApiError as exc:
-                    stats.on_wire = False
-                    retry_after = self._throttled(exc, probe, start)
-                    if probe:
-                        await shared.closed()
-                    probe = False
-                    resend = True
-                    await quota.on_throttle(clock() - start, retry_after)
-                    continue  # sent again when the lowered rate allows
-                except TransientApiError as exc:
-                    stats.on_wire = False
-                    opened = self._failed(exc, probe, start)
-                    probe = False
-                    error = exc
-                    if opened:
-                        await shared.opened(self._limits.breaker_cooldown, str(exc))
-                except FatalApiError:
-                    stats.on_wire = False
-                    self._answered(probe, start, "fatal")
-                    counters.fatal_errors += 1
-                    if probe:
-                        await shared.closed()
-                    probe = False
-                    raise
-                else:
-                    stats.on_wire = False
-                    self._answered(probe, start, _answer_label(result))
-                    if stats.deferred and attempt == 0:
-                        self._budget.refund()  # its wait_retry token was well spent
-                    if probe:
-                        await shared.closed()
-                        probe = False
-                    return result
-            finally:
-                if held:
-                    slots.release()
-                    counters.in_flight = slots.active
-                if probe:  # cancelled (or halted) before its answer: let another caller probe
-                    breaker.probe_cancelled()
-
-            # Out of the slot: backoff sleeps must not hold one.
-            attempt += 1
-            if attempt >= self._retry.attempts:
-                raise error
-            if not self._budget.try_take():
-                counters.retries_denied += 1
-                raise error
-            delay = self._retry.backoff(attempt - 1, error.retry_after)
-            if clock() + delay > deadline:
-                raise error
-            await self._sleep(delay)
-            resend = True
-
-    async def _admit_probe(self, deadline: float) -> bool | None:
-        """The breaker is not closed: wait for it (``False``: closed meanwhile, ``True``:
-        this caller sends the probe); ``None`` when another process holds the probe."""
-        breaker = self._breaker
-        try:
-            probe = await breaker.admit(deadline)
-        except Exception:
-            self._counters.short_circuited += 1
-            raise
-        if probe:
-            shared = self._quota.breaker
-            if not await shared.claim_probe():
-                # Another process probes (or re-opened it): wait with the others.
-                breaker.hold(max(shared.open_for(), _PROBE_RETRY))
-                breaker.probe_cancelled()
-                return None
-        return probe
-
-    def _extra_request(self) -> None:
-        self._counters.requests += 1
-
-    async def _send(self, send: Callable[[], Awaitable[T]], deadline: float) -> T:
-        """``send()``, over by the lookup's deadline; whatever it raises but this task's
-        own cancellation is an ``OrderApiError`` (a stray exception is a failed check)."""
-        left = deadline - self._clock()
-        scope = None
-        try:
-            if left < self._self_bound:  # the source's own bound would end after the deadline
-                async with asyncio.timeout(max(left, 0.0)) as scope:
-                    return await send()
-            return await send()
-        except OrderApiError:
-            raise
-        except BaseException as exc:
-            if is_own_cancellation(exc):
-                raise
-            if scope is not None and scope.expired():
-                raise DeadlineReached(
-                    "the lookup's deadline came while this check was on the wire"
-                ) from None
-            raise check_failure(exc) from exc
-
-    def _answered(self, probe: bool, start: float, label: str) -> None:
-        """The API answered (an outcome, or a fatal refusal): it is up."""
-        now = self._clock()
-        elapsed = now - start
-        self._latency = elapsed if self._latency == 0.0 else 0.9 * self._latency + 0.1 * elapsed
-        self._breaker.on_success(probe)
-        if label != "fatal":
-            self._counters.answered += 1
-            self._budget.on_success()
-            self._quota.on_clean(elapsed)
-        if self._on_latency is not None:
-            self._on_latency(elapsed, label)
-
-    def _throttled(self, exc: ThrottledApiError, probe: bool, start: float) -> float | None:
-        """Count a throttle. Returns the capped ``Retry-After`` (for the quota, which the
-        caller tells: it pauses and lowers the rate)."""
-        counters = self._counters
-        counters.throttled += 1
-        counters.rate_limited += 1
-        self._breaker.on_success(probe)  # a throttle is an answer: the API is up
-        retry_after = None
-        if exc.retry_after is not None:
-            retry_after = min(max(exc.retry_after, 0.0), self._limits.retry_after_cap)
-        self._last_throttle = self._clock()
-        if self._on_latency is not None:
-            self._on_latency(self._clock() - start, "throttled")
-        return retry_after
-
-    def _failed(self, exc: TransientApiError, probe: bool, start: float) -> bool:
-        """Count a transient failure; ``True`` when it opened the breaker."""
-        counters = self._counters
-        counters.transient_errors += 1
-        name = KIND_COUNTER.get(exc.kind)
-        if name is not None:
-            setattr(counters, name, getattr(counters, name) + 1)
-        opens = self._breaker.opens
-        self._breaker.on_failure(probe, str(exc), connect=exc.kind == "connect")
-        counters.breaker_opens += self._breaker.opens - opens
-        if self._on_latency is not None:
-            self._on_latency(self._clock() - start, "transient")
-        return self._breaker.opens > opens
-
-    def _rate_changed(self, rate: float | None, why: str) -> None:
-        """The concurrency window follows the rate: what the rate keeps busy, plus room."""
-        self._quota_rate = rate
-        if rate is None or self._quota.slow_start:
-            return
-        latency = self._latency or 0.05
-        slots = self._slots
-        before = slots.limit
-        slots.set_limit(math.ceil(rate * latency * 2.0) + 2)
-        if slots.limit != before:
-            self._fair.rebalance()  # the lookups' shares follow the window
-
-
-def _answer_label(result: object) -> str:
-    if isinstance(result, CheckOutcome):
-        return "hit" if result.has_orders else "miss"
-    return "batch"
-
-
-class LookupChecks:
-    """One lookup's view of a :class:`Checker` (a :class:`Checks`): at most its fair
-    share of the in-flight slots, every check bounded by the lookup's deadline."""
-
-    __slots__ = ("_checker", "_gate", "deadline")
-
-    def __init__(self, checker: Checker, gate: Gate, deadline: float) -> None:
-        self._checker = checker
-        self._gate = gate
-        self.deadline = deadline
-
-    @property
-    def checker(self) -> Checker:
-        return self._checker
-
-    @property
-    def share(self) -> int:
-        """Checks this lookup may have in flight now."""
-        return self._gate.share
-
-    @property
-    def fair_width(self) -> int:
-        """This lookup's share of ``max_in_flight`` (what it may widen to as the checker's
-        window grows): how many workers it is worth running."""
-        return self._gate.share_of(self._checker.limits.max_in_flight)
-
-    async def check(self, phone: str, stats: CheckStats) -> CheckOutcome:
-        gate = self._gate
-        if not gate.try_enter():
-            await gate.enter()
-        try:
-            return await self._checker.check(phone, stats, deadline=self.deadline)
-        finally:
-            gate.leave()
-
-    async def check_many(self, phones: Sequence[str], stats: CheckStats) -> dict[str, CheckOutcome]:
-        gate = self._gate
-        if not gate.try_enter():
-            await gate.enter()
-        try:
-            return await self._checker.check_many(phones, stats, deadline=self.deadline)
-        finally:
-            gate.leave()

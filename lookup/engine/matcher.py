@@ -1,14 +1,13 @@
 """The hierarchical match: tier by tier, concurrently, first positive wins.
 
-For each tier a fixed pool of workers pulls candidates (or chunks of them, when the API
-has a batch endpoint) from the tier's lazy iterator: never one task per candidate. A
-chunk's size follows the source's answer times (the checker's
-:class:`~lookup.engine.policies.ChunkSizer`); a source that answers a whole segment in one
-query (PostgreSQL's range scan) is asked a tier of whole segments (a mask hiding the last
-four digits) one segment per chunk. A
-positive answer ends the tier: nothing new is sent for the lookup, the workers still
-waiting are cancelled, and a request already on the wire is left to land (its pooled
-connection stays open). The earliest hit in tier order wins.
+Each tier is one pass of a pool of workers over the tier's lazy iterator
+(:mod:`lookup.engine.pool`): never one task per candidate. A chunk's size follows the
+source's answer times (the checker's :class:`~lookup.engine.policies.ChunkSizer`); a source
+that answers a whole segment in one query (PostgreSQL's range scan) is asked a tier of
+whole segments (a mask hiding the last four digits) one segment per chunk. A positive
+answer ends the tier: nothing new is sent for the lookup, the workers still waiting are
+cancelled, and a request already on the wire is left to land (its pooled connection stays
+open). The earliest hit in tier order wins.
 
 A tier is negative only when every candidate has a definite answer. A check that failed
 after the checker's retries is sent again half a second later (then 1, 2, 4, 8 s),
@@ -22,24 +21,14 @@ time left, the unresolved candidates get another go first). A failed check is ne
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 
-from lookup.domain.errors import (
-    CircuitOpenError,
-    ConfigError,
-    FatalApiError,
-    OrderApiError,
-    TransientApiError,
-)
+from lookup.domain.errors import ConfigError
 from lookup.domain.masks import Mask
 from lookup.domain.models import (
-    CheckOutcome,
     Hit,
     Limits,
     LookupRequest,
@@ -50,8 +39,8 @@ from lookup.domain.models import (
 )
 from lookup.domain.segments import SegmentDB
 from lookup.domain.tiers import DEFAULT_MAX_CANDIDATES, TierPlan, plan
-from lookup.engine.checker import Checker, CheckHalted, Checks, CheckStats
-from lookup.engine.checkstate import DeadlineReached
+from lookup.engine.checker import Checker, Checks
+from lookup.engine.pool import CheckMany, PassRun, Progress, TierRun, retry_deferred, run_pass
 from lookup.orders.base import OrderApi, mask_phone
 
 __all__ = ["Mode", "Progress", "audit", "deadline_warning", "find", "match_plan", "run_plan"]
@@ -60,191 +49,11 @@ __all__ = ["Mode", "Progress", "audit", "deadline_warning", "find", "match_plan"
 audit_log = logging.getLogger("lookup.audit")
 log = logging.getLogger("lookup.matcher")
 
-Progress = Callable[[str, int, int], None]
-"""``progress(tier, answered, count)``: called as checks of a tier get answers."""
-
 # A worker is a task, created per pass and cancelled at a hit (tens of µs each): a lookup
 # gets one spare worker (beyond its share) per this many candidates of its largest tier.
 _CANDIDATES_PER_SPARE_WORKER = 16
 
-Item = tuple[int, str]  # (position in the tier, number)
-
-# A check that failed in a tier's first pass is sent again this long after (doubling each
-# time it fails, up to the cap), between fresh candidates, when the retry budget has a
-# token: a hit whose first check failed is then found in about this time, not after the
-# whole rest of its tier.
-_REQUEUE_AFTER = 0.5
-_REQUEUE_CAP = 8.0
 SEGMENT_SIZE = 10_000  # the numbers of one 7-digit segment
-
-
-CheckMany = Callable[[Sequence[str], CheckStats], Awaitable[Mapping[str, CheckOutcome]]]
-
-
-@dataclass(frozen=True)
-class _Stop:
-    """A fatal answer or a breaker that stayed open: the lookup ends as api_error."""
-
-    error: OrderApiError
-
-
-@dataclass(eq=False)
-class _TierRun:
-    """One tier's state, shared by its workers (one event loop, no locks)."""
-
-    name: str
-    count: int
-    mode: Mode
-    progress: Progress | None
-    checked: int = 0
-    errors: int = 0
-    found: bool = False
-    failed: list[Item] = field(default_factory=list)
-    requeued: collections.deque[tuple[float, float, list[Item]]] = field(
-        default_factory=collections.deque
-    )  # (ready at, delay, chunk): failed in the first pass, sent again when the budget allows
-    hits: list[tuple[int, str, CheckOutcome]] = field(default_factory=list)
-    stop: _Stop | None = None
-    timed_out: bool = False  # the lookup's deadline came with candidates of this tier unsent
-    workers: list[tuple[asyncio.Task[None], CheckStats]] = field(default_factory=list)
-
-    def resend_due(
-        self, now: float, take_token: Callable[[], bool] | None
-    ) -> tuple[float, list[Item]] | None:
-        """The first resend that is due, with its next delay, if the budget has a token."""
-        q = self.requeued
-        if not q or q[0][0] > now or take_token is None or not take_token():
-            return None
-        _, delay, batch = q.popleft()
-        return min(delay * 2.0, _REQUEUE_CAP), batch
-
-    def resend_later(self, batch: list[Item], now: float, delay: float) -> None:
-        self.requeued.append((now + delay, delay, batch))
-
-    def answered(self, n: int) -> None:
-        self.checked += n
-        if self.progress is not None:
-            self.progress(self.name, self.checked, self.count)
-
-    def end(self, stop: _Stop | None = None) -> None:
-        """Nothing new for this lookup: halt every worker, cancel those not on the wire."""
-        if stop is not None and self.stop is None:
-            self.stop = stop
-        self.found = self.found or stop is None
-        current = asyncio.current_task()
-        for task, stats in self.workers:
-            stats.halt = True
-            if task is not current and not stats.on_wire:
-                task.cancel()
-
-
-@dataclass
-class _Run:
-    """What a pass needs besides the tier: how to check, and when to give up."""
-
-    checks: Checks
-    workers: int
-    batch: int
-    deadline: float
-    clock: Callable[[], float]
-    retry_wait: Callable[[float], Awaitable[bool]] | None
-    many: CheckMany | None
-    retry_now: Callable[[], bool] | None = None
-    stats: CheckStats = field(default_factory=CheckStats)
-    chunk_size: Callable[[], int] | None = None  # the adaptive size of a first-pass chunk
-
-
-async def _worker(
-    items: Iterator[Item], run: _TierRun, r: _Run, stats: CheckStats, chunk: int, retry: bool,
-    until: float, sized: bool = False,
-) -> None:  # fmt: skip
-    checks = r.checks
-    while not run.found and run.stop is None:
-        now = r.clock()
-        due = None if retry or now >= until else run.resend_due(now, r.retry_now)
-        delay = 0.0  # > 0: a resend of the first pass, next time after this long
-        if due is not None:
-            delay, batch = due
-        else:
-            if retry and r.retry_wait is not None and not await r.retry_wait(until):
-                return  # the tier's time is up: the rest stays unresolved
-            size = r.chunk_size() if sized and r.chunk_size is not None else chunk
-            batch = [item for _, item in zip(range(size), items, strict=False)]
-            if not batch:
-                return
-        if r.clock() >= until:
-            run.failed.extend(batch)
-            return
-        stats.deferred = retry or delay > 0  # a resend: counted as a retry, token refunded
-        try:
-            if r.many is not None and len(batch) > 1:
-                answers = await r.many([p for _, p in batch], stats)
-                outcomes = [(i, p, answers[p]) for i, p in batch]
-            else:
-                i, p = batch[0]
-                outcomes = [(i, p, await checks.check(p, stats))]
-        except CheckHalted:
-            return
-        except DeadlineReached:  # not the API's failure: unresolved, the time is up
-            run.failed.extend(batch)
-            run.timed_out = True
-            return
-        except TransientApiError:
-            if retry or r.retry_now is None:
-                run.failed.extend(batch)  # to the next retry pass
-            else:
-                run.resend_later(batch, r.clock(), delay or _REQUEUE_AFTER)
-            run.errors += len(batch)
-            continue
-        except OrderApiError as exc:  # fatal, or the breaker stayed open until the deadline
-            if retry and isinstance(exc, CircuitOpenError):
-                run.failed.extend(batch)  # deferred checks the breaker kept out: unresolved
-                return
-            run.end(_Stop(exc))
-            return
-        except Exception as exc:  # a plug-in's bug: report it, don't read it as a "no"
-            log.exception("the order API raised %s", type(exc).__name__)
-            run.end(_Stop(FatalApiError(f"the order API raised {type(exc).__name__}: {exc}")))
-            return
-        run.answered(len(outcomes))
-        positive = [o for o in outcomes if o[2].has_orders]
-        if positive:
-            run.hits.extend(positive)
-            if run.mode == "first":
-                run.end()
-                return
-
-
-async def _pass(
-    items: Iterable[Item], n: int, run: _TierRun, r: _Run, *, chunk: int = 1,
-    retry: bool = False, until: float = math.inf, sized: bool = False,
-) -> None:  # fmt: skip
-    """Check ``items`` (``n`` of them) with a pool of workers; stop early on a hit.
-    ``sized``: chunks take the adaptive size (``r.chunk_size``) rather than ``chunk``."""
-    it = iter(items)
-    units = -(-n // chunk)
-    tasks: list[tuple[asyncio.Task[None], CheckStats]] = []
-    for _ in range(max(1, min(r.workers, units))):
-        stats = CheckStats(deferred=retry)
-        task = asyncio.create_task(_worker(it, run, r, stats, chunk, retry, until, sized))
-        tasks.append((task, stats))
-    run.workers = tasks
-    try:
-        # Cancelled workers end quietly; a request on the wire lands before its worker ends.
-        outcomes = await asyncio.gather(*(t for t, _ in tasks), return_exceptions=True)
-        for outcome in outcomes:
-            if isinstance(outcome, Exception):  # a bug of ours: never swallowed
-                raise outcome
-    finally:
-        for t, _ in tasks:
-            t.cancel()
-        for _, stats in tasks:
-            r.stats.add(stats)
-        run.workers = []
-        while run.requeued:  # not sent again in this pass: the retry pass has them
-            run.failed.extend(run.requeued.popleft()[2])
-    if not run.found and run.stop is None:
-        run.failed.extend(it)  # what the workers left when the tier's time ran out
 
 
 async def run_plan(
@@ -278,18 +87,18 @@ async def run_plan(
     started = time.perf_counter()
     span = deadline - clock()  # the deadline, in seconds from now
     many: CheckMany | None = getattr(checks, "check_many", None) if batch_size > 1 else None
-    r = _Run(
+    r = PassRun(
         checks, max(1, workers), batch_size if many else 1, deadline, clock, retry_wait, many,
         retry_now, chunk_size=chunk_size if many else None,
     )  # fmt: skip
     reports = [TierReport(name=t.name, candidates=t.count) for t in plan_.tiers]
-    runs: list[_TierRun] = []
+    runs: list[TierRun] = []
     status: Status = "not_found"
     reason: str | None = None
-    hit_run: _TierRun | None = None
+    hit_run: TierRun | None = None
     left = sum(t.count for t in plan_.tiers)
     for tier, report in zip(plan_.tiers, reports, strict=True):
-        run = _TierRun(tier.name, tier.count, mode, progress)
+        run = TierRun(tier.name, tier.count, mode, progress)
         runs.append(run)
         if tier.count == 0:
             report.status = "empty"
@@ -302,11 +111,11 @@ async def run_plan(
         if progress is not None:
             progress(tier.name, 0, tier.count)
         if segments and many is not None and len(tier.tails) == SEGMENT_SIZE:
-            await _pass(enumerate(tier), tier.count, run, r, chunk=SEGMENT_SIZE)
+            await run_pass(enumerate(tier), tier.count, run, r, chunk=SEGMENT_SIZE)
         else:
-            await _pass(enumerate(tier), tier.count, run, r, chunk=r.batch, sized=True)
+            await run_pass(enumerate(tier), tier.count, run, r, chunk=r.batch, sized=True)
         if not run.found and run.stop is None:
-            await _retry_deferred(run, r, until)
+            await retry_deferred(run, r, until)
         _report(run, report, t0)
         if run.stop is not None:
             status, reason = "api_error", f"{tier.name} tier: {run.stop.error}"
@@ -328,7 +137,7 @@ async def run_plan(
             if run.failed and clock() < deadline:
                 t0 = time.perf_counter()
                 elapsed = report.elapsed_ms
-                await _retry_deferred(run, r, deadline)
+                await retry_deferred(run, r, deadline)
                 _report(run, report, t0)
                 report.elapsed_ms = round(report.elapsed_ms + elapsed, 3)
                 if run.stop is not None:
@@ -406,22 +215,7 @@ async def run_plan(
     )
 
 
-async def _retry_deferred(run: _TierRun, r: _Run, until: float) -> None:
-    """Retry what failed at the retry budget's pace until ``until`` (or a hit, in order)."""
-    chunk = r.batch
-    while run.failed and not (run.hits and run.mode == "first") and run.stop is None:
-        if r.clock() >= until:
-            return
-        failed, run.failed = sorted(run.failed), []
-        chunk = max(1, chunk // 2)  # a failed chunk is retried split: one bad number sinks fewer
-        log.info("%s tier: retrying %d deferred candidates at the retry budget's pace "
-                 "(%.0f s left for the tier)", run.name, len(failed), until - r.clock())  # fmt: skip
-        await _pass(failed, len(failed), run, r, chunk=chunk, retry=True, until=until)
-        if run.hits and run.mode == "all" and not run.failed:
-            return
-
-
-def _report(run: _TierRun, report: TierReport, t0: float) -> None:
+def _report(run: TierRun, report: TierReport, t0: float) -> None:
     report.elapsed_ms = round((time.perf_counter() - t0) * 1000, 3)
     report.checked = run.checked
     report.hits = len(run.hits)

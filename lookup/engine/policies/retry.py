@@ -54,6 +54,8 @@ class RetryBudget:
         self._last = now
 
     def on_success(self) -> None:
+        if self._tokens >= self.capacity:
+            return  # full: a refill would change nothing (it caps at the capacity)
         self._refill()
         self._tokens = min(self.capacity, self._tokens + self.per_success)
 
