@@ -70,7 +70,7 @@ def test_csv_with_bom_to_jsonl_with_invalid_rows(mock: ThreadedMock, tmp_path: P
     src = write_csv(tmp_path / "in.csv", rows, bom=True)
     assert src.read_bytes().startswith(b"\xef\xbb\xbf")
     out = tmp_path / "out.jsonl"
-    r = run_batch_cli(mock, src, "--out", out)
+    r = run_batch_cli(mock, src, "--out", out, deadline=30)  # every row answers
     assert r.returncode == 0, r.stderr
     records = read_jsonl(out)
     assert [x["row"] for x in records] == list(range(1, len(rows) + 1))

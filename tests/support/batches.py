@@ -98,13 +98,19 @@ def _env() -> dict[str, str]:
     return env
 
 
-def batch_argv(mock: ThreadedMock, *args: str | Path) -> list[str]:
-    return [sys.executable, "-m", "lookup", "batch", *map(str, args), "--api", mock.url, *LIMITS]
+def batch_argv(mock: ThreadedMock, *args: str | Path, deadline: float | None = None) -> list[str]:
+    """``lookup batch ARGS`` on the mock with :data:`LIMITS` (``deadline``: a longer one for a
+    run whose rows all answer, so a loaded machine cannot make them inconclusive)."""
+    longer = ("--deadline", f"{deadline:g}") if deadline is not None else ()
+    return [sys.executable, "-m", "lookup", "batch", *map(str, args), "--api", mock.url, *LIMITS,
+            *longer]  # fmt: skip
 
 
-def run_batch_cli(mock: ThreadedMock, *args: str | Path) -> subprocess.CompletedProcess[str]:
+def run_batch_cli(
+    mock: ThreadedMock, *args: str | Path, deadline: float | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        batch_argv(mock, *args),
+        batch_argv(mock, *args, deadline=deadline),
         cwd=ROOT,
         capture_output=True,
         text=True,
