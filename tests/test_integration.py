@@ -96,7 +96,7 @@ async def test_hanging_server_gives_inconclusive_in_bounded_time() -> None:
         max_attempts=2,
         backoff_base=0.001,
         breaker_threshold=10_000,
-        deadline=2.0,  # v2 retries failing checks until the deadline
+        deadline=4.0,  # failing checks are retried until the deadline; room for a loaded CI
     )
     timeouts = Timeouts(total=0.3, read=0.3, connect=0.3)
     async with (
@@ -112,7 +112,10 @@ async def test_hanging_server_gives_inconclusive_in_bounded_time() -> None:
             "city", "inconclusive", 100, 0
         )  # fmt: skip
         assert result.reason is not None and "city" in result.reason
-        assert server.stats.hangs >= 100
+        # Every candidate was sent at least once. Counted by the client: on a starved loop
+        # (the mock shares it) a connect can time out before the server sees the request.
+        assert result.requests >= 100, (result.requests, server.stats)
+        assert server.stats.hangs > 0 and server.stats.hangs <= result.requests
 
 
 async def test_rate_limited_server_is_respected() -> None:
