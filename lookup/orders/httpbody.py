@@ -16,7 +16,7 @@ import functools
 import json
 import re
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import aiohttp
@@ -189,19 +189,11 @@ class _Unsure(Exception):
 
 def _keys(obj: dict[str, Any]) -> int:
     """How many keys the objects of a parsed tree hold, all levels."""
-    n = len(obj)
-    for value in obj.values():
-        kind = type(value)
-        if kind is dict:
-            n += _keys(value)
-        elif kind is list:
-            n += _keys_in(value)
-        elif kind is float and not _INT_LOW < value < _INT_HIGH:
-            raise _Unsure
-    return n
+    return len(obj) + _keys_in(obj.values())
 
 
-def _keys_in(items: list[Any]) -> int:
+def _keys_in(items: Iterable[Any]) -> int:
+    """How many keys the objects among ``items`` (and below them) hold."""
     n = 0
     for value in items:
         kind = type(value)
