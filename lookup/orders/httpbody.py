@@ -166,9 +166,13 @@ def _check_depth(body: bytes) -> None:
 def parse_json_stdlib(body: bytes) -> Any:
     """:func:`parse_json` through the standard library (the reference of the orjson path)."""
     _check_depth(body)
+    return _decode_stdlib(body)
+
+
+def _decode_stdlib(body: bytes) -> Any:
     try:
         return _strict().decode(body.decode(json.detect_encoding(body), "surrogatepass"))
-    except RecursionError:  # defence in depth: the scan above should have refused it
+    except RecursionError:  # defence in depth: the depth scan should have refused it
         raise AnswerRefused(f"its JSON nests deeper than {MAX_DEPTH} levels") from None
 
 
@@ -221,22 +225,11 @@ def parse_json_orjson(body: bytes) -> Any:
     _check_depth(body)
     try:
         data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return parse_json_stdlib(body)
-    kind = type(data)
-    try:
-        if kind is dict:
-            keys = _keys(data)
-        elif kind is list:
-            keys = _keys_in(data)
-        elif kind is float and not _INT_LOW < data < _INT_HIGH:
-            raise _Unsure
-        else:
-            return data
-    except _Unsure:
-        return parse_json_stdlib(body)
+        keys = _keys_in((data,))
+    except (orjson.JSONDecodeError, _Unsure):
+        return _decode_stdlib(body)
     if keys and body.count(b'":') + len(_SPACED_KEY.findall(body)) != keys:
-        return parse_json_stdlib(body)  # a repeated key: refused there, naming it
+        return _decode_stdlib(body)  # a repeated key: refused there, naming it
     return data
 
 

@@ -311,7 +311,8 @@ def batch_results(data: Any, wanted: list[str], shown: str) -> dict[str, Any]:
             f"(first: {mask_phone(missing[0])}); expected one entry per number sent"
         )
     if len(results) > len(wanted):
-        extra = next(str(p) for p in results if p not in set(wanted))
+        sent = set(wanted)
+        extra = next(str(p) for p in results if p not in sent)
         raise FatalApiError(
             f"unexpected answer: the answer of POST {shown} has numbers that were not sent "
             f"(first: {mask_phone(extra)[:32]}); expected one entry per number sent"
