@@ -29,7 +29,8 @@ every 2 s is still polite to an API that is starting."""
 class Breaker:
     """``closed`` -> (``threshold`` transient failures in a row) -> ``open`` for
     ``cooldown`` seconds (:data:`FIRST_CONTACT_COOLDOWN` at most when it cannot connect
-    to an API that has never answered) -> ``half_open``: one probe request; success closes, failure re-opens.
+    to an API that has never answered) -> ``half_open``: one probe request; success
+    closes, failure re-opens.
 
     :meth:`admit` makes callers *wait* while open or while the probe runs, until their
     deadline, instead of failing at once; only then it raises :class:`CircuitOpenError`.
@@ -52,7 +53,7 @@ class Breaker:
         self.open_until = 0.0
         self.last_error = ""
         self.opens = 0
-        self.answered_once = False
+        self._answered_once = False
         self._probe: asyncio.Future[None] | None = None  # set while a probe runs
 
     @property
@@ -114,7 +115,7 @@ class Breaker:
     def on_success(self, probe: bool) -> None:
         """The API answered (a definite answer, a throttle or a fatal refusal)."""
         self.failures = 0
-        self.answered_once = True
+        self._answered_once = True
         if probe:
             if self._state != "closed":
                 log.info("circuit breaker closed: the order API answers again")
@@ -127,7 +128,7 @@ class Breaker:
         self.last_error = error
         if probe or (self._state == "closed" and self.failures >= self.threshold):
             wait = self.cooldown
-            if connect and not self.answered_once:
+            if connect and not self._answered_once:
                 wait = min(wait, FIRST_CONTACT_COOLDOWN)
             if self._state == "closed":
                 log.warning(
